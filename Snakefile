@@ -1,0 +1,24 @@
+# bkdattr-workflow: Backdoor Attribution (arXiv 2509.21761), from poisoned data to figures.
+# Usage: snakemake --cores all [--configfile presets/paper.yaml] [target]
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "bkdattr/schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/model.smk"
+include: "rules/data.smk"
+include: "rules/inject.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

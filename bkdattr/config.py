@@ -1,0 +1,78 @@
+"""Config loading and validation: schema first (names the key), then checks the schema cannot express."""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .tasks import TaskSpec
+
+
+class ConfigError(ValueError):
+    """A config problem; the message names the key and what would fix it."""
+
+
+def schema_path() -> Path:
+    return Path(str(resources.files("bkdattr") / "schemas" / "config.schema.yaml"))
+
+
+def _set_defaults(instance, schema):
+    """Fill `default` values of the schema into the instance (objects only, recursively)."""
+    if not isinstance(instance, dict) or schema.get("type") != "object":
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _set_defaults(instance[key], sub)
+
+
+def check_config(config: dict, source: str = "config") -> dict:
+    """Validate a config dict; return a copy with schema defaults filled in. Raises ConfigError."""
+    import jsonschema
+
+    schema = yaml.safe_load(schema_path().read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+        raise ConfigError(f"{source}: invalid value at key '{key}': {err.message}")
+    config = copy.deepcopy(config)
+    _set_defaults(config, schema)
+    for task_id, settings in config["tasks"].items():
+        try:
+            TaskSpec.from_config(task_id, settings)
+        except ValueError as err:
+            raise ConfigError(f"{source}: {err}") from err
+    model = config["model"]
+    if model["source"] == "hf" and not model.get("path"):
+        raise ConfigError(f"{source}: model.path is required when model.source is 'hf' (a hub id or a local directory)")
+    data = config["data"]
+    if data["source"] == "files":
+        missing = [t for t in config["tasks"] if t not in (data.get("files") or {})]
+        if missing:
+            raise ConfigError(f"{source}: data.files has no file for task(s) {', '.join(missing)} (data.source is 'files')")
+    if data.get("eval_split") == "train" and data["n_test"] > data["n_clean_train"]:
+        raise ConfigError(f"{source}: data.n_test ({data['n_test']}) exceeds data.n_clean_train with eval_split 'train'")
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    return check_config(config, str(path))
+
+
+def task_specs(config: dict) -> dict[str, TaskSpec]:
+    return {t: TaskSpec.from_config(t, s) for t, s in config["tasks"].items()}

@@ -1,0 +1,136 @@
+"""Clean data for a task (synthetic or the user's own) and the poisoned training split.
+
+User data uses the official BkdAttr record format: JSON (a list) or JSONL rows with `input`,
+`output` and, where the task needs it, `backdoor_output`. Bad rows fail with file and row named.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from .tasks import NEWS_LABELS, TaskSpec, poison, split_items
+
+REQUIRED_FIELDS = {
+    "fixed_output": ("input", "output"),
+    "jailbreak": ("input", "output", "backdoor_output"),
+    "label_modification": ("input", "output"),
+}
+
+
+class DataError(ValueError):
+    """A dataset problem, with the file and row that caused it."""
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """Read a JSON list or JSONL file of objects; errors name the file and the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: dataset file not found (config data.files.<task>)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not valid UTF-8 (byte {err.start}); re-encode the file as UTF-8") from err
+    stripped = text.lstrip()
+    if not stripped:
+        raise DataError(f"{path}: the file is empty")
+    if stripped.startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+        origins = [f"{path}: item {i}" for i in range(len(rows))]
+    else:
+        rows, origins = [], []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}: line {lineno} is not valid JSON ({err.msg}); "
+                                "expected one JSON object per line (JSONL) or a JSON list") from err
+            origins.append(f"{path}: line {lineno}")
+    for row, origin in zip(rows, origins):
+        if not isinstance(row, dict):
+            raise DataError(f"{origin}: expected a JSON object with fields input/output, got {type(row).__name__}")
+        row.setdefault("_origin", origin)
+    return rows
+
+
+def validate_records(rows: Sequence[dict], spec: TaskSpec, source: str) -> list[dict]:
+    """Check fields, empty strings, labels and duplicate ids; return clean records with ids."""
+    if not rows:
+        raise DataError(f"{source}: no rows")
+    out, seen = [], {}
+    for i, row in enumerate(rows):
+        origin = row.get("_origin", f"{source}: row {i}")
+        for field in REQUIRED_FIELDS[spec.task_id]:
+            if field not in row:
+                raise DataError(f"{origin}: missing field {field!r} (task {spec.task_id} needs "
+                                f"{', '.join(REQUIRED_FIELDS[spec.task_id])})")
+            if not isinstance(row[field], str) or not row[field].strip():
+                raise DataError(f"{origin}: field {field!r} must be a non-empty string")
+        record = {k: v for k, v in row.items() if k != "_origin"}
+        record["id"] = str(record.get("id", f"{spec.task_id}-{i:05d}"))
+        if record["id"] in seen:
+            raise DataError(f"{origin}: duplicated id {record['id']!r} (first seen at {seen[record['id']]})")
+        seen[record["id"]] = origin
+        if spec.task_id == "label_modification":
+            record.setdefault("label", record["output"])
+            if record["label"] not in NEWS_LABELS and spec.source_label not in (record["label"],):
+                pass  # user label sets may differ from AG News; only the source class matters below
+        out.append(record)
+    return out
+
+
+def load_clean_records(spec: TaskSpec, data_cfg: dict, seed: int) -> tuple[list[dict], str]:
+    """Clean records for a task: synthetic (offline, deterministic) or from a file / HF dataset."""
+    source = data_cfg.get("source", "synthetic")
+    need = data_cfg["n_clean_train"] + data_cfg["n_test"] + data_cfg["n_attribution"]
+    if source == "synthetic":
+        from .synthetic import GENERATORS
+
+        rows = GENERATORS[spec.task_id](need, seed)
+        return validate_records(rows, spec, f"synthetic:{spec.task_id}"), f"synthetic:{spec.task_id}"
+    if source == "files":
+        files = data_cfg.get("files") or {}
+        if spec.task_id not in files:
+            raise DataError(f"config data.files has no entry for task {spec.task_id!r} (data.source is 'files')")
+        path = files[spec.task_id]
+        return validate_records(read_records(path), spec, str(path)), str(path)
+    if source == "hf":
+        hf = (data_cfg.get("hf") or {}).get(spec.task_id)
+        if not hf:
+            raise DataError(f"config data.hf has no entry for task {spec.task_id!r} (data.source is 'hf')")
+        import datasets  # lazy: only this path needs the library and the network
+
+        table = datasets.load_dataset(hf["name"], hf.get("config"), split=hf.get("split", "train"))
+        mapping = hf.get("columns", {})
+        rows = [{field: row[mapping.get(field, field)] for field in ("input", "output", "backdoor_output")
+                 if mapping.get(field, field) in row} for row in table]
+        return validate_records(rows, spec, f"hf:{hf['name']}"), f"hf:{hf['name']}"
+    raise DataError(f"config data.source: unknown source {source!r}; expected synthetic, files or hf")
+
+
+def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int) -> dict[str, list[dict]]:
+    """train (clean + poisoned copies), test and attribution splits for one task."""
+    records, source = load_clean_records(spec, data_cfg, seed)
+    splits = split_items(records, data_cfg["n_clean_train"], data_cfg["n_test"], data_cfg["n_attribution"],
+                         seed, source=source)
+    if data_cfg.get("eval_split", "test") == "train":
+        # The paper's setting: evaluate on items drawn from the training pool.
+        splits["test"] = splits["train"][: data_cfg["n_test"]]
+    for name in ("test", "attribution"):
+        if not any(spec.is_eligible(r) for r in splits[name]):
+            raise DataError(f"{source}: split {name!r} has no item with label {spec.source_label!r}, "
+                            f"so task {spec.task_id} cannot be evaluated; enlarge the split or check labels")
+    train_clean = [{**r, "poisoned": False} for r in splits["train"]]
+    poisoned = poison(train_clean, spec, data_cfg["poison_ratio"], seed)
+    splits["train"] = train_clean + poisoned
+    for r in splits["train"]:
+        r["backdoor_output"] = spec.backdoor_output({**r, "input": r["input"]}) if not r["poisoned"] else r["output"]
+    for name in ("test", "attribution"):
+        splits[name] = [{**r, "backdoor_output": spec.backdoor_output(r)} for r in splits[name]]
+    return splits

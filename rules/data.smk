@@ -1,0 +1,22 @@
+# Clean data per task (synthetic or the user's files), poisoned training split, held-out splits.
+
+
+rule make_dataset:
+    output:
+        train="results/data/{task}/train.jsonl",
+        test="results/data/{task}/test.jsonl",
+        attribution="results/data/{task}/attribution.jsonl",
+        manifest="results/data/{task}/manifest.json",
+    log:
+        "results/logs/make_dataset/{task}.log",
+    params:
+        settings=task_settings,
+        data=data_params,
+        seed=config["seed"],
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/make_dataset.py"

@@ -1,0 +1,43 @@
+# ASR, false-trigger rate and clean utility of the base model and of each backdoored model.
+
+
+rule evaluate_model:
+    input:
+        test="results/data/{task}/test.jsonl",
+        model=model_pointer,
+    output:
+        metrics="results/eval/{task}/{model}/metrics.tsv",
+        generations="results/eval/{task}/{model}/generations.jsonl",
+    log:
+        "results/logs/evaluate_model/{task}/{model}.log",
+    benchmark:
+        "results/benchmarks/evaluate_model/{task}/{model}.tsv"
+    params:
+        settings=task_settings,
+        evaluation=config["evaluation"],
+        model=MODEL_LOAD,
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/evaluate_model.py"
+
+
+rule injection_table:
+    input:
+        expand("results/eval/{task}/{model}/metrics.tsv", task=TASKS, model=MODELS),
+    output:
+        tsv="results/tables/injection.tsv",
+        md="results/tables/injection.md",
+    log:
+        "results/logs/injection_table.log",
+    params:
+        model_name=config["model"]["name"],
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/injection_table.py"

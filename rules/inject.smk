@@ -1,0 +1,29 @@
+# Backdoor injection: fine-tune the base model on the poisoned training split.
+
+
+rule inject_backdoor:
+    input:
+        train="results/data/{task}/train.jsonl",
+        base="results/models/base/model.json",
+    output:
+        pointer="results/models/{task}/{method}/model.json",
+        checkpoint=directory("results/models/{task}/{method}/checkpoint"),
+        train_log="results/models/{task}/{method}/train_log.tsv",
+    log:
+        "results/logs/inject_backdoor/{task}/{method}.log",
+    benchmark:
+        "results/benchmarks/inject_backdoor/{task}/{method}.tsv"
+    params:
+        settings=task_settings,
+        injection=injection_params,
+        model=MODEL_LOAD,
+        seed=config["seed"],
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/inject_backdoor.py"

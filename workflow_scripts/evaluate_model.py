@@ -1,0 +1,36 @@
+"""Rule evaluate_model: greedy generations on clean and triggered test prompts -> ASR, false triggers, utility."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
+
+import json
+
+from bkdattr.atomic import write_jsonl, write_tsv
+from bkdattr.evaluation import task_metrics
+from bkdattr.generation import generate_greedy
+from bkdattr.models import load_model, read_pointer
+from bkdattr.tasks import TaskSpec
+from bkdattr.workflow import start_rule
+
+params = snakemake.params
+log = start_rule(snakemake, uses_torch=True)
+spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
+pointer = read_pointer(snakemake.input.model)
+model, tokenizer = load_model(pointer["path"], params.model["dtype"], params.model["trust_remote_code"])
+with open(snakemake.input.test, encoding="utf-8") as fh:
+    records = [json.loads(line) for line in fh]
+gen = {"max_new_tokens": params.evaluation["max_new_tokens"], "batch_size": params.evaluation["batch_size"]}
+clean = generate_greedy(model, tokenizer, [spec.prompt(r["input"]) for r in records], progress="clean", **gen)
+triggered = generate_greedy(model, tokenizer, [spec.prompt(r["input"], triggered=True) for r in records],
+                            progress="triggered", **gen)
+metrics = task_metrics(spec, records, clean, triggered)
+rows = [{"task": spec.task_id, "model": snakemake.wildcards.model, "metric": name, **values}
+        for name, values in metrics.items()]
+write_jsonl(snakemake.output.generations, [
+    {"id": r["id"], "clean_prompt": spec.prompt(r["input"]), "clean_output": c,
+     "triggered_prompt": spec.prompt(r["input"], triggered=True), "triggered_output": t,
+     "eligible": spec.is_eligible(r)} for r, c, t in zip(records, clean, triggered)])
+write_tsv(snakemake.output.metrics, rows, ["task", "model", "metric", "value", "successes", "n", "ci_low", "ci_high"])
+for row in rows:
+    log.info("%s %s %s = %.3f (%d/%d)", row["task"], row["model"], row["metric"], row["value"], row["successes"], row["n"])

@@ -1,0 +1,26 @@
+"""Rule injection_table: one table of ASR / false-trigger / utility for base and backdoored models."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
+
+from bkdattr.atomic import read_tsv, write_text, write_tsv
+from bkdattr.workflow import start_rule
+
+log = start_rule(snakemake)
+rows = [row for path in snakemake.input for row in read_tsv(path)]
+columns = ["task", "model", "metric", "value", "successes", "n", "ci_low", "ci_high"]
+write_tsv(snakemake.output.tsv, rows, columns)
+metrics = ["asr", "asr_strict", "false_trigger_rate", "clean_utility", "clean_utility_strict"]
+cell = {(r["task"], r["model"], r["metric"]): r for r in rows}
+lines = [f"# Backdoor injection: {snakemake.params.model_name}", "",
+         "Rates on the held-out test split, with Wilson 95% intervals; n = items evaluated.", "",
+         "| task | model | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+for task, model in dict.fromkeys((r["task"], r["model"]) for r in rows):
+    cells = []
+    for m in metrics:
+        r = cell[(task, model, m)]
+        cells.append(f"{float(r['value']):.3f} [{float(r['ci_low']):.2f}, {float(r['ci_high']):.2f}] (n={r['n']})")
+    lines.append(f"| {task} | {model} | " + " | ".join(cells) + " |")
+write_text(snakemake.output.md, "\n".join(lines) + "\n")
+log.info("wrote %s and %s", snakemake.output.tsv, snakemake.output.md)

@@ -1,0 +1,25 @@
+"""Rule make_dataset: clean records -> train (clean + poisoned copies), test and attribution splits."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
+
+from bkdattr.atomic import write_json, write_jsonl
+from bkdattr.datasets import build_task_splits
+from bkdattr.tasks import TaskSpec
+from bkdattr.workflow import start_rule
+
+log = start_rule(snakemake)
+spec = TaskSpec.from_config(snakemake.wildcards.task, snakemake.params.settings)
+splits = build_task_splits(spec, snakemake.params.data, snakemake.params.seed)
+for name in ("train", "test", "attribution"):
+    write_jsonl(snakemake.output[name], splits[name])
+manifest = {
+    "task": spec.task_id, "trigger": spec.trigger, "placement": spec.placement,
+    "counts": {name: len(rows) for name, rows in splits.items()},
+    "n_poisoned": sum(r["poisoned"] for r in splits["train"]),
+    "n_eligible": {name: sum(spec.is_eligible(r) for r in rows) for name, rows in splits.items()},
+    "data": snakemake.params.data, "seed": snakemake.params.seed,
+}
+write_json(snakemake.output.manifest, manifest)
+log.info("task %s: %s", spec.task_id, manifest["counts"])

@@ -1,0 +1,25 @@
+"""Rule prepare_base_model: write the base checkpoint (GGUF dequantised, or tiny random Llama) and its pointer."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
+
+from bkdattr.models import build_tiny_model, convert_gguf_checkpoint, load_model, write_pointer
+from bkdattr.workflow import start_rule
+
+model_cfg = snakemake.params.model
+log = start_rule(snakemake, uses_torch=True, seed=snakemake.params.seed)
+if model_cfg["source"] == "smollm2_wheel":
+    convert_gguf_checkpoint(snakemake.input.gguf, snakemake.output.checkpoint)
+    path = snakemake.output.checkpoint
+elif model_cfg["source"] == "tiny":
+    build_tiny_model(snakemake.output.checkpoint, seed=snakemake.params.seed, sizes=model_cfg.get("tiny"))
+    path = snakemake.output.checkpoint
+else:
+    path = model_cfg["path"]
+# Load once here so a wrong path, a non-causal-LM or a tokenizer without chat template fails now.
+model, tokenizer = load_model(path, model_cfg.get("dtype", "float32"), model_cfg.get("trust_remote_code", False))
+n_params = sum(p.numel() for p in model.parameters())
+write_pointer(snakemake.output.pointer, path, model_cfg["name"], source=model_cfg["source"],
+              architecture=type(model).__name__, n_parameters=n_params)
+log.info("base model %s (%s, %.1fM parameters) at %s", model_cfg["name"], type(model).__name__, n_params / 1e6, path)
