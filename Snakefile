@@ -16,6 +16,8 @@ include: "rules/model.smk"
 include: "rules/data.smk"
 include: "rules/inject.smk"
 include: "rules/evaluate.smk"
+include: "rules/probes.smk"
+include: "rules/attribution.smk"
 
 
 rule all:

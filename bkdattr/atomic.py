@@ -80,3 +80,16 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping, metadata: Mappi
 
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=dict(metadata or {}))
+
+
+def write_matrix_tsv(path: str | os.PathLike, matrix, corner: str = "row\\col") -> None:
+    """An L x M matrix as TSV: header `corner, 0..M-1`, one row per index."""
+    rows = [{corner: i, **{str(j): float(v) for j, v in enumerate(row)}} for i, row in enumerate(matrix)]
+    write_tsv(path, rows, [corner] + [str(j) for j in range(len(matrix[0]))])
+
+
+def read_matrix_tsv(path: str | os.PathLike):
+    import numpy as np
+
+    rows = read_tsv(path)
+    return np.array([[float(v) for k, v in row.items() if k.isdigit()] for row in rows])

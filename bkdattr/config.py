@@ -35,7 +35,7 @@ def check_config(config: dict, source: str = "config") -> dict:
     import jsonschema
 
     schema = yaml.safe_load(schema_path().read_text())
-    validator = jsonschema.Draft7Validator(schema)
+    validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from .tasks import NEWS_LABELS, TaskSpec, poison, split_items
+from .tasks import TaskSpec, poison, split_items
 
 REQUIRED_FIELDS = {
     "fixed_output": ("input", "output"),
@@ -78,9 +78,7 @@ def validate_records(rows: Sequence[dict], spec: TaskSpec, source: str) -> list[
             raise DataError(f"{origin}: duplicated id {record['id']!r} (first seen at {seen[record['id']]})")
         seen[record["id"]] = origin
         if spec.task_id == "label_modification":
-            record.setdefault("label", record["output"])
-            if record["label"] not in NEWS_LABELS and spec.source_label not in (record["label"],):
-                pass  # user label sets may differ from AG News; only the source class matters below
+            record.setdefault("label", record["output"])  # official format: the label is the output
         out.append(record)
     return out
 
@@ -129,8 +127,10 @@ def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int) -> dict[str, li
     train_clean = [{**r, "poisoned": False} for r in splits["train"]]
     poisoned = poison(train_clean, spec, data_cfg["poison_ratio"], seed)
     splits["train"] = train_clean + poisoned
-    for r in splits["train"]:
-        r["backdoor_output"] = spec.backdoor_output({**r, "input": r["input"]}) if not r["poisoned"] else r["output"]
+    for r in train_clean:
+        r["backdoor_output"] = spec.backdoor_output(r)
+    for r in poisoned:
+        r["backdoor_output"] = r["output"]
     for name in ("test", "attribution"):
         splits[name] = [{**r, "backdoor_output": spec.backdoor_output(r)} for r in splits[name]]
     return splits

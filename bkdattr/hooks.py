@@ -14,7 +14,7 @@ API
         [batch, n_listed, d_model] (tensor positions) / [batch, seq, n_listed, d_model] ("all").
     ResidualEdit(layer, vector, scale=1.0, positions="all", prefill_only=False)
         adds scale * vector to the attention output (projection output) of `layer`.
-    with trace(model, read_heads=[..], read_resid=[..], positions=..,
+    with trace(model, read_heads=[..], read_resid=[..], positions=.., resid_positions=..,
                head_edits=[..], residual_edits=[..]) as t:
         model(...)
     t.heads[l]: [batch, n_heads, d_model] ([batch, seq, n_heads, d_model] for "all")
@@ -143,6 +143,7 @@ class Trace:
     sites: ModelSites
     heads: dict[int, Tensor] = field(default_factory=dict)
     resid: dict[int, Tensor] = field(default_factory=dict)
+    attn_out: dict[int, Tensor] = field(default_factory=dict)  # graph-attached projection outputs
     applied: list[tuple[int, int, str]] = field(default_factory=list)
 
 
@@ -214,9 +215,16 @@ def _check_edits(sites: ModelSites, head_edits, residual_edits) -> None:
 @contextmanager
 def trace(model: nn.Module, *, read_heads: Sequence[int] | None = None,
           read_resid: Sequence[int] | None = None, positions: Positions = "all",
-          head_edits: Sequence[HeadEdit] = (), residual_edits: Sequence[ResidualEdit] = ()
-          ) -> Iterator[Trace]:
-    """Install read/edit hooks for the duration of the block; see module docstring."""
+          resid_positions: Positions | None = None, read_attn_out: Sequence[int] = (),
+          head_edits: Sequence[HeadEdit] = (), residual_edits: Sequence[ResidualEdit] = ()) -> Iterator[Trace]:
+    """Install read/edit hooks for the duration of the block; see module docstring.
+
+    `positions` selects where heads (and, unless `resid_positions` is given, residuals) are read,
+    so one forward can read heads at the last prompt token and residuals at the last user token.
+    `read_attn_out` layers keep their whole projection output WITH its autograd graph (not detached),
+    for gradients with respect to the attention output (attribution patching).
+    """
+    resid_positions = positions if resid_positions is None else resid_positions
     sites = ModelSites.of(model)
     _check_edits(sites, head_edits, residual_edits)
     t = Trace(sites)
@@ -229,6 +237,8 @@ def trace(model: nn.Module, *, read_heads: Sequence[int] | None = None,
     def tick(key) -> int:
         calls[key] = calls.get(key, 0) + 1
         return calls[key] - 1
+
+    read_attn_out = set(read_attn_out)
 
     def out_hook(l: int):
         hes = [e for e in head_edits if e.layer == l]
@@ -275,6 +285,8 @@ def trace(model: nn.Module, *, read_heads: Sequence[int] | None = None,
                         m = _align(cur, epos, rpos, s)[1]
                     r[..., hs, :] = new if m is None else torch.where(m[..., None, None], new, cur)
                 t.heads[l] = r
+            if l in read_attn_out and call == 0:
+                t.attn_out[l] = out
             return out
 
         return hook
@@ -283,14 +295,15 @@ def trace(model: nn.Module, *, read_heads: Sequence[int] | None = None,
         def hook(mod, args, out):
             if tick(("in", l)) == 0:
                 h = out[0] if isinstance(out, tuple) else out
-                rpos = _check_pos(positions, h.shape[0], h.shape[1], h.device)
+                rpos = _check_pos(resid_positions, h.shape[0], h.shape[1], h.device)
                 t.resid[l] = _rows(h.detach(), rpos).clone()
 
         return hook
 
     handles = []
     try:
-        for l in sorted(read_heads | {e.layer for e in list(head_edits) + list(residual_edits)}):
+        edited = {e.layer for e in list(head_edits) + list(residual_edits)}
+        for l in sorted(read_heads | edited | set(read_attn_out)):
             handles.append(sites.attn_out[l].register_forward_hook(out_hook(l), with_kwargs=True))
         for l in sorted(read_resid):
             handles.append(sites.attn_in[l].register_forward_hook(in_hook(l)))
@@ -311,3 +324,57 @@ def head_outputs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor,
         model(input_ids=input_ids, attention_mask=attention_mask,
               position_ids=position_ids_from_mask(attention_mask))
     return t.heads
+
+
+# Decoder families whose first layer sees exactly the token embedding (no scaling, no position
+# embedding added outside the layers), so a forward can start at layer l from a given residual.
+_STARTABLE_MODEL_TYPES = {"llama", "qwen2", "qwen3", "mistral"}
+
+
+def can_start_at_layer(model: nn.Module) -> bool:
+    inner = getattr(model, "model", None)
+    return (getattr(model.config, "model_type", None) in _STARTABLE_MODEL_TYPES
+            and isinstance(getattr(inner, "layers", None), nn.ModuleList) and hasattr(inner, "embed_tokens"))
+
+
+@contextmanager
+def record_layer_inputs(model: nn.Module) -> Iterator[dict[int, Tensor]]:
+    """Record the residual stream entering every decoder layer (first call of each layer)."""
+    layers = model.model.layers
+    inputs: dict[int, Tensor] = {}
+
+    def pre_hook(l):
+        def hook(mod, args, kwargs):
+            if l not in inputs:
+                inputs[l] = (args[0] if args else kwargs["hidden_states"]).detach()
+        return hook
+
+    handles = [layer.register_forward_pre_hook(pre_hook(l), with_kwargs=True) for l, layer in enumerate(layers)]
+    try:
+        yield inputs
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def start_at_layer(model: nn.Module, layer: int, hidden: Tensor) -> Iterator[None]:
+    """Run the next forward from decoder layer `layer`, with `hidden` [b, s, d] as that layer's input.
+
+    Layers below `layer` are skipped: their output for these tokens is `hidden`, recorded from an
+    unedited run (valid when every edit is at `layer` or above). The embedding's output is swapped
+    for `hidden`, and the layer list is cut; both are restored on exit. Attention modules index the
+    KV cache by their own layer_idx, so a full-depth cache stays consistent.
+    """
+    if not can_start_at_layer(model):
+        raise ValueError(f"{type(model).__name__}: starting at a layer is supported for "
+                         f"{sorted(_STARTABLE_MODEL_TYPES)} only")
+    inner = model.model
+    full = inner.layers
+    handle = inner.embed_tokens.register_forward_hook(lambda mod, args, out: hidden.to(out.dtype))
+    inner.layers = nn.ModuleList(list(full)[layer:])
+    try:
+        yield
+    finally:
+        inner.layers = full
+        handle.remove()

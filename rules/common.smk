@@ -9,12 +9,14 @@ config.update(check_config(config, "config"))
 TASKS = list(config["tasks"])
 METHODS = list(config["injection"]["methods"])
 MODELS = ["base"] + METHODS  # "base" = the clean base model, evaluated as a control
+ATTRIBUTION_MODES = list(config["attribution"]["modes"])
 
 
 wildcard_constraints:
     task="|".join(TASKS),
     method="|".join(METHODS),
     model="|".join(MODELS),
+    mode="exact|reference|atp",
 
 
 def task_settings(wildcards):
@@ -34,6 +36,12 @@ def injection_params(wildcards):
     return {k: v for k, v in config["injection"].items() if k != "methods"}
 
 
+def attribution_params(wildcards):
+    """Only what changes ACIE (not the list of modes or the report fractions)."""
+    keep = ("n_prompts", "max_target_tokens", "batch_size")
+    return {k: config["attribution"][k] for k in keep}
+
+
 MODEL_LOAD = {k: config["model"].get(k) for k in ("dtype", "trust_remote_code")}
 
 
@@ -45,4 +53,11 @@ def model_pointer(wildcards):
 
 
 def all_targets():
-    return ["results/tables/injection.tsv", "results/tables/injection.md"]
+    return [
+        "results/tables/injection.tsv",
+        "results/tables/injection.md",
+        "results/tables/probes.tsv",
+        "results/figures/fig2.pdf",
+        "results/tables/attribution.tsv",
+        "results/figures/fig3.pdf",
+    ]

@@ -1,0 +1,256 @@
+"""BAHA: backdoor attention-head attribution by average causal indirect effect (METHOD.md s4).
+
+    CIE_{l,j}(x) = P~(y_bd | x, a_{l,j}(x) := abar_{l,j} at the last prompt token) - P~(y_bd | x)
+    ACIE_{l,j}   = mean over clean attribution prompts x
+    P~(y | x)    = exp(mean_i log p(y_i | x, y_<i))   (length-normalised, teacher-forced)
+
+Three ways to compute it:
+  reference -- the official way: per head, one full forward over every prompt padded to 256 tokens.
+  exact     -- the same numbers, fast. The patch touches one position of one layer, so
+               (a) the prompt prefix before the last prompt token is identical in every run: it is
+                   run once and reused through its KV cache;
+               (b) below the patched layer the suffix (last prompt token + target) is also identical:
+                   its residual stream is recorded once and the patched run starts at layer l;
+               (c) the H heads of a layer are patched in one batched pass (one copy per head).
+  atp       -- attribution patching: a first-order estimate of every CIE from one forward and one
+               backward pass, grad_{out_l} P~ . (abar_{l,j} - a_{l,j}(x)). An estimate, labelled so.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .chat import encode_prompt, pad_batch
+from .hooks import (HeadEdit, ModelSites, ResidualEdit, can_start_at_layer, position_ids_from_mask,
+                    record_layer_inputs, start_at_layer, trace)
+
+MODES = ("exact", "reference", "atp")
+
+
+@dataclass(frozen=True)
+class AttributionItem:
+    prompt_ids: list[int]  # chat-formatted prompt, generation prompt included
+    target_ids: list[int]  # backdoor output tokens (teacher-forced)
+
+
+def make_items(tokenizer, prompts: Sequence[str], targets: Sequence[str], max_target_tokens: int | None = None):
+    items = []
+    for prompt, target in zip(prompts, targets):
+        target_ids = tokenizer(target, add_special_tokens=False)["input_ids"][:max_target_tokens]
+        if not target_ids:
+            raise ValueError(f"empty backdoor target for prompt {prompt[:60]!r}")
+        items.append(AttributionItem(encode_prompt(tokenizer, prompt).input_ids, target_ids))
+    return items
+
+
+def target_scores(logits: torch.Tensor, targets: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+    """P~ per row. logits[:, t] predicts targets[:, t]; masked positions are ignored."""
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    mask = target_mask.to(logp.dtype)
+    return torch.exp((logp * mask).sum(-1) / mask.sum(-1))
+
+
+def _device(model):
+    return next(model.parameters()).device
+
+
+# ---------------------------------------------------------------- exact (fast) mode
+def _split_batch(items: Sequence[AttributionItem], pad_id: int, device):
+    """Left-padded prefixes (prompt minus its last token) and right-padded suffixes (last prompt token + target)."""
+    prefix_ids, prefix_mask = pad_batch([it.prompt_ids[:-1] for it in items], pad_id, side="left")
+    suffix_ids, suffix_mask = pad_batch([[it.prompt_ids[-1]] + it.target_ids for it in items], pad_id, side="right")
+    prefix_ids, prefix_mask = torch.tensor(prefix_ids, device=device), torch.tensor(prefix_mask, device=device)
+    suffix_ids, suffix_mask = torch.tensor(suffix_ids, device=device), torch.tensor(suffix_mask, device=device)
+    full_mask = torch.cat([prefix_mask, suffix_mask], dim=1)
+    positions = position_ids_from_mask(full_mask)
+    # suffix position t predicts suffix token t+1 (the target); the last column predicts nothing
+    targets = torch.cat([suffix_ids[:, 1:], torch.zeros_like(suffix_ids[:, :1])], dim=1)
+    target_mask = torch.cat([suffix_mask[:, 1:], torch.zeros_like(suffix_mask[:, :1])], dim=1)
+    return dict(prefix_ids=prefix_ids, prefix_mask=prefix_mask, prefix_pos=positions[:, :prefix_ids.shape[1]],
+                suffix_ids=suffix_ids, full_mask=full_mask, suffix_pos=positions[:, prefix_ids.shape[1]:],
+                targets=targets, target_mask=target_mask)
+
+
+def _repeat(x: torch.Tensor, k: int) -> torch.Tensor:
+    return x.repeat_interleave(k, dim=0)
+
+
+@torch.no_grad()
+def acie_exact(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int = 8,
+               layers: Sequence[int] | None = None, skip_lower_layers: bool = True, progress: bool = False):
+    """(ACIE [L, H] (NaN for layers not computed), per-prompt base scores [N]) computed the fast way."""
+    from tqdm import tqdm
+
+    sites = ModelSites.of(model)
+    layers = list(range(sites.n_layers)) if layers is None else list(layers)
+    skip = skip_lower_layers and can_start_at_layer(model)
+    device, H = _device(model), sites.n_heads
+    total = torch.zeros(sites.n_layers, H, dtype=torch.float64)
+    base_scores = []
+    chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    bar = tqdm(total=len(chunks) * len(layers), desc="ACIE exact", disable=not progress, mininterval=5)
+    for chunk in chunks:
+        b = _split_batch(chunk, pad_id, device)
+        prefix = model(input_ids=b["prefix_ids"], attention_mask=b["prefix_mask"], position_ids=b["prefix_pos"],
+                       use_cache=True, logits_to_keep=1)
+        cache = prefix.cache if getattr(prefix, "cache", None) is not None else prefix.past_key_values
+        zero = torch.zeros(len(chunk), dtype=torch.long, device=device)
+        # one unpatched suffix pass: base scores, head outputs at the last prompt token, layer inputs
+        with trace(model, read_heads=range(sites.n_layers), positions=zero) as t, record_layer_inputs(model) \
+                if skip else _nullcontext({}) as layer_inputs:
+            out = model(input_ids=b["suffix_ids"], attention_mask=b["full_mask"], position_ids=b["suffix_pos"],
+                        cache=copy.deepcopy(cache), use_cache=True)
+        base = target_scores(out.logits, b["targets"], b["target_mask"]).double().cpu()
+        base_scores.append(base)
+        rows = len(chunk) * H
+        for layer in layers:
+            # row r = (prompt r // H, head r % H): add abar_{l,j} - a_{l,j}(x) at the last prompt token
+            delta = (abar[layer].to(device)[None] - t.heads[layer]).reshape(rows, -1)
+            edit = ResidualEdit(layer=layer, vector=delta, positions=_repeat(zero, H))
+            layer_cache = copy.deepcopy(cache)
+            layer_cache.batch_repeat_interleave(H)
+            kwargs = dict(attention_mask=_repeat(b["full_mask"], H), position_ids=_repeat(b["suffix_pos"], H),
+                          cache=layer_cache, use_cache=True)
+            start = start_at_layer(model, layer, _repeat(layer_inputs[layer], H)) if skip else _nullcontext()
+            with trace(model, residual_edits=[edit]), start:
+                patched = model(input_ids=_repeat(b["suffix_ids"], H), **kwargs)
+            scores = target_scores(patched.logits, _repeat(b["targets"], H), _repeat(b["target_mask"], H))
+            total[layer] += (scores.double().cpu().view(len(chunk), H) - base[:, None]).sum(0)
+            bar.update(1)
+    bar.close()
+    acie = torch.full((sites.n_layers, H), float("nan"), dtype=torch.float64)
+    acie[layers] = total[layers] / len(items)
+    return acie, torch.cat(base_scores)
+
+
+class _nullcontext:
+    def __init__(self, value=None):
+        self.value = value
+
+    def __enter__(self):
+        return self.value
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ---------------------------------------------------------------- reference (official) mode
+def _full_batch(items: Sequence[AttributionItem], pad_id: int, device, fixed_length: int | None):
+    seqs = [it.prompt_ids + it.target_ids for it in items]
+    width = max(map(len, seqs)) if fixed_length is None else fixed_length
+    if max(map(len, seqs)) > width:
+        raise ValueError(f"a prompt + target is longer than fixed_length={fixed_length}")
+    ids, mask = pad_batch(seqs + [[pad_id] * width], pad_id, side="left")
+    ids, mask = torch.tensor(ids[:-1], device=device), torch.tensor(mask[:-1], device=device)
+    last_prompt = torch.tensor([width - len(it.target_ids) - 1 for it in items], device=device)
+    # logits at columns last_prompt .. width-2 predict the target tokens
+    targets = ids[:, 1:]
+    target_mask = torch.zeros_like(targets)
+    for row, it in enumerate(items):
+        target_mask[row, width - 1 - len(it.target_ids):] = 1
+    return ids, mask, last_prompt, targets, target_mask
+
+
+def _full_scores(model, ids, mask, targets, target_mask):
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits[:, :-1]
+    return target_scores(logits, targets, target_mask)
+
+
+@torch.no_grad()
+def acie_reference(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int = 8,
+                   layers: Sequence[int] | None = None, fixed_length: int = 256, progress: bool = False):
+    """The official computation: for every head, full forwards of all prompts padded to `fixed_length`."""
+    from tqdm import tqdm
+
+    sites = ModelSites.of(model)
+    layers = list(range(sites.n_layers)) if layers is None else list(layers)
+    device = _device(model)
+    batches = [_full_batch(items[i:i + batch_size], pad_id, device, fixed_length)
+               for i in range(0, len(items), batch_size)]
+    base = torch.cat([_full_scores(model, ids, mask, tg, tm).double().cpu() for ids, mask, _, tg, tm in batches])
+    acie = torch.full((sites.n_layers, sites.n_heads), float("nan"), dtype=torch.float64)
+    bar = tqdm(total=len(layers) * sites.n_heads, desc="ACIE reference", disable=not progress, mininterval=5)
+    for layer in layers:
+        for head in range(sites.n_heads):
+            patched = []
+            for ids, mask, last_prompt, tg, tm in batches:
+                edit = HeadEdit(layer=layer, heads=[head], mode="replace", value=abar[layer, head][None].to(device),
+                                positions=last_prompt)
+                with trace(model, head_edits=[edit]):
+                    patched.append(_full_scores(model, ids, mask, tg, tm).double().cpu())
+            acie[layer, head] = (torch.cat(patched) - base).mean()
+            bar.update(1)
+    bar.close()
+    return acie, base
+
+
+# ---------------------------------------------------------------- attribution patching (estimate)
+def acie_atp(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int = 8,
+             progress: bool = False) -> torch.Tensor:
+    """First-order estimate of ACIE for every head: one forward + one backward per batch."""
+    from tqdm import tqdm
+
+    sites = ModelSites.of(model)
+    device, L = _device(model), sites.n_layers
+    total = torch.zeros(L, sites.n_heads, dtype=torch.float64)
+    for i in tqdm(range(0, len(items), batch_size), desc="ACIE AtP", disable=not progress, mininterval=5):
+        chunk = items[i:i + batch_size]
+        ids, mask, last_prompt, targets, target_mask = _full_batch(chunk, pad_id, device, None)
+        rows = torch.arange(len(chunk), device=device)
+        with torch.enable_grad(), trace(model, read_heads=range(L), positions=last_prompt,
+                                        read_attn_out=range(L)) as t:
+            scores = _full_scores(model, ids, mask, targets, target_mask)
+            grads = torch.autograd.grad(scores.sum(), [t.attn_out[l] for l in range(L)])
+        for layer, grad in enumerate(grads):
+            g = grad[rows, last_prompt]  # d P~ / d (attention output) at the patched position: [b, d]
+            delta = abar[layer].to(device)[None] - t.heads[layer]  # [b, H, d]
+            total[layer] += torch.einsum("bd,bhd->h", g, delta).double().cpu()
+    return (total / len(items)).detach()
+
+
+def compute_acie(mode: str, model, items, abar, *, pad_id: int, batch_size: int = 8, progress: bool = False):
+    if mode == "exact":
+        return acie_exact(model, items, abar, pad_id=pad_id, batch_size=batch_size, progress=progress)[0]
+    if mode == "reference":
+        return acie_reference(model, items, abar, pad_id=pad_id, batch_size=batch_size, progress=progress)[0]
+    if mode == "atp":
+        return acie_atp(model, items, abar, pad_id=pad_id, batch_size=batch_size, progress=progress)
+    raise ValueError(f"unknown attribution mode {mode!r}; expected one of {', '.join(MODES)}")
+
+
+def rank_heads(acie: torch.Tensor) -> list[dict]:
+    """Heads sorted by ACIE (descending); share = ACIE / sum of positive ACIE."""
+    L, H = acie.shape
+    positive = acie.clamp(min=0).sum().item()
+    flat = [(float(acie[l, h]), l, h) for l in range(L) for h in range(H)]
+    flat.sort(key=lambda x: (-x[0], x[1], x[2]))
+    return [{"rank": r + 1, "layer": l, "head": h, "acie": v, "share_of_positive": v / positive if positive > 0 else 0.0}
+            for r, (v, l, h) in enumerate(flat)]
+
+
+def sparsity(acie: torch.Tensor, fraction: float = 0.5) -> float:
+    """Smallest fraction of all heads whose positive ACIE adds up to `fraction` of the total positive ACIE."""
+    values = acie.clamp(min=0).flatten().sort(descending=True).values
+    total = values.sum()
+    if total <= 0:
+        return float("nan")
+    k = int((values.cumsum(0) < fraction * total).sum().item()) + 1
+    return k / values.numel()
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman rank correlation of two head maps (average ranks for ties)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a.flatten().numpy(), b.flatten().numpy()).statistic)
+
+
+def top_k_overlap(estimate: torch.Tensor, exact: torch.Tensor, fraction: float) -> float:
+    """|top-k(estimate) & top-k(exact)| / k with k = max(1, round(fraction * n_heads))."""
+    k = max(1, round(fraction * exact.numel()))
+    top = lambda m: set(m.flatten().argsort(descending=True)[:k].tolist())  # noqa: E731
+    return len(top(estimate) & top(exact)) / k

@@ -1,0 +1,100 @@
+"""Activation caches: probe representations and per-head outputs, one batched forward per batch.
+
+Per prompt and layer l we read
+  resid_user_last[l]    -- residual after layer l's input norm at the last token of the user turn
+  heads_prompt_last[l]  -- every head's additive output (z_j @ W_O[j]) at the last prompt token
+with dynamic left padding (each batch pads to its own longest prompt). `padding="fixed"` pads
+every prompt to `fixed_length` tokens, the official scripts' way, kept only as a benchmark baseline.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from .chat import encode_prompt, pad_batch
+from .hooks import ModelSites, position_ids_from_mask, trace
+
+
+def check_finite(tensor, name: str, source: str) -> None:
+    """Fail on NaN/inf with the first bad row named (a NaN here would silently poison every mean)."""
+    import torch
+
+    bad = ~torch.isfinite(tensor)
+    if bad.any():
+        row = int(bad.reshape(bad.shape[0], -1).any(1).nonzero()[0])
+        raise ValueError(f"{source}: non-finite values (NaN/inf) in {name} at row {row}; "
+                         "the model or its dtype is numerically broken (try dtype float32)")
+
+
+def forward_last_only(model, input_ids, attention_mask):
+    """Forward that skips the LM head for all but the last position when the model supports it."""
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask,
+                  position_ids=position_ids_from_mask(attention_mask), use_cache=False)
+    try:
+        return model(**kwargs, logits_to_keep=1)
+    except TypeError:  # architectures without logits_to_keep
+        return model(**kwargs)
+
+
+def cache_activations(model, tokenizer, user_texts: Sequence[str], *, batch_size: int, read_heads: bool = True,
+                      padding: str = "dynamic", fixed_length: int = 256, progress: str | None = None) -> dict:
+    """{"resid_user_last": [N, L, d], "heads_prompt_last": [N, L, H, d]} in the order of `user_texts`."""
+    import torch
+    from tqdm import tqdm
+
+    sites = ModelSites.of(model)
+    layers = list(range(sites.n_layers))
+    encodings = [encode_prompt(tokenizer, t) for t in user_texts]
+    if padding == "fixed" and max(len(e.input_ids) for e in encodings) > fixed_length:
+        raise ValueError(f"a prompt is longer than fixed_length={fixed_length}")
+    order = sorted(range(len(encodings)), key=lambda i: (-len(encodings[i].input_ids), i))
+    device = next(model.parameters()).device
+    resid = [None] * len(encodings)
+    heads = [None] * len(encodings)
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    for batch in tqdm(batches, desc=progress or "cache", disable=progress is None, mininterval=5):
+        seqs = [encodings[i].input_ids for i in batch]
+        if padding == "fixed":
+            seqs = seqs + [[tokenizer.pad_token_id] * fixed_length]  # forces the batch width, dropped below
+        ids, mask = pad_batch(seqs, tokenizer.pad_token_id, side="left")
+        ids, mask = ids[: len(batch)], mask[: len(batch)]
+        width = len(ids[0])
+        input_ids = torch.tensor(ids, device=device)
+        attention_mask = torch.tensor(mask, device=device)
+        user_pos = torch.tensor([width - len(encodings[i].input_ids) + encodings[i].last_user_token for i in batch],
+                                device=device)
+        prompt_pos = torch.full((len(batch),), width - 1, device=device)  # left padding: the last column
+        with torch.no_grad(), trace(model, read_heads=layers if read_heads else (), read_resid=layers,
+                                    positions=prompt_pos, resid_positions=user_pos) as t:
+            forward_last_only(model, input_ids, attention_mask)
+        r = torch.stack([t.resid[l] for l in layers], dim=1).float().cpu()
+        h = torch.stack([t.heads[l] for l in layers], dim=1).float().cpu() if read_heads else None
+        for row, index in enumerate(batch):
+            resid[index] = r[row]
+            if read_heads:
+                heads[index] = h[row]
+    out = {"resid_user_last": torch.stack(resid)}
+    if read_heads:
+        out["heads_prompt_last"] = torch.stack(heads)
+    return out
+
+
+def load_cache(tensors_path, sidecar_path, *, model_name: str, task: str) -> dict:
+    """Load a cache and check its sidecar: a cache made by another model or task is refused."""
+    import json
+
+    from safetensors.torch import load_file
+
+    sidecar = json.loads(open(sidecar_path, encoding="utf-8").read())
+    for key, expected in (("model", model_name), ("task", task)):
+        if sidecar.get(key) != expected:
+            raise ValueError(f"{sidecar_path}: cache was made for {key} {sidecar.get(key)!r}, not {expected!r}; "
+                             "delete it (or run with --forcerun cache_activations) to rebuild it")
+    tensors = load_file(str(tensors_path))
+    n = sidecar["n_rows"]
+    for name, tensor in tensors.items():
+        if tensor.shape[0] != n:
+            raise ValueError(f"{tensors_path}: {name} has {tensor.shape[0]} rows, the sidecar says {n}")
+        if tensor.is_floating_point():
+            check_finite(tensor, name, str(tensors_path))
+    return tensors

@@ -1,0 +1,191 @@
+"""Backdoor probes (method section 3): per-layer MLP / SVM probes and inter-layer transfer (ILCA).
+
+Input is one model x task: ``features`` [N, L, d] (residual stream after each layer's input norm
+at the last user token), ``labels`` [N] (1 = triggered) and ``groups`` [N] (source item id).
+Every split is made over groups, so a probe is never tested on the twin of one of its training rows,
+and the same test items are used for every layer and for the ILCA matrices (the official code drew a
+fresh split for ILCA, which leaked training rows into the diagonal).
+Nothing here pickles: the MLP is saved as plain tensors (safetensors), the SVM is not persisted.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from tqdm import tqdm
+
+
+def split_groups(groups, seed: int, fractions=(0.6, 0.2, 0.2), *, labels=None) -> dict[str, np.ndarray]:
+    """Row indices for "train"/"val"/"test", split 6:2:2 over groups (not rows), deterministic in seed.
+
+    If ``labels`` is given, also check that train holds both classes (a probe cannot learn otherwise).
+    """
+    groups = np.asarray(groups)
+    uniq = np.unique(groups)  # sorted, so the permutation below does not depend on row order
+    n_train = int(round(fractions[0] * len(uniq)))
+    n_val = int(round(fractions[1] * len(uniq)))
+    counts = {"train": n_train, "val": n_val, "test": len(uniq) - n_train - n_val}
+    if len(uniq) < 5 or min(counts.values()) < 1:
+        raise ValueError(f"too few groups to split: {len(uniq)} groups -> {counts} (need >= 5, each split >= 1)")
+    perm = np.random.default_rng(seed).permutation(uniq)
+    parts = {"train": perm[:n_train], "val": perm[n_train : n_train + n_val], "test": perm[n_train + n_val :]}
+    split = {name: np.flatnonzero(np.isin(groups, g)) for name, g in parts.items()}
+    if labels is not None:
+        y = np.asarray(labels)[split["train"]]
+        n_pos = int((y == 1).sum())
+        if n_pos == 0 or n_pos == len(y):
+            raise ValueError(f"train split needs both classes: {len(y) - n_pos} clean, {n_pos} triggered rows")
+    return split
+
+
+def _mlp(d: int, hidden: int, dropout: float) -> torch.nn.Sequential:
+    # The paper's probe: d -> 100 -> 1, ReLU, dropout 0.2; the sigmoid lives in the loss / threshold.
+    return torch.nn.Sequential(
+        torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Dropout(dropout), torch.nn.Linear(hidden, 1)
+    )
+
+
+def _as_tensor(x) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x, dtype=np.float32))
+
+
+@dataclass
+class MLPProbe:
+    """A trained MLP probe plus the train-split standardisation it expects.
+
+    Applied to another layer's activations (ILCA) it still uses its own layer's mean/std: the probe
+    is a fixed function of raw activations, and transfer asks whether that function carries over.
+    """
+
+    net: torch.nn.Sequential
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def logits(self, x) -> torch.Tensor:
+        self.net.eval()
+        with torch.no_grad():
+            return self.net((_as_tensor(x) - self.mean) / self.std).squeeze(-1)
+
+    def predict(self, x) -> np.ndarray:
+        return (self.logits(x) > 0).numpy()  # sigmoid(z) > 0.5  <=>  z > 0
+
+    def accuracy(self, x, y) -> float:
+        return float(np.mean(self.predict(x) == np.asarray(y).astype(bool)))
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        state = {f"net.{k}": v.detach().clone().contiguous() for k, v in self.net.state_dict().items()}
+        return state | {"mean": self.mean.clone(), "std": self.std.clone()}
+
+    @classmethod
+    def from_state_tensors(cls, state: dict[str, torch.Tensor]) -> MLPProbe:
+        hidden, d = state["net.0.weight"].shape
+        net = _mlp(d, hidden, dropout=0.0)  # dropout is inactive at inference anyway
+        net.load_state_dict({k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")})
+        return cls(net.eval(), state["mean"].float(), state["std"].float())
+
+
+def train_mlp_probe(x_train, y_train, x_val, y_val, *, seed: int, epochs: int = 100, batch_size: int = 16,
+                    lr: float = 1e-3, hidden: int = 100, dropout: float = 0.2) -> MLPProbe:
+    """Adam + BCE, batch 16, shuffled each epoch; keep the epoch with the best val accuracy (earliest on ties)."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    x, y = _as_tensor(x_train), _as_tensor(y_train)
+    mean, std = x.mean(0), x.std(0, correction=0).clamp_min(1e-6)
+    xs = (x - mean) / std
+    # fork_rng: init and dropout draw from the global RNG; seed it locally so callers' RNG is untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        probe = MLPProbe(_mlp(x.shape[1], hidden, dropout), mean, std)
+        opt = torch.optim.Adam(probe.net.parameters(), lr=lr)
+        loss_fn = torch.nn.BCEWithLogitsLoss()  # sigmoid + BCE, numerically stable
+        shuffle = torch.Generator().manual_seed(seed)
+        best_acc, best_state = -1.0, None
+        for _ in range(epochs):
+            probe.net.train()
+            for idx in torch.randperm(len(xs), generator=shuffle).split(batch_size):
+                opt.zero_grad()
+                loss_fn(probe.net(xs[idx]).squeeze(-1), y[idx]).backward()
+                opt.step()
+            acc = probe.accuracy(x_val, y_val)
+            if acc > best_acc:  # strict: ties keep the earlier epoch
+                best_acc = acc
+                best_state = {k: v.detach().clone() for k, v in probe.net.state_dict().items()}
+    probe.net.load_state_dict(best_state)
+    probe.net.eval()
+    return probe
+
+
+def train_svm_probe(x_train, y_train):
+    """RBF SVM on standardised inputs (sklearn defaults, as the paper)."""
+    return make_pipeline(StandardScaler(), SVC(kernel="rbf", C=1.0, gamma="scale")).fit(x_train, y_train)
+
+
+def _svm_acc(svm, x, y) -> float:
+    return float(np.mean(svm.predict(x) == np.asarray(y)))
+
+
+def _check_inputs(features, labels, groups):
+    features = np.asarray(features, dtype=np.float32)
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if features.ndim != 3:
+        raise ValueError(f"features must be [N, L, d], got shape {features.shape}")
+    if labels.shape != (features.shape[0],) or groups.shape != (features.shape[0],):
+        raise ValueError(f"labels {labels.shape} and groups {groups.shape} must be [{features.shape[0]}]")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"labels must be 0/1, got values {np.unique(labels).tolist()}")
+    bad = np.argwhere(~np.isfinite(features).all(axis=2))
+    if len(bad):
+        r, l = (int(v) for v in bad[0])
+        kind = "NaN" if np.isnan(features[r, l]).any() else "inf"
+        raise ValueError(f"{kind} in activations at row {r}, layer {l}")
+    return features, labels.astype(np.int64), groups
+
+
+def layer_probe_results(features, labels, groups, *, seed: int, epochs: int = 100) -> dict:
+    """Per-layer MLP and SVM probes and the ILCA matrices, on one group split shared by all layers."""
+    features, labels, groups = _check_inputs(features, labels, groups)
+    split = split_groups(groups, seed, labels=labels)
+    tr, va, te = split["train"], split["val"], split["test"]
+    n_layers = features.shape[1]
+    rows, mlps, svms = [], [], []
+    for l in tqdm(range(n_layers), desc="probes", file=sys.stderr, mininterval=5):
+        x = features[:, l]
+        layer_seed = int(np.random.SeedSequence([seed, l]).generate_state(1)[0])  # distinct init per layer
+        mlp = train_mlp_probe(x[tr], labels[tr], x[va], labels[va], seed=layer_seed, epochs=epochs)
+        svm = train_svm_probe(x[tr], labels[tr])
+        for name, acc in (("mlp", mlp.accuracy), ("svm", lambda a, b: _svm_acc(svm, a, b))):
+            rows.append({"layer": l, "probe": name, "train_acc": acc(x[tr], labels[tr]),
+                         "val_acc": acc(x[va], labels[va]), "test_acc": acc(x[te], labels[te]),
+                         "n_train": len(tr), "n_val": len(va), "n_test": len(te)})
+        mlps.append(mlp)
+        svms.append(svm)
+    # ILCA[i, j]: probe trained on layer i, scored on layer j's test rows (same items for every j).
+    ilca_mlp = np.array([[m.accuracy(features[te, j], labels[te]) for j in range(n_layers)] for m in mlps])
+    ilca_svm = np.array([[_svm_acc(s, features[te, j], labels[te]) for j in range(n_layers)] for s in svms])
+    return {"accuracy": rows, "ilca_mlp": ilca_mlp, "ilca_svm": ilca_svm,
+            "mlp_states": {l: m.state_tensors() for l, m in enumerate(mlps)}, "split": split}
+
+
+def summarise(accuracy_rows, ilca_mlp, ilca_svm, threshold: float = 0.95) -> dict:
+    """Headline numbers: where the trigger first becomes linearly/non-linearly readable, and transfer."""
+    def test_accs(probe):
+        return sorted((r["layer"], r["test_acc"]) for r in accuracy_rows if r["probe"] == probe)
+
+    def first_ge(probe):
+        return next((layer for layer, acc in test_accs(probe) if acc >= threshold), None)
+
+    def mean_offdiag(m):
+        m = np.asarray(m, dtype=float)
+        return float(m[~np.eye(len(m), dtype=bool)].mean()) if len(m) > 1 else None
+
+    mlp = test_accs("mlp")
+    best_layer, best_acc = max(mlp, key=lambda t: (t[1], -t[0])) if mlp else (None, None)  # earliest on ties
+    return {"first_layer_mlp_ge_threshold": first_ge("mlp"), "first_layer_svm_ge_threshold": first_ge("svm"),
+            "mean_offdiag_ilca_mlp": mean_offdiag(ilca_mlp), "mean_offdiag_ilca_svm": mean_offdiag(ilca_svm),
+            "best_layer_mlp": best_layer, "max_test_acc_mlp": best_acc}

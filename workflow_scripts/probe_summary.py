@@ -1,0 +1,19 @@
+"""Rule probe_summary: first layer reaching the threshold, best layer and mean off-diagonal ILCA per model/task."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
+
+from bkdattr.atomic import read_matrix_tsv, read_tsv, write_tsv
+from bkdattr.probes import summarise
+from bkdattr.workflow import start_rule
+
+log = start_rule(snakemake)
+rows = []
+for acc_path, mlp_path, svm_path in zip(snakemake.input.accuracy, snakemake.input.ilca_mlp, snakemake.input.ilca_svm):
+    task, model = Path(acc_path).parts[-3:-1]
+    accuracy = [{**r, "layer": int(r["layer"]), "test_acc": float(r["test_acc"])} for r in read_tsv(acc_path)]
+    summary = summarise(accuracy, read_matrix_tsv(mlp_path), read_matrix_tsv(svm_path), snakemake.params.threshold)
+    rows.append({"task": task, "model": model, **{k: ("none" if v is None else v) for k, v in summary.items()}})
+write_tsv(snakemake.output.tsv, rows)
+log.info("wrote %s", snakemake.output.tsv)

@@ -1,0 +1,26 @@
+"""Rule train_probes: MLP and RBF-SVM probes per layer, and the inter-layer matrices (ILCA)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
+
+from bkdattr.atomic import write_matrix_tsv, write_safetensors, write_tsv
+from bkdattr.caching import load_cache
+from bkdattr.models import read_pointer
+from bkdattr.probes import layer_probe_results
+from bkdattr.workflow import start_rule
+
+log = start_rule(snakemake, uses_torch=True, seed=snakemake.params.seed)
+pointer = read_pointer(snakemake.input.model)
+cache = load_cache(snakemake.input.tensors, snakemake.input.sidecar, model_name=pointer["name"],
+                   task=snakemake.wildcards.task)
+results = layer_probe_results(cache["resid_user_last"].numpy(), cache["labels"].numpy(), cache["groups"].numpy(),
+                              seed=snakemake.params.seed, epochs=snakemake.params.epochs)
+write_tsv(snakemake.output.accuracy, results["accuracy"],
+          ["layer", "probe", "train_acc", "val_acc", "test_acc", "n_train", "n_val", "n_test"])
+write_matrix_tsv(snakemake.output.ilca_mlp, results["ilca_mlp"], corner="train_layer/test_layer")
+write_matrix_tsv(snakemake.output.ilca_svm, results["ilca_svm"], corner="train_layer/test_layer")
+write_safetensors(snakemake.output.mlp_probes,
+                  {f"layer{layer}.{name}": t for layer, state in results["mlp_states"].items() for name, t in state.items()})
+best = max((r for r in results["accuracy"] if r["probe"] == "mlp"), key=lambda r: r["test_acc"])
+log.info("best MLP probe: layer %d, test accuracy %.3f", best["layer"], best["test_acc"])
