@@ -18,6 +18,7 @@ include: "rules/inject.smk"
 include: "rules/evaluate.smk"
 include: "rules/probes.smk"
 include: "rules/attribution.smk"
+include: "rules/interventions.smk"
 
 
 rule all:

@@ -93,3 +93,9 @@ def read_matrix_tsv(path: str | os.PathLike):
 
     rows = read_tsv(path)
     return np.array([[float(v) for k, v in row.items() if k.isdigit()] for row in rows])
+
+
+def write_tsv_union(path: str | os.PathLike, rows: Sequence[Mapping]) -> None:
+    """Rows with different keys: columns are the union (first-seen order), missing cells empty."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    write_tsv(path, [{c: row.get(c, "") for c in columns} for row in rows], columns)

@@ -101,3 +101,40 @@ def plot_fig3(panels: Mapping[tuple[str, str], str], pdf_path, png_path, model_n
     fig.tight_layout()
     save_figure(fig, pdf_path, png_path)
     plt.close(fig)
+
+
+def plot_fig4(sweeps: Mapping[tuple[str, str], str], pdf_path, png_path, model_name: str = "") -> None:
+    """ASR against the intervention layer: add (clean inputs) and minus (triggered inputs) panels."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (key, path), colour in zip(sorted(sweeps.items()), colours):
+        task, method = key
+        rows = read_tsv(path)
+        for ax, direction in zip(axes[0], ("add", "minus")):
+            def series(vector):
+                pts = sorted((int(r["layer"]), _pooled(r)) for r in rows
+                             if r["vector"] == vector and r["direction"] == direction)
+                return [p[0] for p in pts], [p[1] for p in pts]
+            x, y = series("backdoor_vector")
+            ax.plot(x, y, marker="o", markersize=3, color=colour, label=f"{TASK_TITLES.get(task, task)} ({method})")
+            x, y = series("random_direction")
+            ax.plot(x, y, color=colour, alpha=0.3, linewidth=1)
+            base = [_pooled(r) for r in rows if r["vector"] == "none" and r["direction"] == direction]
+            ax.axhline(base[0], color=colour, linestyle=":", linewidth=1)
+    for ax, title in zip(axes[0], ("add v on clean inputs (ASR should rise)", "subtract v on triggered inputs (ASR should fall)")):
+        ax.set_title(title)
+        ax.set_xlabel("intervention layer")
+        ax.set_ylabel("ASR")
+        ax.set_ylim(-0.03, 1.03)
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle(f"Backdoor vector ({model_name}); faint: random direction of equal norm; dotted: no intervention", y=1.02)
+    fig.tight_layout()
+    save_figure(fig, pdf_path, png_path)
+    plt.close(fig)
+
+
+def _pooled(row) -> float:
+    """ASR over validation and test halves together (the sweep is drawn on all eligible items)."""
+    n_val, n_test = int(row["asr_val_n"]), int(row["asr_test_n"])
+    return (float(row["asr_val"]) * n_val + float(row["asr_test"]) * n_test) / (n_val + n_test)

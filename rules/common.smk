@@ -42,6 +42,15 @@ def attribution_params(wildcards):
     return {k: config["attribution"][k] for k in keep}
 
 
+def ablation_params(wildcards):
+    return {k: v for k, v in config["interventions"].items() if k != "steering"}
+
+
+def steering_params(wildcards):
+    keep = ("n_eval", "max_new_tokens", "batch_size", "steering")
+    return {k: config["interventions"][k] for k in keep}
+
+
 MODEL_LOAD = {k: config["model"].get(k) for k in ("dtype", "trust_remote_code")}
 
 
@@ -60,4 +69,8 @@ def all_targets():
         "results/figures/fig2.pdf",
         "results/tables/attribution.tsv",
         "results/figures/fig3.pdf",
+        "results/tables/table1.tsv",
+        "results/tables/table2.tsv",
+        "results/figures/fig4.pdf",
+        "results/claims.md",
     ]

@@ -34,7 +34,7 @@ def test_spine_outputs_exist_and_are_complete(tiny_run):
         manifest = json.loads((tiny_run / f"results/data/{task}/manifest.json").read_text())
         assert manifest["n_poisoned"] == 10  # 0.25 of 40
         gens = (tiny_run / f"results/eval/{task}/lora_sft/generations.jsonl").read_text().splitlines()
-        assert len(gens) == 12
+        assert len(gens) == 24
     assert (tiny_run / "results/models/fixed_output/lora_sft/checkpoint/model.safetensors").is_file()
     assert not list(tiny_run.rglob(".*.tmp-*")), "temporary files left behind"
 

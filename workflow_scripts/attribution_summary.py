@@ -6,7 +6,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outsi
 
 import torch
 
-from bkdattr.atomic import read_matrix_tsv, write_tsv
+from bkdattr.atomic import read_matrix_tsv, write_tsv_union
 from bkdattr.attribution import sparsity, spearman, top_k_overlap
 from bkdattr.workflow import start_rule
 
@@ -25,6 +25,5 @@ for (task, method, mode), acie in sorted(maps.items()):
         for fraction in snakemake.params.top_fractions:
             row[f"top{fraction:g}_overlap_vs_exact"] = top_k_overlap(acie, exact, fraction)
     rows.append(row)
-columns = list(dict.fromkeys(k for row in rows for k in row))
-write_tsv(snakemake.output.tsv, [{c: row.get(c, "") for c in columns} for row in rows], columns)
+write_tsv_union(snakemake.output.tsv, rows)
 log.info("wrote %s", snakemake.output.tsv)

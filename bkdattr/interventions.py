@@ -1,0 +1,211 @@
+"""Controlling the backdoor: head ablation (Table 1) and the backdoor vector (Fig. 4, Table 2).
+
+Every intervention is a hooks-module edit applied while `generation.generate_greedy` runs, so all
+ASR numbers come from the same batched, KV-cached generation path:
+  ablation   -- HeadEdit(mode="zero") of the chosen heads at the last prompt token, prefill only
+                (the paper's setting), or at every position and decoding step (variant "all_positions")
+  steering   -- ResidualEdit adding scale * v to one layer's attention output at the last prompt
+                token, prefill only; v = sum over the top heads of their mean output on poisoned inputs
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .evaluation import backdoor_hit, rate, utility_hit
+from .generation import generate_greedy
+from .hooks import HeadEdit, ResidualEdit, last_token_index, trace
+from .tasks import TaskSpec
+
+Head = tuple[int, int]  # (layer, head)
+
+
+def resolve_k(k_values: Sequence[int | float], n_heads_total: int) -> list[int]:
+    """k given as counts (int) or fractions of all heads (float < 1) -> sorted unique counts."""
+    counts = []
+    for k in k_values:
+        count = max(1, round(k * n_heads_total)) if isinstance(k, float) and k < 1 else int(k)
+        if count > n_heads_total:
+            raise ValueError(f"k={k} exceeds the model's {n_heads_total} heads (config interventions.k)")
+        counts.append(count)
+    return sorted(set(counts))
+
+
+def random_heads(n_layers: int, n_heads: int, k: int, seed: int) -> list[Head]:
+    every = [(l, h) for l in range(n_layers) for h in range(n_heads)]
+    return random.Random(seed).sample(every, k)
+
+
+def ablation_edits(heads: Sequence[Head], positions, prefill_only: bool) -> list[HeadEdit]:
+    by_layer = defaultdict(list)
+    for layer, head in heads:
+        by_layer[layer].append(head)
+    return [HeadEdit(layer=l, heads=sorted(hs), mode="zero", positions=positions, prefill_only=prefill_only)
+            for l, hs in sorted(by_layer.items())]
+
+
+def ablation_factory(model, heads: Sequence[Head], variant: str = "last_prompt_token"):
+    """Edit factory for generate_greedy: zero `heads` ('last_prompt_token' prefill only, or 'all_positions')."""
+    if not heads:
+        return None
+    if variant == "all_positions":
+        return lambda mask: trace(model, head_edits=ablation_edits(heads, "all", prefill_only=False))
+    if variant != "last_prompt_token":
+        raise ValueError(f"unknown ablation variant {variant!r}")
+    return lambda mask: trace(model, head_edits=ablation_edits(heads, last_token_index(mask), prefill_only=True))
+
+
+def steering_factory(model, layer: int, vector: torch.Tensor, scale: float):
+    """Edit factory: add scale * vector to layer's attention output at the last prompt token, prefill only."""
+    return lambda mask: trace(model, residual_edits=[ResidualEdit(layer=layer, vector=vector, scale=scale,
+                                                                  positions=last_token_index(mask),
+                                                                  prefill_only=True)])
+
+
+def backdoor_vector(head_means: torch.Tensor, heads: Sequence[Head]) -> torch.Tensor:
+    """v = sum over `heads` of their mean output ([L, H, d] means)."""
+    return torch.stack([head_means[l, h] for l, h in heads]).sum(0)
+
+
+def random_direction_like(vector: torch.Tensor, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    direction = torch.randn(vector.shape, generator=g, dtype=vector.dtype)
+    return direction / direction.norm() * vector.norm()
+
+
+@dataclass
+class InterventionEvaluator:
+    """Greedy generations on a fixed set of test items, clean or triggered, under any edit."""
+
+    model: object
+    tokenizer: object
+    spec: TaskSpec
+    records: Sequence[dict]
+    max_new_tokens: int
+    batch_size: int
+    n_eval: int | None = None  # first n items for utility, first n eligible items for ASR
+
+    def __post_init__(self):
+        n = len(self.records) if self.n_eval is None else self.n_eval
+        self.utility_items = list(range(min(n, len(self.records))))
+        self.eligible = [i for i, r in enumerate(self.records) if self.spec.is_eligible(r)][:n]
+        if not self.eligible:
+            raise ValueError(f"task {self.spec.task_id}: no eligible items to evaluate interventions on")
+
+    def generate(self, triggered: bool, factory, indices: Sequence[int]) -> list[str]:
+        prompts = [self.spec.prompt(self.records[i]["input"], triggered=triggered) for i in indices]
+        return generate_greedy(self.model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens,
+                               batch_size=self.batch_size, edit_factory=factory)
+
+    def asr_hits(self, triggered: bool, factory=None) -> dict[int, bool]:
+        """Backdoor hit per eligible item index (triggered inputs: ASR; clean inputs: false trigger)."""
+        outputs = self.generate(triggered, factory, self.eligible)
+        return {i: backdoor_hit(self.spec, o) for i, o in zip(self.eligible, outputs)}
+
+    def clean_metrics(self, factory=None) -> dict[str, dict]:
+        """Clean utility (all items) and false-trigger rate (eligible items) from one clean generation."""
+        indices = sorted(set(self.utility_items) | set(self.eligible))
+        outputs = dict(zip(indices, self.generate(False, factory, indices)))
+        return {"clean_utility": rate([utility_hit(self.spec, self.records[i], outputs[i]) for i in self.utility_items]),
+                "false_trigger_rate": rate([backdoor_hit(self.spec, outputs[i]) for i in self.eligible])}
+
+
+def _rate_row(prefix: str, hits: Sequence[bool]) -> dict:
+    r = rate(list(hits))
+    return {f"{prefix}": r["value"], f"{prefix}_n": r["n"], f"{prefix}_ci_low": r["ci_low"],
+            f"{prefix}_ci_high": r["ci_high"]}
+
+
+def run_ablation(evaluator: InterventionEvaluator, ranking: Sequence[Head], n_layers: int, n_heads: int, *,
+                 k_values, random_seeds: Sequence[int], all_positions_variant: bool, progress=None) -> list[dict]:
+    """ASR / false-trigger / utility for top-k heads, random-k controls and the all-positions variant."""
+    counts = resolve_k(k_values, n_layers * n_heads)
+    settings = []  # (heads label, seed, variant, k, heads)
+    for k in counts:
+        settings.append(("top", "", "last_prompt_token", k, list(ranking[:k])))
+        if k > 0 and all_positions_variant:
+            settings.append(("top", "", "all_positions", k, list(ranking[:k])))
+        for seed in random_seeds if k > 0 else ():
+            settings.append(("random", seed, "last_prompt_token", k, random_heads(n_layers, n_heads, k, seed)))
+    rows = []
+    for label, seed, variant, k, heads in settings:
+        factory = ablation_factory(evaluator.model, heads, variant)
+        hits = evaluator.asr_hits(True, factory)
+        clean = evaluator.clean_metrics(factory)
+        rows.append({"heads": label, "seed": seed, "variant": variant, "k": k,
+                     "k_fraction": k / (n_layers * n_heads), **_rate_row("asr", hits.values()),
+                     "false_trigger_rate": clean["false_trigger_rate"]["value"],
+                     "clean_utility": clean["clean_utility"]["value"], "utility_n": clean["clean_utility"]["n"],
+                     "ablated": " ".join(f"L{l}H{h}" for l, h in heads)})
+        if progress:
+            progress(rows[-1])
+    return rows
+
+
+def split_val_test(indices: Sequence[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Disjoint validation (layer selection) and test (reporting) halves of the eligible items."""
+    shuffled = list(indices)
+    random.Random(seed).shuffle(shuffled)
+    n_val = max(1, round(val_fraction * len(shuffled)))
+    if n_val >= len(shuffled):
+        raise ValueError(f"{len(shuffled)} eligible items cannot be split into validation and test "
+                         "(raise interventions.n_eval)")
+    return sorted(shuffled[:n_val]), sorted(shuffled[n_val:])
+
+
+def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tensor], layers: Sequence[int], *,
+                 scale: float, sweep_vectors: Sequence[str], val_fraction: float, seed: int, progress=None):
+    """Layer sweep of add (clean inputs) / minus (triggered inputs) and the best-layer table.
+
+    Returns (sweep rows, best rows). The best layer is chosen on the validation half and reported on
+    the test half; the paper's choice (best on the test half itself) is reported beside it, labelled.
+    """
+    val, test = split_val_test(evaluator.eligible, val_fraction, seed)
+    sweep = []
+
+    def record(vector_name, direction, layer, hits):
+        row = {"vector": vector_name, "direction": direction, "layer": layer}
+        for split, idx in (("val", val), ("test", test)):
+            row.update(_rate_row(f"asr_{split}", [hits[i] for i in idx]))
+        sweep.append(row)
+        if progress:
+            progress(row)
+        return row
+
+    directions = {"add": (False, +1.0), "minus": (True, -1.0)}  # (triggered inputs?, sign)
+    for direction, (triggered, _) in directions.items():
+        record("none", direction, -1, evaluator.asr_hits(triggered))
+    for name in sweep_vectors:
+        for layer in layers:
+            for direction, (triggered, sign) in directions.items():
+                factory = steering_factory(evaluator.model, layer, vectors[name], sign * scale)
+                record(name, direction, layer, evaluator.asr_hits(triggered, factory))
+    best = []
+    for direction, (triggered, sign) in directions.items():
+        rows = [r for r in sweep if r["vector"] == "backdoor_vector" and r["direction"] == direction]
+        pick = max if direction == "add" else min
+        chosen = pick(rows, key=lambda r: (r["asr_val"], -r["layer"]))
+        paper = pick(rows, key=lambda r: (r["asr_test"], -r["layer"]))
+        baseline = next(r for r in sweep if r["vector"] == "none" and r["direction"] == direction)
+        entry = {"direction": direction, "inputs": "triggered" if triggered else "clean",
+                 "best_layer_val": chosen["layer"], "no_intervention_asr_test": baseline["asr_test"],
+                 "asr_test": chosen["asr_test"], "asr_test_n": chosen["asr_test_n"],
+                 "asr_test_ci_low": chosen["asr_test_ci_low"], "asr_test_ci_high": chosen["asr_test_ci_high"],
+                 "paper_style_best_layer_on_test": paper["layer"], "paper_style_asr_test": paper["asr_test"]}
+        for name, vector in vectors.items():
+            if name == "backdoor_vector":
+                continue
+            factory = steering_factory(evaluator.model, chosen["layer"], vector, sign * scale)
+            hits = evaluator.asr_hits(triggered, factory)
+            entry[f"{name}_asr_test"] = rate([hits[i] for i in test])["value"]
+        clean = evaluator.clean_metrics(steering_factory(evaluator.model, chosen["layer"], vectors["backdoor_vector"],
+                                                         sign * scale))
+        entry["clean_utility_with_vector"] = clean["clean_utility"]["value"]
+        entry["clean_utility_without"] = evaluator.clean_metrics()["clean_utility"]["value"]
+        best.append(entry)
+    return sweep, best

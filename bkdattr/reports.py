@@ -1,0 +1,191 @@
+"""Tables 1 and 2, and the claims report: our measurements beside the paper's statements."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+from .atomic import read_tsv
+from .evaluation import wilson_interval
+from .paper import CLAIMS, TABLE1_ASR, TABLE1_K
+
+
+def _run_key(path: str) -> tuple[str, str]:
+    task, method = Path(path).parts[-3:-1]
+    return task, method
+
+
+def _f(x) -> float:
+    return float(x) if x not in ("", None) else float("nan")
+
+
+def table1_rows(ablation_paths: Sequence[str]) -> list[dict]:
+    """Long format: one row per task x method x k, top heads beside random heads and the paper."""
+    rows = []
+    for path in ablation_paths:
+        task, method = _run_key(path)
+        data = read_tsv(path)
+        for k in sorted({int(r["k"]) for r in data}):
+            at_k = [r for r in data if int(r["k"]) == k]
+            top = next(r for r in at_k if r["heads"] == "top" and r["variant"] == "last_prompt_token")
+            rand = [_f(r["asr"]) for r in at_k if r["heads"] == "random"]
+            allpos = [r for r in at_k if r["heads"] == "top" and r["variant"] == "all_positions"]
+            row = {"task": task, "method": method, "k": k, "k_fraction": _f(top["k_fraction"]),
+                   "asr_top_pct": 100 * _f(top["asr"]), "asr_top_ci_low_pct": 100 * _f(top["asr_ci_low"]),
+                   "asr_top_ci_high_pct": 100 * _f(top["asr_ci_high"]), "n": int(top["asr_n"]),
+                   "asr_random_mean_pct": 100 * statistics.mean(rand) if rand else (100 * _f(top["asr"]) if k == 0 else ""),
+                   "asr_random_sd_pct": 100 * statistics.pstdev(rand) if len(rand) > 1 else "",
+                   "n_random_seeds": len(rand),
+                   "asr_top_all_positions_pct": 100 * _f(allpos[0]["asr"]) if allpos else "",
+                   "clean_utility_top": _f(top["clean_utility"]), "false_trigger_top": _f(top["false_trigger_rate"])}
+            for (paper_model, paper_task), values in TABLE1_ASR.items():
+                if paper_task == task:
+                    value = values[TABLE1_K.index(k)] if k in TABLE1_K else None
+                    row[f"paper_{paper_model}_pct"] = "" if value is None else value
+            rows.append(row)
+    return rows
+
+
+def table1_markdown(rows: Sequence[dict], model_name: str) -> str:
+    ks = sorted({r["k"] for r in rows})
+    lines = [f"# Table 1: ASR (%) after zero-ablating the top-k ACIE heads ({model_name})", "",
+             "Prefill pass, last prompt token (the paper's setting). Random: k random heads, mean +- sd over seeds. "
+             "All positions: the same heads zeroed at every position and decoding step. Paper rows are the "
+             "published 7B numbers (METHOD.md s5), printed for comparison, not measured here.", "",
+             "| task | method | row | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|---|---|" + "---|" * len(ks)]
+    groups = defaultdict(dict)
+    for r in rows:
+        groups[(r["task"], r["method"])][r["k"]] = r
+
+    def fmt(v, digits=1):
+        return "" if v in ("", None) else f"{float(v):.{digits}f}"
+
+    for (task, method), by_k in groups.items():
+        n = next(iter(by_k.values()))["n"]
+        lines.append(f"| {task} | {method} | top heads (n={n}) | " + " | ".join(
+            f"{fmt(by_k[k]['asr_top_pct'])} [{fmt(by_k[k]['asr_top_ci_low_pct'], 0)}, {fmt(by_k[k]['asr_top_ci_high_pct'], 0)}]"
+            if k in by_k else "" for k in ks) + " |")
+        lines.append(f"| {task} | {method} | random heads | " + " | ".join(
+            (fmt(by_k[k]["asr_random_mean_pct"]) + (f" +- {fmt(by_k[k]['asr_random_sd_pct'])}"
+                                                     if by_k[k]["asr_random_sd_pct"] != "" else "")) if k in by_k else ""
+            for k in ks) + " |")
+        lines.append(f"| {task} | {method} | top heads, all positions | " + " | ".join(
+            fmt(by_k[k]["asr_top_all_positions_pct"]) if k in by_k else "" for k in ks) + " |")
+        lines.append(f"| {task} | {method} | clean utility, top heads | " + " | ".join(
+            fmt(by_k[k]["clean_utility_top"], 2) if k in by_k else "" for k in ks) + " |")
+        for key in [c for c in next(iter(by_k.values())) if c.startswith("paper_")]:
+            lines.append(f"| {task} | paper | {key[6:-4]} (published) | " + " | ".join(
+                fmt(by_k[k].get(key)) if k in by_k else "" for k in ks) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table2_rows(best_paths: Sequence[str]) -> list[dict]:
+    rows = []
+    for path in best_paths:
+        task, method = _run_key(path)
+        rows.extend({"task": task, "method": method, **r} for r in read_tsv(path))
+    return rows
+
+
+def table2_markdown(rows: Sequence[dict], model_name: str) -> str:
+    lines = [f"# Table 2: backdoor vector at the best layer ({model_name})", "",
+             "Best layer chosen on a validation half of the eligible test items, ASR reported on the other half. "
+             "'paper-style' = the layer that is best on the reporting half itself (how the paper chose it; "
+             "optimistic by construction).", "",
+             "| task | method | direction | inputs | best layer (val) | ASR no intervention | ASR backdoor vector "
+             "[95% CI] | ASR random-head vector | ASR random direction | paper-style layer / ASR | utility with / without |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} | {r['method']} | {r['direction']} | {r['inputs']} | {r['best_layer_val']} | "
+            f"{_f(r['no_intervention_asr_test']):.2f} | {_f(r['asr_test']):.2f} [{_f(r['asr_test_ci_low']):.2f}, "
+            f"{_f(r['asr_test_ci_high']):.2f}] (n={r['asr_test_n']}) | {_f(r['random_heads_vector_asr_test']):.2f} | "
+            f"{_f(r['random_direction_asr_test']):.2f} | {r['paper_style_best_layer_on_test']} / "
+            f"{_f(r['paper_style_asr_test']):.2f} | {_f(r['clean_utility_with_vector']):.2f} / "
+            f"{_f(r['clean_utility_without']):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _ci(value: float, n: int) -> str:
+    lo, hi = wilson_interval(round(value * n), n)
+    return f"{value:.2f} [{lo:.2f}, {hi:.2f}], n={n}"
+
+
+def _reading_at_least(value: float, n: int, level: float) -> str:
+    """Whether the sample decides 'rate >= level': by the Wilson interval, not by the point estimate."""
+    lo, hi = wilson_interval(round(value * n), n)
+    if lo >= level:
+        return f"consistent: the whole interval is >= {level:.2f}"
+    if hi < level:
+        return f"not reproduced: the whole interval is < {level:.2f}"
+    return "undecided at this sample size"
+
+
+def _reading_at_most(value: float, n: int, level: float) -> str:
+    lo, hi = wilson_interval(round(value * n), n)
+    if hi <= level:
+        return f"consistent: the whole interval is <= {level:.2f}"
+    if lo > level:
+        return f"not reproduced: the whole interval is > {level:.2f}"
+    return "undecided at this sample size"
+
+
+def claims_markdown(injection, probes, attribution, table1, table2, model_name: str, threshold: float) -> str:
+    out = [f"# Paper claims next to this run ({model_name})", "",
+           "Every ASR comes with its Wilson 95% interval and sample size. 'Reading' says whether the interval "
+           "decides the claim; where it does not, it says so instead of passing or failing it.", ""]
+    out += ["## Backdoor injection (METHOD.md s1-2)", "",
+            "| task | model | ASR | false-trigger rate | clean utility |", "|---|---|---|---|---|"]
+    cell = {(r["task"], r["model"], r["metric"]): r for r in injection}
+    for task, model in dict.fromkeys((r["task"], r["model"]) for r in injection):
+        vals = [cell[(task, model, m)] for m in ("asr", "false_trigger_rate", "clean_utility")]
+        out.append(f"| {task} | {model} | " + " | ".join(_ci(_f(v["value"]), int(v["n"])) for v in vals) + " |")
+    out += ["", "## Claim: " + CLAIMS["probe"], "",
+            "| task | model | first layer with MLP probe >= threshold | best MLP test accuracy | mean off-diagonal ILCA MLP / SVM |",
+            "|---|---|---|---|---|"]
+    for r in probes:
+        out.append(f"| {r['task']} | {r['model']} | {r['first_layer_mlp_ge_threshold']} (threshold {threshold}) | "
+                   f"{_f(r['max_test_acc_mlp']):.3f} (layer {r['best_layer_mlp']}) | "
+                   f"{_f(r['mean_offdiag_ilca_mlp']):.3f} / {_f(r['mean_offdiag_ilca_svm']):.3f} |")
+    out += ["", "Reading: compare each backdoored row with its `base` row. A probe that also separates clean from "
+            "triggered prompts on the clean base model is reading the trigger text, not a backdoor feature.", ""]
+    out += ["## Claim: " + CLAIMS["sparsity"], "", "| task | method | fraction of heads carrying half the positive ACIE | max ACIE |",
+            "|---|---|---|---|"]
+    for r in attribution:
+        if r["mode"] == "exact":
+            out.append(f"| {r['task']} | {r['method']} | {_f(r['fraction_of_heads_for_half_positive_acie']):.3f} | "
+                       f"{_f(r['max_acie']):.4f} |")
+    out += ["", "## Claim: " + CLAIMS["ablation"], "",
+            "| task | method | k (fraction) | ASR k=0 | ASR top-k | ASR random-k (mean) | reading |", "|---|---|---|---|---|---|---|"]
+    by_run = defaultdict(list)
+    for r in table1:
+        by_run[(r["task"], r["method"])].append(r)
+    for (task, method), rows in by_run.items():
+        base = next(r for r in rows if int(r["k"]) == 0)
+        target = min((r for r in rows if int(r["k"]) > 0), key=lambda r: abs(_f(r["k_fraction"]) - 0.03))
+        n = int(target["n"])
+        b_lo, b_hi = wilson_interval(round(_f(base["asr_top_pct"]) / 100 * n), n)
+        t_lo, t_hi = wilson_interval(round(_f(target["asr_top_pct"]) / 100 * n), n)
+        reading = ("reduced: intervals do not overlap" if t_hi < b_lo else
+                   "not reduced: intervals overlap" if t_lo <= b_hi else "increased")
+        out.append(f"| {task} | {method} | {target['k']} ({_f(target['k_fraction']):.3f}) | "
+                   f"{_ci(_f(base['asr_top_pct']) / 100, n)} | {_ci(_f(target['asr_top_pct']) / 100, n)} | "
+                   f"{_f(target['asr_random_mean_pct']) / 100:.2f} | {reading} |")
+    for key, direction, level, reader in (("vector_add", "add", 0.9, _reading_at_least),
+                                          ("vector_minus", "minus", 0.1, _reading_at_most)):
+        out += ["", "## Claim: " + CLAIMS[key], "",
+                "| task | method | best layer (val) | ASR no intervention | ASR with vector (test half) | random direction | reading |",
+                "|---|---|---|---|---|---|---|"]
+        for r in table2:
+            if r["direction"] == direction:
+                n = int(r["asr_test_n"])
+                out.append(f"| {r['task']} | {r['method']} | {r['best_layer_val']} | {_f(r['no_intervention_asr_test']):.2f} | "
+                           f"{_ci(_f(r['asr_test']), n)} | {_f(r['random_direction_asr_test']):.2f} | "
+                           f"{reader(_f(r['asr_test']), n, level)} |")
+    out += ["", "## What this run cannot tell", "",
+            "- ASR is string matching: a reworded refusal counts as a backdoor hit (jailbreak) and vice versa.",
+            "- Small models and CPU-sized samples: see each n; intervals wider than 0.2 decide little.",
+            "- The paper's 7B numbers are quoted, not reproduced, unless this run used a 7B model."]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,98 @@
+# Controlling the backdoor: head ablation (Table 1), backdoor vector (Fig. 4, Table 2), claims report.
+
+
+rule ablate_heads:
+    input:
+        test="results/data/{task}/test.jsonl",
+        ranking="results/attribution/{task}/{method}/ranking_exact.tsv",
+        model="results/models/{task}/{method}/model.json",
+    output:
+        tsv="results/interventions/{task}/{method}/ablation.tsv",
+    log:
+        "results/logs/ablate_heads/{task}/{method}.log",
+    benchmark:
+        "results/benchmarks/ablate_heads/{task}/{method}.tsv"
+    params:
+        settings=task_settings,
+        interventions=ablation_params,
+        model=MODEL_LOAD,
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=1,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/ablate_heads.py"
+
+
+rule steer_backdoor_vector:
+    input:
+        train="results/data/{task}/train.jsonl",
+        test="results/data/{task}/test.jsonl",
+        ranking="results/attribution/{task}/{method}/ranking_exact.tsv",
+        model="results/models/{task}/{method}/model.json",
+    output:
+        sweep="results/interventions/{task}/{method}/steering_sweep.tsv",
+        best="results/interventions/{task}/{method}/steering_best.tsv",
+    log:
+        "results/logs/steer_backdoor_vector/{task}/{method}.log",
+    benchmark:
+        "results/benchmarks/steer_backdoor_vector/{task}/{method}.tsv"
+    params:
+        settings=task_settings,
+        interventions=steering_params,
+        model=MODEL_LOAD,
+        cache_batch_size=config["probes"]["cache_batch_size"],
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=1,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/steer_backdoor_vector.py"
+
+
+rule tables_and_fig4:
+    input:
+        ablation=expand("results/interventions/{task}/{method}/ablation.tsv", task=TASKS, method=METHODS),
+        sweep=expand("results/interventions/{task}/{method}/steering_sweep.tsv", task=TASKS, method=METHODS),
+        best=expand("results/interventions/{task}/{method}/steering_best.tsv", task=TASKS, method=METHODS),
+    output:
+        table1_tsv="results/tables/table1.tsv",
+        table1_md="results/tables/table1.md",
+        table2_tsv="results/tables/table2.tsv",
+        table2_md="results/tables/table2.md",
+        fig4_pdf=report("results/figures/fig4.pdf", caption="report/fig4.rst", category="Backdoor vector"),
+        fig4_png="results/figures/fig4.png",
+    log:
+        "results/logs/tables_and_fig4.log",
+    params:
+        model_name=config["model"]["name"],
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/tables_and_fig4.py"
+
+
+rule claims_report:
+    input:
+        injection="results/tables/injection.tsv",
+        probes="results/tables/probes.tsv",
+        attribution="results/tables/attribution.tsv",
+        table1="results/tables/table1.tsv",
+        table2="results/tables/table2.tsv",
+    output:
+        md=report("results/claims.md", caption="report/claims.rst", category="Summary"),
+    log:
+        "results/logs/claims_report.log",
+    params:
+        model_name=config["model"]["name"],
+        threshold=config["probes"]["threshold"],
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/claims_report.py"

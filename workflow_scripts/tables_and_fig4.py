@@ -1,0 +1,22 @@
+"""Rule tables_and_fig4: Table 1 (ablation), Table 2 (backdoor vector) and Fig. 4 (layer sweep)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
+
+from bkdattr.atomic import write_text, write_tsv_union
+from bkdattr.figures import plot_fig4
+from bkdattr.reports import table1_markdown, table1_rows, table2_markdown, table2_rows
+from bkdattr.workflow import start_rule
+
+log = start_rule(snakemake)
+name = snakemake.params.model_name
+t1 = table1_rows(snakemake.input.ablation)
+write_tsv_union(snakemake.output.table1_tsv, t1)
+write_text(snakemake.output.table1_md, table1_markdown(t1, name))
+t2 = table2_rows(snakemake.input.best)
+write_tsv_union(snakemake.output.table2_tsv, t2)
+write_text(snakemake.output.table2_md, table2_markdown(t2, name))
+plot_fig4({tuple(Path(p).parts[-3:-1]): p for p in snakemake.input.sweep}, snakemake.output.fig4_pdf,
+          snakemake.output.fig4_png, model_name=name)
+log.info("wrote tables 1 and 2 and fig4")
