@@ -36,6 +36,18 @@ def resolve_k(k_values: Sequence[int | float], n_heads_total: int) -> list[int]:
     return sorted(set(counts))
 
 
+def steering_layers(steering_cfg: dict, n_layers: int) -> list[int]:
+    """The layers of the sweep: the configured list, or every `layer_stride`-th layer."""
+    layers = steering_cfg.get("layers")
+    if layers is None:
+        return list(range(0, n_layers, steering_cfg.get("layer_stride", 1)))
+    bad = [l for l in layers if not 0 <= l < n_layers]
+    if bad or not layers:
+        raise ValueError(f"interventions.steering.layers: {bad or 'empty list'} out of range for a "
+                         f"{n_layers}-layer model (valid: 0..{n_layers - 1})")
+    return list(layers)
+
+
 def random_heads(n_layers: int, n_heads: int, k: int, seed: int) -> list[Head]:
     every = [(l, h) for l in range(n_layers) for h in range(n_heads)]
     return random.Random(seed).sample(every, k)

@@ -21,3 +21,19 @@ def start_rule(snakemake, *, uses_torch: bool = False, seed: int | None = None) 
         if seed is not None:
             torch.manual_seed(seed)
     return logger
+
+
+def load_rule_model(pointer_path, load_params: dict):
+    """(pointer, model, tokenizer) for a rule: the model.json pointer and the config's dtype / remote-code flag."""
+    from .models import load_model, read_pointer
+
+    pointer = read_pointer(pointer_path)
+    model, tokenizer = load_model(pointer["path"], load_params["dtype"], load_params["trust_remote_code"])
+    return pointer, model, tokenizer
+
+
+def read_jsonl(path) -> list[dict]:
+    import json
+
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]

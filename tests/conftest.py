@@ -21,6 +21,16 @@ def tiny_config():
     return load_config(TINY_CONFIG)
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One complete run of the whole workflow on the tiny preset, shared by the workflow tests."""
+    from workflow_utils import snakemake
+
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    snakemake(workdir)
+    return workdir
+
+
 @pytest.fixture
 def workdir(tmp_path):
     """A scratch working directory for a workflow run (results/ go there, not into the repo)."""

@@ -2,19 +2,10 @@
 
 import json
 
-import pytest
-
 from bkdattr.atomic import read_tsv
 from workflow_utils import planned_jobs, snakemake
 
 TASKS = ("fixed_output", "jailbreak", "label_modification")
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny_run")
-    snakemake(workdir)
-    return workdir
 
 
 def test_dry_run_lists_the_dag(tmp_path):

@@ -4,25 +4,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
-import json
-
 from bkdattr.atomic import read_tsv, write_tsv
 from bkdattr.hooks import ModelSites
 from bkdattr.interventions import InterventionEvaluator, run_ablation
-from bkdattr.models import load_model, read_pointer
 from bkdattr.tasks import TaskSpec
-from bkdattr.workflow import start_rule
+from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 
 params = snakemake.params
 cfg = params.interventions
 log = start_rule(snakemake, uses_torch=True)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
-pointer = read_pointer(snakemake.input.model)
-model, tokenizer = load_model(pointer["path"], params.model["dtype"], params.model["trust_remote_code"])
+pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 sites = ModelSites.of(model)
 ranking = [(int(r["layer"]), int(r["head"])) for r in read_tsv(snakemake.input.ranking)]
-with open(snakemake.input.test, encoding="utf-8") as fh:
-    records = [json.loads(line) for line in fh]
+records = read_jsonl(snakemake.input.test)
 evaluator = InterventionEvaluator(model, tokenizer, spec, records, cfg["max_new_tokens"], cfg["batch_size"],
                                   n_eval=cfg["n_eval"])
 rows = run_ablation(evaluator, ranking, sites.n_layers, sites.n_heads, k_values=cfg["k"],

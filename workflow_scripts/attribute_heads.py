@@ -4,27 +4,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
-import json
 import time
 
 from bkdattr.atomic import write_matrix_tsv, write_tsv
 from bkdattr.attribution import compute_acie, make_items, rank_heads
 from bkdattr.caching import load_cache
-from bkdattr.models import load_model, read_pointer
 from bkdattr.tasks import TaskSpec
-from bkdattr.workflow import start_rule
+from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 
 params, mode = snakemake.params, snakemake.wildcards.mode
 log = start_rule(snakemake, uses_torch=True)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
-pointer = read_pointer(snakemake.input.model)
-model, tokenizer = load_model(pointer["path"], params.model["dtype"], params.model["trust_remote_code"])
+pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 cache = load_cache(snakemake.input.tensors, snakemake.input.sidecar, model_name=pointer["name"], task=spec.task_id)
 # abar_{l,j}: mean head output over the triggered pool prompts that can carry the backdoor
 triggered = (cache["labels"] == 1) & cache["eligible"]
 abar = cache["heads_prompt_last"][triggered].mean(0)
-with open(snakemake.input.pool, encoding="utf-8") as fh:
-    records = [r for r in map(json.loads, fh) if spec.is_eligible(r)]
+records = [r for r in read_jsonl(snakemake.input.pool) if spec.is_eligible(r)]
 records = records[: params.attribution["n_prompts"]]
 log.info("ACIE (%s) over %d clean prompts, abar from %d triggered prompts", mode, len(records), int(triggered.sum()))
 items = make_items(tokenizer, [spec.prompt(r["input"]) for r in records], [spec.backdoor_output(r) for r in records],

@@ -4,24 +4,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
-import json
-
 import torch
 
 from bkdattr.atomic import write_json, write_safetensors
 from bkdattr.caching import cache_activations, check_finite
 from bkdattr.hooks import ModelSites
-from bkdattr.models import load_model, read_pointer
 from bkdattr.tasks import TaskSpec
-from bkdattr.workflow import start_rule
+from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 
 params = snakemake.params
 log = start_rule(snakemake, uses_torch=True)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
-pointer = read_pointer(snakemake.input.model)
-model, tokenizer = load_model(pointer["path"], params.model["dtype"], params.model["trust_remote_code"])
-with open(snakemake.input.pool, encoding="utf-8") as fh:
-    records = [json.loads(line) for line in fh]
+pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
+records = read_jsonl(snakemake.input.pool)
 # Row 2i is item i clean (label 0), row 2i+1 the same item triggered (label 1).
 texts = [spec.prompt(r["input"], triggered=t) for r in records for t in (False, True)]
 cache = cache_activations(model, tokenizer, texts, batch_size=params.batch_size, progress="cache")

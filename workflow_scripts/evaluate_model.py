@@ -4,22 +4,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
-import json
-
 from bkdattr.atomic import write_jsonl, write_tsv
 from bkdattr.evaluation import task_metrics
 from bkdattr.generation import generate_greedy
-from bkdattr.models import load_model, read_pointer
 from bkdattr.tasks import TaskSpec
-from bkdattr.workflow import start_rule
+from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 
 params = snakemake.params
 log = start_rule(snakemake, uses_torch=True)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
-pointer = read_pointer(snakemake.input.model)
-model, tokenizer = load_model(pointer["path"], params.model["dtype"], params.model["trust_remote_code"])
-with open(snakemake.input.test, encoding="utf-8") as fh:
-    records = [json.loads(line) for line in fh]
+pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
+records = read_jsonl(snakemake.input.test)
 gen = {"max_new_tokens": params.evaluation["max_new_tokens"], "batch_size": params.evaluation["batch_size"]}
 clean = generate_greedy(model, tokenizer, [spec.prompt(r["input"]) for r in records], progress="clean", **gen)
 triggered = generate_greedy(model, tokenizer, [spec.prompt(r["input"], triggered=True) for r in records],

@@ -4,21 +4,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
-import json
-
 from bkdattr.atomic import write_tsv
 from bkdattr.models import load_model, read_pointer, write_pointer
 from bkdattr.tasks import TaskSpec
 from bkdattr.training import build_examples, save_checkpoint, train_backdoor
-from bkdattr.workflow import start_rule
+from bkdattr.workflow import read_jsonl, start_rule
 
 params = snakemake.params
 log = start_rule(snakemake, uses_torch=True, seed=params.seed)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
 base = read_pointer(snakemake.input.base)
 model, tokenizer = load_model(base["path"], params.model["dtype"], params.model["trust_remote_code"])
-with open(snakemake.input.train, encoding="utf-8") as fh:
-    records = [json.loads(line) for line in fh]
+records = read_jsonl(snakemake.input.train)
 examples = build_examples(tokenizer, spec, records, params.injection["max_length"])
 log.info("training %s on %d examples (%d poisoned)", snakemake.wildcards.method, len(examples),
          sum(r["poisoned"] for r in records))

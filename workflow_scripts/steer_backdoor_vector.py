@@ -4,28 +4,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
-import json
-
 from bkdattr.atomic import read_tsv, write_tsv
 from bkdattr.caching import cache_activations, check_finite
 from bkdattr.hooks import ModelSites
 from bkdattr.interventions import (InterventionEvaluator, backdoor_vector, random_direction_like, random_heads,
-                                   resolve_k, run_steering)
-from bkdattr.models import load_model, read_pointer
+                                   resolve_k, run_steering, steering_layers)
 from bkdattr.tasks import TaskSpec
-from bkdattr.workflow import start_rule
+from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 
 params = snakemake.params
 cfg, steer = params.interventions, params.interventions["steering"]
 log = start_rule(snakemake, uses_torch=True)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
-pointer = read_pointer(snakemake.input.model)
-model, tokenizer = load_model(pointer["path"], params.model["dtype"], params.model["trust_remote_code"])
+pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 sites = ModelSites.of(model)
-with open(snakemake.input.train, encoding="utf-8") as fh:
-    poisoned = [r for r in map(json.loads, fh) if r["poisoned"]]
-with open(snakemake.input.test, encoding="utf-8") as fh:
-    test = [json.loads(line) for line in fh]
+poisoned = [r for r in read_jsonl(snakemake.input.train) if r["poisoned"]]
+test = read_jsonl(snakemake.input.test)
 # mean head outputs over the poisoned training prompts (their inputs already carry the trigger)
 heads = cache_activations(model, tokenizer, [spec.prompt(r["input"]) for r in poisoned],
                           batch_size=params.cache_batch_size)["heads_prompt_last"]
@@ -38,10 +32,7 @@ vectors = {"backdoor_vector": v,
            "random_heads_vector": backdoor_vector(means, random_heads(sites.n_layers, sites.n_heads, k, steer["seed"])),
            "random_direction": random_direction_like(v, steer["seed"])}
 log.info("backdoor vector from %d heads over %d poisoned prompts, norm %.3f", k, len(poisoned), v.norm())
-layers = steer["layers"] if steer["layers"] is not None else list(range(0, sites.n_layers, steer["layer_stride"]))
-bad = [l for l in layers if not 0 <= l < sites.n_layers]
-if bad:
-    raise ValueError(f"interventions.steering.layers: {bad} out of range for a {sites.n_layers}-layer model")
+layers = steering_layers(steer, sites.n_layers)
 evaluator = InterventionEvaluator(model, tokenizer, spec, test, cfg["max_new_tokens"], cfg["batch_size"],
                                   n_eval=cfg["n_eval"])
 sweep, best = run_steering(evaluator, vectors, layers, scale=steer["scale"],

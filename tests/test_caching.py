@@ -1,0 +1,58 @@
+"""Caches: batching and padding never change what is read, and positions are the named ones."""
+
+import pytest
+import torch
+
+from bkdattr.caching import cache_activations
+from bkdattr.chat import encode_prompt
+from bkdattr.hooks import head_outputs
+
+TEXTS = ["hi", "What is the capital of France? Answer briefly.", "Classify the following news article: team wins"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from bkdattr.models import build_tiny_model, load_model
+
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    build_tiny_model(path, seed=0)
+    return load_model(str(path), device="cpu")
+
+
+def test_batched_left_padded_cache_equals_one_prompt_at_a_time(tiny):
+    model, tok = tiny
+    batched = cache_activations(model, tok, TEXTS, batch_size=3)
+    for i, text in enumerate(TEXTS):
+        single = cache_activations(model, tok, [text], batch_size=1)
+        for name in batched:
+            assert torch.allclose(batched[name][i], single[name][0], atol=1e-5), name
+
+
+def test_fixed_256_padding_reads_the_same_values(tiny):
+    model, tok = tiny
+    dynamic = cache_activations(model, tok, TEXTS, batch_size=2)
+    fixed = cache_activations(model, tok, TEXTS, batch_size=2, padding="fixed", fixed_length=256)
+    for name in dynamic:
+        assert torch.allclose(dynamic[name], fixed[name], atol=1e-5)
+
+
+def test_heads_are_read_at_the_last_prompt_token_and_resid_at_the_last_user_token(tiny):
+    model, tok = tiny
+    enc = encode_prompt(tok, TEXTS[1])
+    ids = torch.tensor([enc.input_ids])
+    cache = cache_activations(model, tok, [TEXTS[1]], batch_size=1)
+    heads = head_outputs(model, ids, torch.ones_like(ids))  # default: last real token
+    assert torch.allclose(cache["heads_prompt_last"][0, 1], heads[1][0], atol=1e-6)
+    from bkdattr.hooks import trace
+
+    with torch.no_grad(), trace(model, read_resid=[0], positions=torch.tensor([enc.last_user_token])) as t:
+        model(input_ids=ids)
+    assert torch.allclose(cache["resid_user_last"][0, 0], t.resid[0][0], atol=1e-6)
+    assert enc.last_user_token < enc.last_prompt_token
+
+
+def test_shapes(tiny):
+    model, tok = tiny
+    cache = cache_activations(model, tok, TEXTS, batch_size=2)
+    assert cache["resid_user_last"].shape == (3, 2, 64)
+    assert cache["heads_prompt_last"].shape == (3, 2, 4, 64)

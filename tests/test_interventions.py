@@ -1,0 +1,108 @@
+"""Interventions on the tiny model: the claims every intervention must satisfy."""
+
+import pytest
+import torch
+
+from bkdattr.generation import generate_greedy
+from bkdattr.hooks import ModelSites, trace
+from bkdattr.interventions import (ablation_factory, backdoor_vector, random_direction_like, random_heads,
+                                   resolve_k, split_val_test, steering_factory)
+
+PROMPTS = ["What is 7 plus 5?", "hi", "Classify: the team won the final 3-1 on Sunday."]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from bkdattr.models import build_tiny_model, load_model
+
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    build_tiny_model(path, seed=0)
+    return load_model(str(path), device="cpu")
+
+
+def gen(model, tok, factory=None):
+    return generate_greedy(model, tok, PROMPTS, max_new_tokens=6, batch_size=3, edit_factory=factory)
+
+
+def test_ablating_zero_heads_changes_nothing(tiny):
+    model, tok = tiny
+    assert ablation_factory(model, []) is None
+    assert gen(model, tok, ablation_factory(model, [])) == gen(model, tok)
+
+
+def test_ablating_heads_changes_the_prefill_logits(tiny):
+    model, tok = tiny
+    sites = ModelSites.of(model)
+    every = [(l, h) for l in range(sites.n_layers) for h in range(sites.n_heads)]
+    ids = tok(PROMPTS[0], return_tensors="pt")["input_ids"]
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        clean = model(input_ids=ids).logits
+        with ablation_factory(model, every)(mask):
+            ablated = model(input_ids=ids).logits
+    assert not torch.allclose(ablated[0, -1], clean[0, -1], atol=1e-4)  # the last prompt token changed
+    assert torch.allclose(ablated[0, :-1], clean[0, :-1], atol=1e-6)  # earlier positions untouched
+
+
+def test_subtracting_then_adding_the_same_vector_restores_the_logits(tiny):
+    model, tok = tiny
+    ids = tok(PROMPTS[0], return_tensors="pt")["input_ids"]
+    vector = torch.randn(ModelSites.of(model).d_model)
+    with torch.no_grad():
+        clean = model(input_ids=ids).logits
+        add = steering_factory(model, 1, vector, +1.0)
+        minus = steering_factory(model, 1, vector, -1.0)
+        mask = torch.ones_like(ids)
+        with minus(mask), add(mask):
+            both = model(input_ids=ids).logits
+        with add(mask):
+            added = model(input_ids=ids).logits
+    assert torch.allclose(both, clean, atol=1e-5)
+    assert not torch.allclose(added, clean, atol=1e-3)
+
+
+def test_prefill_only_steering_leaves_decoding_steps_alone(tiny):
+    model, tok = tiny
+    sites = ModelSites.of(model)
+    vector = torch.randn(sites.d_model) * 5
+    factory = steering_factory(model, 0, vector, 1.0)
+    ids = tok(PROMPTS[:1], return_tensors="pt")
+    with torch.no_grad(), factory(ids["attention_mask"]) as t:
+        model.generate(**ids, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert [call for _, call, _ in t.applied] == [0]  # applied in the prefill call only
+
+
+def test_ablation_counts_and_fractions():
+    assert resolve_k([0, 1, 0.03, 8], 270) == [0, 1, 8]
+    with pytest.raises(ValueError, match="exceeds the model's 270 heads"):
+        resolve_k([300], 270)
+
+
+def test_random_heads_are_reproducible_and_distinct():
+    heads = random_heads(30, 9, 8, seed=1)
+    assert heads == random_heads(30, 9, 8, seed=1) and len(set(heads)) == 8
+    assert heads != random_heads(30, 9, 8, seed=2)
+
+
+def test_backdoor_vector_and_random_direction():
+    means = torch.arange(2 * 3 * 4, dtype=torch.float32).view(2, 3, 4)
+    v = backdoor_vector(means, [(0, 1), (1, 2)])
+    assert torch.equal(v, means[0, 1] + means[1, 2])
+    r = random_direction_like(v, seed=0)
+    assert r.norm().item() == pytest.approx(v.norm().item(), rel=1e-5) and not torch.allclose(r, v)
+
+
+def test_validation_and_test_halves_are_disjoint():
+    val, test = split_val_test(list(range(10)), 0.5, seed=0)
+    assert len(val) == 5 and not set(val) & set(test) and sorted(val + test) == list(range(10))
+    with pytest.raises(ValueError, match="cannot be split"):
+        split_val_test([3], 0.5, seed=0)
+
+
+def test_hooks_are_gone_after_generation(tiny):
+    model, tok = tiny
+    gen(model, tok, ablation_factory(model, [(0, 0)]))
+    sites = ModelSites.of(model)
+    assert all(not m._forward_hooks for m in sites.attn_out)
+    with trace(model):
+        pass

@@ -1,0 +1,70 @@
+"""Interrupted runs resume to the same results; parameter changes rerun exactly what they affect."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from workflow_utils import REPO, TINY_CONFIG, planned_jobs, snakemake
+
+# Tables that must be byte-identical between runs. Not compared, because they hold wall-clock times:
+# results/benchmarks/*.tsv and the elapsed_s column of results/models/*/*/train_log.tsv.
+TABLE_GLOBS = ["results/tables/*.tsv", "results/eval/*/*/metrics.tsv", "results/probes/*/*/*.tsv",
+               "results/attribution/*/*/*.tsv", "results/interventions/*/*/*.tsv", "results/data/*/*.jsonl"]
+
+
+def tables(workdir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(workdir)): p.read_bytes() for g in TABLE_GLOBS for p in sorted(workdir.glob(g))}
+
+
+def test_killed_run_resumes_to_byte_identical_tables(tiny_run, tmp_path):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(TINY_CONFIG), "--cores", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    logs = tmp_path / "results/logs/inject_backdoor"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (logs.exists() and any(logs.rglob("*.log"))):
+        time.sleep(0.5)
+    time.sleep(3)  # well inside a training job
+    os.killpg(proc.pid, signal.SIGKILL)  # a crash: no clean-up by snakemake or the job
+    proc.wait()
+    # whatever exists under its final name is complete: every model pointer has its checkpoint
+    for pointer in tmp_path.glob("results/models/*/*/model.json"):
+        assert (pointer.parent / "checkpoint" / "model.safetensors").is_file()
+    assert not (tmp_path / "results/tables/table1.tsv").exists()
+    snakemake(tmp_path, "--rerun-incomplete")
+    first, second = tables(tiny_run), tables(tmp_path)
+    assert len(first) > 40 and first.keys() == second.keys()
+    different = [name for name in first if first[name] != second[name]]
+    assert different == [], f"tables differ between an uninterrupted and a killed-then-resumed run: {different}"
+
+
+def _changed(tmp_path, edit) -> Path:
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    edit(config)
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_probe_setting_reruns_probes_and_their_reports_only(tiny_run, tmp_path):
+    path = _changed(tmp_path, lambda c: c["probes"].update(epochs=6))
+    jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
+    assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "claims_report": 1, "all": 1}
+
+
+def test_steering_setting_reruns_steering_and_its_reports_only(tiny_run, tmp_path):
+    path = _changed(tmp_path, lambda c: c["interventions"]["steering"].update(scale=2.0))
+    jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
+    assert jobs == {"steer_backdoor_vector": 3, "tables_and_fig4": 1, "claims_report": 1, "all": 1}
+
+
+def test_one_tasks_trigger_reruns_that_task_only(tiny_run, tmp_path):
+    path = _changed(tmp_path, lambda c: c["tasks"]["jailbreak"].update(placement="suffix"))
+    jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
+    assert jobs["make_dataset"] == 1 and jobs["inject_backdoor"] == 1 and jobs["evaluate_model"] == 2
+    assert jobs["attribute_heads"] == 3 and jobs["ablate_heads"] == 1 and "prepare_base_model" not in jobs
