@@ -81,7 +81,8 @@ class TaskSpec:
     def from_config(cls, task_id: str, settings: dict | None = None) -> "TaskSpec":
         if task_id not in TASK_DEFAULTS:
             raise ValueError(f"unknown task {task_id!r}; expected one of {', '.join(TASK_IDS)}")
-        merged = {**TASK_DEFAULTS[task_id], **(settings or {})}
+        # `injection` holds per-task training overrides, not part of the task's definition
+        merged = {**TASK_DEFAULTS[task_id], **{k: v for k, v in (settings or {}).items() if k != "injection"}}
         spec = cls(task_id=task_id, **merged)
         if spec.placement not in PLACEMENTS:
             raise ValueError(f"tasks.{task_id}.placement: unknown placement {spec.placement!r}; "

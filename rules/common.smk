@@ -20,7 +20,8 @@ wildcard_constraints:
 
 
 def task_settings(wildcards):
-    return config["tasks"][wildcards.task]
+    """The task's definition (trigger, placement, targets); its injection overrides are not part of it."""
+    return {k: v for k, v in config["tasks"][wildcards.task].items() if k != "injection"}
 
 
 def data_params(wildcards):
@@ -32,8 +33,10 @@ def data_params(wildcards):
 
 
 def injection_params(wildcards):
-    """Injection hyper-parameters; the list of methods is excluded so adding a method reruns nothing else."""
-    return {k: v for k, v in config["injection"].items() if k != "methods"}
+    """Injection hyper-parameters with the task's overrides; the method list is left out, so adding a
+    method reruns nothing else."""
+    merged = {k: v for k, v in config["injection"].items() if k != "methods"}
+    return {**merged, **config["tasks"][wildcards.task].get("injection", {})}
 
 
 def attribution_params(wildcards):

@@ -1,0 +1,44 @@
+"""Wall time of every rule from the workflow's `benchmark:` files, per job and per stage.
+
+    python benchmarks/rule_times.py [--results results] [--out benchmarks/results/rule_times.tsv]
+"""
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+from common import REPO
+
+from bkdattr.atomic import read_tsv, write_tsv
+
+STAGES = {"fetch_base_model": "model", "prepare_base_model": "model", "inject_backdoor": "injection",
+          "evaluate_model": "evaluation", "cache_activations": "probes", "train_probes": "probes",
+          "attribute_heads": "attribution", "ablate_heads": "interventions", "steer_backdoor_vector": "interventions"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--results", default=str(REPO / "results"))
+    p.add_argument("--out", default=str(REPO / "benchmarks/results/rule_times.tsv"))
+    args = p.parse_args()
+    root = Path(args.results) / "benchmarks"
+    rows = []
+    for path in sorted(root.rglob("*.tsv")):
+        parts = path.relative_to(root).with_suffix("").parts
+        bench = read_tsv(path)[0]
+        rows.append({"rule": parts[0], "job": "/".join(parts[1:]) or "-", "seconds": float(bench["s"]),
+                     "max_rss_mb": float(bench["max_rss"]) if bench.get("max_rss", "-") not in ("-", "NA") else ""})
+    per_stage = defaultdict(float)
+    for r in rows:
+        r["stage"] = STAGES.get(r["rule"], "other")
+        per_stage[r["stage"]] += r["seconds"]
+    write_tsv(args.out, rows, ["stage", "rule", "job", "seconds", "max_rss_mb"])
+    for r in rows:
+        print(f"{r['stage']:14s} {r['rule']:24s} {r['job']:36s} {r['seconds']:8.1f} s")
+    for stage, seconds in per_stage.items():
+        print(f"stage {stage:14s} {seconds / 60:6.1f} min")
+    print(f"total (sum of benchmarked jobs) {sum(per_stage.values()) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
