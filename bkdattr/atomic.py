@@ -28,6 +28,10 @@ def atomic_path(final: str | os.PathLike, *, directory: bool = False) -> Iterato
         tmp = Path(name)
     try:
         yield tmp
+        # mkstemp/mkdtemp create private (0600/0700) entries; give the result the usual umask mode
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, (0o777 if directory else 0o666) & ~umask)
         if directory and final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -14,6 +14,24 @@ def tiny_tokenizer():
     return build_tiny_tokenizer()
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A saved tiny random Llama checkpoint (2 layers x 4 heads, d_model 64)."""
+    from bkdattr.models import build_tiny_model
+
+    path = tmp_path_factory.mktemp("tiny_model") / "model"
+    build_tiny_model(path, seed=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_model_dir):
+    """(model, tokenizer) of the tiny checkpoint, on the CPU."""
+    from bkdattr.models import load_model
+
+    return load_model(str(tiny_model_dir), device="cpu")
+
+
 @pytest.fixture
 def tiny_config():
     from bkdattr.config import load_config

@@ -12,14 +12,7 @@ import torch
 from bkdattr.caching import check_finite, load_cache
 from bkdattr.hooks import HeadEdit, ResidualEdit, trace
 from bkdattr.interventions import resolve_k, steering_layers
-from bkdattr.models import ModelError, build_tiny_model, load_model, load_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny") / "model"
-    build_tiny_model(path, seed=0)
-    return path
+from bkdattr.models import ModelError, load_model, load_tokenizer
 
 
 def test_model_path_that_does_not_exist(tmp_path):
@@ -101,8 +94,8 @@ def test_steering_layer_out_of_range():
         steering_layers({"layers": [0, 30]}, 30)
 
 
-def test_edit_layer_and_head_out_of_range(tiny_dir):
-    model, _ = load_model(str(tiny_dir), device="cpu")
+def test_edit_layer_and_head_out_of_range(tiny):
+    model, _ = tiny
     with pytest.raises(ValueError, match="layer 7 out of range"):
         with trace(model, residual_edits=[ResidualEdit(layer=7, vector=torch.zeros(64))]):
             pass

@@ -10,15 +10,6 @@ from bkdattr.hooks import head_outputs
 TEXTS = ["hi", "What is the capital of France? Answer briefly.", "Classify the following news article: team wins"]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from bkdattr.models import build_tiny_model, load_model
-
-    path = tmp_path_factory.mktemp("tiny") / "model"
-    build_tiny_model(path, seed=0)
-    return load_model(str(path), device="cpu")
-
-
 def test_batched_left_padded_cache_equals_one_prompt_at_a_time(tiny):
     model, tok = tiny
     batched = cache_activations(model, tok, TEXTS, batch_size=3)

@@ -98,3 +98,11 @@ def test_missing_and_malformed_config_files(tmp_path):
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(listy)
+
+
+def test_per_task_injection_overrides_are_validated(raw):
+    raw["tasks"]["jailbreak"] = {"injection": {"epochs": 3}}
+    check_config(raw)
+    raw["tasks"]["jailbreak"] = {"injection": {"epochz": 3}}
+    with pytest.raises(ConfigError, match="'epochz' was unexpected"):
+        check_config(raw)

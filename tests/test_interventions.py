@@ -11,15 +11,6 @@ from bkdattr.interventions import (ablation_factory, backdoor_vector, random_dir
 PROMPTS = ["What is 7 plus 5?", "hi", "Classify: the team won the final 3-1 on Sunday."]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from bkdattr.models import build_tiny_model, load_model
-
-    path = tmp_path_factory.mktemp("tiny") / "model"
-    build_tiny_model(path, seed=0)
-    return load_model(str(path), device="cpu")
-
-
 def gen(model, tok, factory=None):
     return generate_greedy(model, tok, PROMPTS, max_new_tokens=6, batch_size=3, edit_factory=factory)
 
