@@ -1,6 +1,5 @@
 """Caches: batching and padding never change what is read, and positions are the named ones."""
 
-import pytest
 import torch
 
 from bkdattr.caching import cache_activations
