@@ -18,6 +18,7 @@ Three ways to compute it:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from typing import Sequence
@@ -101,7 +102,7 @@ def acie_exact(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, p
         zero = torch.zeros(len(chunk), dtype=torch.long, device=device)
         # one unpatched suffix pass: base scores, head outputs at the last prompt token, layer inputs
         with trace(model, read_heads=range(sites.n_layers), positions=zero) as t, record_layer_inputs(model) \
-                if skip else _nullcontext({}) as layer_inputs:
+                if skip else contextlib.nullcontext({}) as layer_inputs:
             out = model(input_ids=b["suffix_ids"], attention_mask=b["full_mask"], position_ids=b["suffix_pos"],
                         cache=copy.deepcopy(cache), use_cache=True)
         base = target_scores(out.logits, b["targets"], b["target_mask"]).double().cpu()
@@ -115,7 +116,7 @@ def acie_exact(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, p
             layer_cache.batch_repeat_interleave(H)
             kwargs = dict(attention_mask=_repeat(b["full_mask"], H), position_ids=_repeat(b["suffix_pos"], H),
                           cache=layer_cache, use_cache=True)
-            start = start_at_layer(model, layer, _repeat(layer_inputs[layer], H)) if skip else _nullcontext()
+            start = start_at_layer(model, layer, _repeat(layer_inputs[layer], H)) if skip else contextlib.nullcontext()
             with trace(model, residual_edits=[edit]), start:
                 patched = model(input_ids=_repeat(b["suffix_ids"], H), **kwargs)
             scores = target_scores(patched.logits, _repeat(b["targets"], H), _repeat(b["target_mask"], H))
@@ -125,17 +126,6 @@ def acie_exact(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, p
     acie = torch.full((sites.n_layers, H), float("nan"), dtype=torch.float64)
     acie[layers] = total[layers] / len(items)
     return acie, torch.cat(base_scores)
-
-
-class _nullcontext:
-    def __init__(self, value=None):
-        self.value = value
-
-    def __enter__(self):
-        return self.value
-
-    def __exit__(self, *exc):
-        return False
 
 
 # ---------------------------------------------------------------- reference (official) mode

@@ -198,6 +198,7 @@ def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tens
                 factory = steering_factory(evaluator.model, layer, vectors[name], sign * scale)
                 record(name, direction, layer, evaluator.asr_hits(triggered, factory))
     best = []
+    utility_without = evaluator.clean_metrics()["clean_utility"]["value"]
     for direction, (triggered, sign) in directions.items():
         rows = [r for r in sweep if r["vector"] == "backdoor_vector" and r["direction"] == direction]
         pick = max if direction == "add" else min
@@ -218,6 +219,6 @@ def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tens
         clean = evaluator.clean_metrics(steering_factory(evaluator.model, chosen["layer"], vectors["backdoor_vector"],
                                                          sign * scale))
         entry["clean_utility_with_vector"] = clean["clean_utility"]["value"]
-        entry["clean_utility_without"] = evaluator.clean_metrics()["clean_utility"]["value"]
+        entry["clean_utility_without"] = utility_without
         best.append(entry)
     return sweep, best

@@ -44,8 +44,6 @@ def test_exact_without_layer_skipping_gives_the_same_numbers(tiny):
 
 def test_patching_with_the_heads_own_output_changes_nothing(tiny):
     model, tok, items, _ = tiny
-    from bkdattr.attribution import _split_batch  # noqa: F401 (the exact path patches with abar - a)
-
     # abar equal to the prompt's own head output: a single prompt, so the mean is itself
     one = items[:1]
     sites = ModelSites.of(model)
