@@ -82,10 +82,11 @@ def cache_activations(model, tokenizer, user_texts: Sequence[str], *, batch_size
 def load_cache(tensors_path, sidecar_path, *, model_name: str, task: str) -> dict:
     """Load a cache and check its sidecar: a cache made by another model or task is refused."""
     import json
+    from pathlib import Path
 
     from safetensors.torch import load_file
 
-    sidecar = json.loads(open(sidecar_path, encoding="utf-8").read())
+    sidecar = json.loads(Path(sidecar_path).read_text(encoding="utf-8"))
     for key, expected in (("model", model_name), ("task", task)):
         if sidecar.get(key) != expected:
             raise ValueError(f"{sidecar_path}: cache was made for {key} {sidecar.get(key)!r}, not {expected!r}; "

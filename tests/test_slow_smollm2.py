@@ -1,6 +1,5 @@
 """Heavy checks on the real SmolLM2 checkpoint of the default workflow (run with `pytest -m slow`)."""
 
-from pathlib import Path
 
 import pytest
 import torch
