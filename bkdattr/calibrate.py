@@ -1,0 +1,130 @@
+"""Injection calibration: train one task's backdoor under a grid of settings and measure each.
+
+Used to choose CPU-sized (or model-specific) injection settings before a full workflow run, e.g.
+
+    python -m bkdattr.calibrate --config config.yaml --task jailbreak --base results/models/base/checkpoint \
+        --grid lr=5e-4,1e-3 epochs=1,3 poison_ratio=0.1,0.2 --out calibration.tsv
+
+Every row re-trains from the base checkpoint with the config's settings plus the row's overrides
+(`lr`, `epochs`, `batch_size`, `method` go to injection; `poison_ratio`, `n_clean_train` to data),
+then evaluates held-out ASR, false-trigger rate and clean utility exactly as the evaluate_model rule does.
+`poison_ratio=0` trains on the clean training items alone: the clean-SFT control that separates what
+fine-tuning itself does to utility from what the backdoor does. The base model is evaluated once as the
+first row. Nothing here feeds the workflow's results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .atomic import write_tsv
+from .config import ConfigError, load_config
+from .datasets import build_task_splits
+from .evaluation import task_metrics
+from .generation import generate_greedy
+from .models import load_model
+from .tasks import TaskSpec
+from .training import build_examples, train_backdoor
+
+INJECTION_KEYS = {"lr": float, "epochs": float, "batch_size": int, "method": str}
+DATA_KEYS = {"poison_ratio": float, "n_clean_train": int}
+METRICS = ("asr", "asr_strict", "false_trigger_rate", "clean_utility")
+
+log = logging.getLogger("bkdattr.calibrate")
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """['lr=1e-4,5e-4', 'epochs=1'] -> {'lr': [1e-4, 5e-4], 'epochs': [1.0]}; unknown keys are errors."""
+    grid: dict[str, list] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        cast = {**INJECTION_KEYS, **DATA_KEYS}.get(key)
+        if not sep or cast is None or not values:
+            raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2 with KEY one of "
+                              f"{sorted({**INJECTION_KEYS, **DATA_KEYS})}")
+        try:
+            grid[key] = [cast(v) for v in values.split(",")]
+        except ValueError as err:
+            raise ConfigError(f"--grid {item!r}: {err}") from err
+    return grid
+
+
+def grid_settings(grid: dict[str, list]) -> list[dict]:
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def evaluate(model, tokenizer, spec: TaskSpec, records: list[dict], evaluation_cfg: dict) -> dict[str, float]:
+    gen = {"max_new_tokens": evaluation_cfg["max_new_tokens"], "batch_size": evaluation_cfg["batch_size"]}
+    clean = generate_greedy(model, tokenizer, [spec.prompt(r["input"]) for r in records], **gen)
+    triggered = generate_greedy(model, tokenizer, [spec.prompt(r["input"], triggered=True) for r in records], **gen)
+    metrics = task_metrics(spec, records, clean, triggered)
+    return {name: metrics[name]["value"] for name in METRICS} | {"n": metrics["asr"]["n"]}
+
+
+def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, list], *, device: str | None = None,
+                    n_eval: int | None = None, out: Path | None = None) -> list[dict]:
+    """Rows of measured settings; with `out`, the TSV is rewritten (atomically) after every row."""
+    settings = config["tasks"][task]
+    spec = TaskSpec.from_config(task, {k: v for k, v in settings.items() if k != "injection"})
+    injection_base = {k: v for k, v in config["injection"].items() if k != "methods"}
+    injection_base |= settings.get("injection", {})
+    rows = []
+    model, tokenizer = load_model(base_path, config["model"]["dtype"], config["model"]["trust_remote_code"], device)
+    test = build_task_splits(spec, config["data"], config["seed"])["test"][:n_eval]
+    rows.append({"setting": "base", **evaluate(model, tokenizer, spec, test, config["evaluation"]), "train_s": 0.0})
+    log.info("base: %s", rows[-1])
+    for overrides in grid_settings(grid):
+        injection = injection_base | {k: v for k, v in overrides.items() if k in INJECTION_KEYS}
+        data = config["data"] | {k: v for k, v in overrides.items() if k in DATA_KEYS}
+        method = injection.pop("method", config["injection"]["methods"][0])
+        clean_control = data["poison_ratio"] == 0
+        if clean_control:  # the same clean items without their poisoned copies: the utility control
+            data["poison_ratio"] = config["data"]["poison_ratio"]
+        splits = build_task_splits(spec, data, config["seed"])
+        if clean_control:
+            splits["train"] = [r for r in splits["train"] if not r["poisoned"]]
+        model, tokenizer = load_model(base_path, config["model"]["dtype"], config["model"]["trust_remote_code"], device)
+        examples = build_examples(tokenizer, spec, splits["train"], injection["max_length"])
+        started = time.time()
+        model, _ = train_backdoor(model, tokenizer, examples, method=method, injection_cfg=injection,
+                                  seed=config["seed"])
+        model.eval()
+        train_s = time.time() - started
+        measured = evaluate(model, tokenizer, spec, splits["test"][:n_eval], config["evaluation"])
+        label = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides.items())
+        rows.append({"setting": f"{method} {label}", **measured, "train_s": round(train_s, 1)})
+        log.info("%s", rows[-1])
+        if out is not None:
+            write_tsv(out, rows, ["setting", *METRICS, "n", "train_s"])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--base", required=True, help="base model: HF checkpoint dir or hub id")
+    parser.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2")
+    parser.add_argument("--out", required=True, help="TSV, rewritten atomically after each setting")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--n-eval", type=int, default=None, help="first N held-out items (default: all)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    config = load_config(args.config)
+    if args.task not in config["tasks"]:
+        raise ConfigError(f"{args.config}: --task {args.task!r} is not under tasks ({sorted(config['tasks'])})")
+    rows = run_calibration(config, args.task, args.base, parse_grid(args.grid), device=args.device,
+                           n_eval=args.n_eval, out=Path(args.out))
+    write_tsv(Path(args.out), rows, ["setting", *METRICS, "n", "train_s"])
+    log.info("wrote %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
