@@ -1,0 +1,61 @@
+"""Claims report readings: decided by Wilson intervals, and checked against the controls measured beside them."""
+from bkdattr import reports
+from bkdattr.atomic import write_tsv
+
+
+def test_readings_are_decided_by_the_interval_not_the_point_estimate():
+    assert reports._reading_at_least(0.99, 200, 0.9).startswith("consistent")
+    assert reports._reading_at_least(0.95, 20, 0.9) == "undecided at this sample size"
+    assert reports._reading_at_least(0.2, 100, 0.9).startswith("not reproduced")
+    assert reports._reading_at_most(0.0, 64, 0.1).startswith("consistent")
+    assert reports._reading_at_most(0.0, 8, 0.1) == "undecided at this sample size"
+    assert reports._reading_at_most(0.6, 64, 0.1).startswith("not reproduced")
+
+
+def test_specificity_names_each_control_that_matches_the_effect():
+    # subtracting the vector drops ASR to 0/32: a control that leaves it at 1.0 is outside the interval
+    assert reports._specificity(0.0, 32, {"a random direction": 1.0}, lower=True).startswith("specific")
+    text = reports._specificity(0.0, 32, {"a random direction": 1.0, "a random-head vector": 0.06}, lower=True)
+    assert text == "not specific: a random-head vector does as much"
+    # adding the vector raises ASR to 1.0: a random direction that also reaches 1.0 explains it as well
+    assert reports._specificity(1.0, 25, {"a random direction": 1.0}, lower=False).startswith("not specific")
+
+
+def _ablation_tsv(path, asr_top_k8, asr_random_k8):
+    rows = [{"heads": "top", "seed": "", "variant": "last_prompt_token", "k": 0, "k_fraction": 0.0, "asr": 1.0},
+            {"heads": "top", "seed": "", "variant": "last_prompt_token", "k": 8, "k_fraction": 0.0296,
+             "asr": asr_top_k8}]
+    rows += [{"heads": "random", "seed": s, "variant": "last_prompt_token", "k": 8, "k_fraction": 0.0296,
+              "asr": asr_random_k8} for s in (1, 2)]
+    for r in rows:
+        r.update(asr_n=64, asr_ci_low=0, asr_ci_high=1, false_trigger_rate=0, clean_utility=1, utility_n=64, ablated="")
+    path.parent.mkdir(parents=True)
+    write_tsv(path, rows)
+
+
+def test_claims_report_flags_controls_and_utility_loss(tmp_path):
+    _ablation_tsv(tmp_path / "label_modification" / "lora_sft" / "ablation.tsv", 0.0, 1.0)
+    _ablation_tsv(tmp_path / "fixed_output" / "lora_sft" / "ablation.tsv", 0.0, 0.0)
+    table1 = reports.table1_rows([str(tmp_path / t / "lora_sft" / "ablation.tsv")
+                                  for t in ("label_modification", "fixed_output")])
+    common = {"method": "lora_sft", "asr_test_n": "25", "no_intervention_asr_test": "0", "k_heads": "8"}
+    table2 = [
+        {"task": "label_modification", "direction": "add", "best_layer_val": "18", "asr_test": "1",
+         "random_heads_vector_asr_test": "0", "random_direction_asr_test": "1",
+         "clean_utility_with_vector": "0.28", "clean_utility_without": "1", **common},
+        {"task": "fixed_output", "direction": "minus", "best_layer_val": "24", "asr_test": "0",
+         "random_heads_vector_asr_test": "0.9", "random_direction_asr_test": "1",
+         "clean_utility_with_vector": "0.73", "clean_utility_without": "0.73", **common},
+    ]
+    injection = [{"task": "fixed_output", "model": "lora_sft", "metric": m, "value": "0.9", "n": "200"}
+                 for m in ("asr", "false_trigger_rate", "clean_utility")]
+    text = reports.claims_markdown(injection, [], [], table1, table2, "tiny", 0.95)
+    label_ablation = next(l for l in text.splitlines() if l.startswith("| label_modification | lora_sft | 8"))
+    assert "reduced: intervals do not overlap; specific" in label_ablation
+    fixed_ablation = next(l for l in text.splitlines() if l.startswith("| fixed_output | lora_sft | 8"))
+    assert "not specific: the random-head mean does as much" in fixed_ablation
+    add = next(l for l in text.splitlines() if l.startswith("| label_modification | lora_sft | 18"))
+    assert "not specific: a random direction of the same norm does as much" in add
+    assert "clean utility falls 1.00 -> 0.28" in add
+    minus = next(l for l in text.splitlines() if l.startswith("| fixed_output | lora_sft | 24"))
+    assert "specific: every control stays outside the interval" in minus and "utility falls" not in minus
