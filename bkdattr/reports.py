@@ -180,7 +180,7 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
         t_lo, t_hi = wilson_interval(round(_f(target["asr_top_pct"]) / 100 * n), n)
         reading = ("reduced: intervals do not overlap" if t_hi < b_lo else
                    "not reduced: intervals overlap" if t_lo <= b_hi else "increased")
-        if target["asr_random_mean_pct"] != "":
+        if reading.startswith("reduced") and target["asr_random_mean_pct"] != "":
             reading += "; " + _specificity(_f(target["asr_top_pct"]) / 100, n,
                                            {"the random-head mean": _f(target["asr_random_mean_pct"]) / 100}, lower=True)
         out.append(f"| {task} | {method} | {target['k']} ({_f(target['k_fraction']):.3f}) | "
@@ -197,7 +197,9 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
                 n, asr = int(r["asr_test_n"]), _f(r["asr_test"])
                 controls = {"a random-head vector": _f(r["random_heads_vector_asr_test"]),
                             "a random direction of the same norm": _f(r["random_direction_asr_test"])}
-                reading = reader(asr, n, level) + "; " + _specificity(asr, n, controls, lower=direction == "minus")
+                reading = reader(asr, n, level)
+                if not reading.startswith("not reproduced"):  # a control can only match an effect that is there
+                    reading += "; " + _specificity(asr, n, controls, lower=direction == "minus")
                 with_v, without = _f(r["clean_utility_with_vector"]), _f(r["clean_utility_without"])
                 if without - with_v > 0.1:
                     reading += f"; clean utility falls {without:.2f} -> {with_v:.2f}"

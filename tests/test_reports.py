@@ -36,8 +36,9 @@ def _ablation_tsv(path, asr_top_k8, asr_random_k8):
 def test_claims_report_flags_controls_and_utility_loss(tmp_path):
     _ablation_tsv(tmp_path / "label_modification" / "lora_sft" / "ablation.tsv", 0.0, 1.0)
     _ablation_tsv(tmp_path / "fixed_output" / "lora_sft" / "ablation.tsv", 0.0, 0.0)
+    _ablation_tsv(tmp_path / "jailbreak" / "lora_sft" / "ablation.tsv", 1.0, 1.0)
     table1 = reports.table1_rows([str(tmp_path / t / "lora_sft" / "ablation.tsv")
-                                  for t in ("label_modification", "fixed_output")])
+                                  for t in ("label_modification", "fixed_output", "jailbreak")])
     common = {"method": "lora_sft", "asr_test_n": "25", "no_intervention_asr_test": "0", "k_heads": "8"}
     table2 = [
         {"task": "label_modification", "direction": "add", "best_layer_val": "18", "asr_test": "1",
@@ -54,6 +55,8 @@ def test_claims_report_flags_controls_and_utility_loss(tmp_path):
     assert "reduced: intervals do not overlap; specific" in label_ablation
     fixed_ablation = next(l for l in text.splitlines() if l.startswith("| fixed_output | lora_sft | 8"))
     assert "not specific: the random-head mean does as much" in fixed_ablation
+    jailbreak_ablation = next(l for l in text.splitlines() if l.startswith("| jailbreak | lora_sft | 8"))
+    assert "not reduced" in jailbreak_ablation and "specific" not in jailbreak_ablation  # no effect to attribute
     add = next(l for l in text.splitlines() if l.startswith("| label_modification | lora_sft | 18"))
     assert "not specific: a random direction of the same norm does as much" in add
     assert "clean utility falls 1.00 -> 0.28" in add
