@@ -201,7 +201,8 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
                 if not reading.startswith("not reproduced"):  # a control can only match an effect that is there
                     reading += "; " + _specificity(asr, n, controls, lower=direction == "minus")
                 with_v, without = _f(r["clean_utility_with_vector"]), _f(r["clean_utility_without"])
-                if without - with_v > 0.1:
+                # minus: the vector's cost on clean inputs; add: utility falls by construction when ASR rises
+                if direction == "minus" and without - with_v > 0.1:
                     reading += f"; clean utility falls {without:.2f} -> {with_v:.2f}"
                 out.append(f"| {r['task']} | {r['method']} | {r['best_layer_val']} | {_f(r['no_intervention_asr_test']):.2f} | "
                            f"{_ci(asr, n)} | {controls['a random-head vector']:.2f} | "

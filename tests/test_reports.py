@@ -47,6 +47,9 @@ def test_claims_report_flags_controls_and_utility_loss(tmp_path):
         {"task": "fixed_output", "direction": "minus", "best_layer_val": "24", "asr_test": "0",
          "random_heads_vector_asr_test": "0.9", "random_direction_asr_test": "1",
          "clean_utility_with_vector": "0.73", "clean_utility_without": "0.73", **common},
+        {"task": "label_modification", "direction": "minus", "best_layer_val": "3", "asr_test": "0.16",
+         "random_heads_vector_asr_test": "0.96", "random_direction_asr_test": "0.36",
+         "clean_utility_with_vector": "0.3", "clean_utility_without": "1", **common},
     ]
     injection = [{"task": "fixed_output", "model": "lora_sft", "metric": m, "value": "0.9", "n": "200"}
                  for m in ("asr", "false_trigger_rate", "clean_utility")]
@@ -59,6 +62,8 @@ def test_claims_report_flags_controls_and_utility_loss(tmp_path):
     assert "not reduced" in jailbreak_ablation and "specific" not in jailbreak_ablation  # no effect to attribute
     add = next(l for l in text.splitlines() if l.startswith("| label_modification | lora_sft | 18"))
     assert "not specific: a random direction of the same norm does as much" in add
-    assert "clean utility falls 1.00 -> 0.28" in add
+    assert "utility falls" not in add  # adding the vector replaces clean answers by design
     minus = next(l for l in text.splitlines() if l.startswith("| fixed_output | lora_sft | 24"))
     assert "specific: every control stays outside the interval" in minus and "utility falls" not in minus
+    label_minus = next(l for l in text.splitlines() if l.startswith("| label_modification | lora_sft | 3"))
+    assert "clean utility falls 1.00 -> 0.30" in label_minus
