@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -135,6 +136,9 @@ def _reading_at_most(value: float, n: int, level: float) -> str:
 def _specificity(ours: float, n: int, controls: dict[str, float], lower: bool) -> str:
     """Whether the effect belongs to the attributed heads: each control measured on the same n items must
     fall outside our Wilson interval on the weak side (higher ASR when the effect lowers it, and vice versa)."""
+    controls = {name: value for name, value in controls.items() if not math.isnan(value)}
+    if not controls:
+        return "no control measured"
     lo, hi = wilson_interval(round(ours * n), n)
     matched = [name for name, value in controls.items() if (value <= hi if lower else value >= lo)]
     if matched:

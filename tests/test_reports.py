@@ -19,6 +19,8 @@ def test_specificity_names_each_control_that_matches_the_effect():
     assert text == "not specific: a random-head vector does as much"
     # adding the vector raises ASR to 1.0: a random direction that also reaches 1.0 explains it as well
     assert reports._specificity(1.0, 25, {"a random direction": 1.0}, lower=False).startswith("not specific")
+    # a missing control (NaN from an empty cell) must not count as one the effect beat
+    assert reports._specificity(0.0, 32, {"a random direction": float("nan")}, lower=True) == "no control measured"
 
 
 def _ablation_tsv(path, asr_top_k8, asr_random_k8):
