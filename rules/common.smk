@@ -8,7 +8,11 @@ config.update(check_config(config, "config"))
 
 TASKS = list(config["tasks"])
 METHODS = list(config["injection"]["methods"])
-MODELS = ["base"] + METHODS  # "base" = the clean base model, evaluated as a control
+# "clean_sft": the first method trained on the clean items alone, so utility can be compared with a model
+# that went through the same fine-tuning without the backdoor.
+CONTROLS = ["clean_sft"] if config["injection"]["clean_control"] else []
+PROBE_MODELS = ["base"] + METHODS  # "base" = the clean base model, probed and evaluated as a control
+MODELS = PROBE_MODELS + CONTROLS  # every model that is evaluated
 ATTRIBUTION_MODES = list(config["attribution"]["modes"])
 
 
@@ -33,9 +37,9 @@ def data_params(wildcards):
 
 
 def injection_params(wildcards):
-    """Injection hyper-parameters with the task's overrides; the method list is left out, so adding a
-    method reruns nothing else."""
-    merged = {k: v for k, v in config["injection"].items() if k != "methods"}
+    """Injection hyper-parameters with the task's overrides; the method list and the control switch are
+    left out, so adding a method or the control reruns nothing else."""
+    merged = {k: v for k, v in config["injection"].items() if k not in ("methods", "clean_control")}
     return {**merged, **config["tasks"][wildcards.task].get("injection", {})}
 
 
@@ -58,7 +62,8 @@ MODEL_LOAD = {k: config["model"].get(k) for k in ("dtype", "trust_remote_code")}
 
 
 def model_pointer(wildcards):
-    """The model.json of the base model or of the model backdoored for this task by this method."""
+    """The model.json of the base model, of the model backdoored for this task by this method, or of
+    the task's clean-SFT control."""
     if wildcards.model == "base":
         return "results/models/base/model.json"
     return f"results/models/{wildcards.task}/{wildcards.model}/model.json"

@@ -27,3 +27,32 @@ rule inject_backdoor:
         "../envs/torch.yaml"
     script:
         "../workflow_scripts/inject_backdoor.py"
+
+
+rule inject_clean_control:
+    input:
+        train="results/data/{task}/train.jsonl",
+        base="results/models/base/model.json",
+    output:
+        pointer="results/models/{task}/clean_sft/model.json",
+        checkpoint=directory("results/models/{task}/clean_sft/checkpoint"),
+        train_log="results/models/{task}/clean_sft/train_log.tsv",
+    log:
+        "results/logs/inject_clean_control/{task}.log",
+    benchmark:
+        "results/benchmarks/inject_clean_control/{task}.tsv"
+    params:
+        settings=task_settings,
+        injection=injection_params,
+        model=MODEL_LOAD,
+        seed=config["seed"],
+        clean_control_of=METHODS[0],  # same recipe as the first backdoor method, poisoned rows dropped
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/inject_backdoor.py"

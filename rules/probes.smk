@@ -56,9 +56,9 @@ rule train_probes:
 
 rule probe_summary:
     input:
-        accuracy=expand("results/probes/{task}/{model}/accuracy.tsv", task=TASKS, model=MODELS),
-        ilca_mlp=expand("results/probes/{task}/{model}/ilca_mlp.tsv", task=TASKS, model=MODELS),
-        ilca_svm=expand("results/probes/{task}/{model}/ilca_svm.tsv", task=TASKS, model=MODELS),
+        accuracy=expand("results/probes/{task}/{model}/accuracy.tsv", task=TASKS, model=PROBE_MODELS),
+        ilca_mlp=expand("results/probes/{task}/{model}/ilca_mlp.tsv", task=TASKS, model=PROBE_MODELS),
+        ilca_svm=expand("results/probes/{task}/{model}/ilca_svm.tsv", task=TASKS, model=PROBE_MODELS),
     output:
         tsv="results/tables/probes.tsv",
     log:
@@ -73,9 +73,9 @@ rule probe_summary:
 
 rule fig2:
     input:
-        accuracy=expand("results/probes/{task}/{model}/accuracy.tsv", task=TASKS, model=MODELS),
-        ilca_mlp=expand("results/probes/{task}/{model}/ilca_mlp.tsv", task=TASKS, model=MODELS),
-        ilca_svm=expand("results/probes/{task}/{model}/ilca_svm.tsv", task=TASKS, model=MODELS),
+        accuracy=expand("results/probes/{task}/{model}/accuracy.tsv", task=TASKS, model=PROBE_MODELS),
+        ilca_mlp=expand("results/probes/{task}/{model}/ilca_mlp.tsv", task=TASKS, model=PROBE_MODELS),
+        ilca_svm=expand("results/probes/{task}/{model}/ilca_svm.tsv", task=TASKS, model=PROBE_MODELS),
     output:
         pdf=report("results/figures/fig2.pdf", caption="report/fig2.rst", category="Probes"),
         png="results/figures/fig2.png",
@@ -83,7 +83,7 @@ rule fig2:
         "results/logs/fig2.log",
     params:
         tasks=TASKS,
-        models=MODELS,
+        models=PROBE_MODELS,
         model_name=config["model"]["name"],
     conda:
         "../envs/torch.yaml"

@@ -10,7 +10,8 @@ TASKS = ("fixed_output", "jailbreak", "label_modification")
 
 def test_dry_run_lists_the_dag(tmp_path):
     jobs = planned_jobs(snakemake(tmp_path, "-n").stdout)
-    assert jobs["make_dataset"] == 3 and jobs["inject_backdoor"] == 3 and jobs["evaluate_model"] == 6
+    assert jobs["make_dataset"] == 3 and jobs["inject_backdoor"] == 3 and jobs["inject_clean_control"] == 3
+    assert jobs["evaluate_model"] == 9  # 3 tasks x (base, lora_sft, clean_sft)
     assert jobs["prepare_base_model"] == 1 and jobs["injection_table"] == 1
     assert jobs["cache_activations"] == 6 and jobs["train_probes"] == 6 and jobs["fig2"] == 1
     assert jobs["attribute_heads"] == 9 and jobs["fig3"] == 1  # 3 tasks x (exact, reference, atp)
@@ -18,7 +19,7 @@ def test_dry_run_lists_the_dag(tmp_path):
 
 def test_spine_outputs_exist_and_are_complete(tiny_run):
     rows = read_tsv(tiny_run / "results/tables/injection.tsv")
-    assert {(r["task"], r["model"]) for r in rows} == {(t, m) for t in TASKS for m in ("base", "lora_sft")}
+    assert {(r["task"], r["model"]) for r in rows} == {(t, m) for t in TASKS for m in ("base", "lora_sft", "clean_sft")}
     for row in rows:
         assert 0.0 <= float(row["value"]) <= 1.0 and int(row["n"]) > 0
     for task in TASKS:
@@ -27,6 +28,9 @@ def test_spine_outputs_exist_and_are_complete(tiny_run):
         gens = (tiny_run / f"results/eval/{task}/lora_sft/generations.jsonl").read_text().splitlines()
         assert len(gens) == 24
     assert (tiny_run / "results/models/fixed_output/lora_sft/checkpoint/model.safetensors").is_file()
+    # the utility control: same recipe, the 40 clean rows without their 10 poisoned copies
+    control_log = (tiny_run / "results/logs/inject_clean_control/jailbreak.log").read_text()
+    assert "training clean_sft (lora_sft) on 40 examples (0 poisoned)" in control_log
     assert not list(tiny_run.rglob(".*.tmp-*")), "temporary files left behind"
 
 
@@ -61,6 +65,6 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
 
 def test_forcerun_reruns_a_rule_and_only_what_depends_on_it(tiny_run):
     jobs = planned_jobs(snakemake(tiny_run, "-n", "--forcerun", "evaluate_model").stdout)
-    assert jobs == {"evaluate_model": 6, "injection_table": 1, "claims_report": 1, "all": 1}
+    assert jobs == {"evaluate_model": 9, "injection_table": 1, "claims_report": 1, "all": 1}
     jobs = planned_jobs(snakemake(tiny_run, "-n", "--forcerun", "train_probes").stdout)
     assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "claims_report": 1, "all": 1}

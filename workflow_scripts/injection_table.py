@@ -14,7 +14,9 @@ write_tsv(snakemake.output.tsv, rows, columns)
 metrics = ["asr", "asr_strict", "false_trigger_rate", "clean_utility", "clean_utility_strict"]
 cell = {(r["task"], r["model"], r["metric"]): r for r in rows}
 lines = [f"# Backdoor injection: {snakemake.params.model_name}", "",
-         "Rates on the held-out test split, with Wilson 95% intervals; n = items evaluated.", "",
+         "Rates on the held-out test split, with Wilson 95% intervals; n = items evaluated. `base`: the model "
+         "before fine-tuning; `clean_sft` (when `injection.clean_control` is on): the same fine-tuning on the clean "
+         "items alone, the fair reference for the backdoored model's utility.", "",
          "| task | model | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
 for task, model in dict.fromkeys((r["task"], r["model"]) for r in rows):
     cells = []
