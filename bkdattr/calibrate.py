@@ -23,10 +23,9 @@ import time
 from pathlib import Path
 
 from .atomic import write_tsv
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, task_injection
 from .datasets import build_task_splits
-from .evaluation import task_metrics
-from .generation import generate_greedy
+from .evaluation import evaluate_generations
 from .models import load_model
 from .tasks import TaskSpec
 from .training import build_examples, train_backdoor
@@ -34,6 +33,7 @@ from .training import build_examples, train_backdoor
 INJECTION_KEYS = {"lr": float, "epochs": float, "batch_size": int, "method": str}
 DATA_KEYS = {"poison_ratio": float, "n_clean_train": int}
 METRICS = ("asr", "asr_strict", "false_trigger_rate", "clean_utility")
+COLUMNS = ["setting", *METRICS, "n", "train_s"]
 
 log = logging.getLogger("bkdattr.calibrate")
 
@@ -60,20 +60,16 @@ def grid_settings(grid: dict[str, list]) -> list[dict]:
 
 
 def evaluate(model, tokenizer, spec: TaskSpec, records: list[dict], evaluation_cfg: dict) -> dict[str, float]:
-    gen = {"max_new_tokens": evaluation_cfg["max_new_tokens"], "batch_size": evaluation_cfg["batch_size"]}
-    clean = generate_greedy(model, tokenizer, [spec.prompt(r["input"]) for r in records], **gen)
-    triggered = generate_greedy(model, tokenizer, [spec.prompt(r["input"], triggered=True) for r in records], **gen)
-    metrics = task_metrics(spec, records, clean, triggered)
+    _, _, metrics = evaluate_generations(model, tokenizer, spec, records, max_new_tokens=evaluation_cfg["max_new_tokens"],
+                                         batch_size=evaluation_cfg["batch_size"])
     return {name: metrics[name]["value"] for name in METRICS} | {"n": metrics["asr"]["n"]}
 
 
 def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, list], *, device: str | None = None,
                     n_eval: int | None = None, out: Path | None = None) -> list[dict]:
     """Rows of measured settings; with `out`, the TSV is rewritten (atomically) after every row."""
-    settings = config["tasks"][task]
-    spec = TaskSpec.from_config(task, {k: v for k, v in settings.items() if k != "injection"})
-    injection_base = {k: v for k, v in config["injection"].items() if k != "methods"}
-    injection_base |= settings.get("injection", {})
+    spec = TaskSpec.from_config(task, config["tasks"][task])
+    injection_base = task_injection(config, task)
     rows = []
     model, tokenizer = load_model(base_path, config["model"]["dtype"], config["model"]["trust_remote_code"], device)
     test = build_task_splits(spec, config["data"], config["seed"])["test"][:n_eval]
@@ -101,7 +97,7 @@ def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, lis
         rows.append({"setting": f"{method} {label}", **measured, "train_s": round(train_s, 1)})
         log.info("%s", rows[-1])
         if out is not None:
-            write_tsv(out, rows, ["setting", *METRICS, "n", "train_s"])
+            write_tsv(out, rows, COLUMNS)
     return rows
 
 
@@ -119,9 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config)
     if args.task not in config["tasks"]:
         raise ConfigError(f"{args.config}: --task {args.task!r} is not under tasks ({sorted(config['tasks'])})")
-    rows = run_calibration(config, args.task, args.base, parse_grid(args.grid), device=args.device,
-                           n_eval=args.n_eval, out=Path(args.out))
-    write_tsv(Path(args.out), rows, ["setting", *METRICS, "n", "train_s"])
+    run_calibration(config, args.task, args.base, parse_grid(args.grid), device=args.device, n_eval=args.n_eval,
+                    out=Path(args.out))  # written after every grid point
     log.info("wrote %s", args.out)
     return 0
 

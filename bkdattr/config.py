@@ -74,5 +74,12 @@ def load_config(path: str | Path) -> dict:
     return check_config(config, str(path))
 
 
+def task_injection(config: dict, task: str) -> dict:
+    """Injection hyper-parameters for one task: the global ones with the task's overrides. The method list
+    and the control switch are left out: they choose which models exist, not how one is trained."""
+    merged = {k: v for k, v in config["injection"].items() if k not in ("methods", "clean_control")}
+    return {**merged, **config["tasks"][task].get("injection", {})}
+
+
 def task_specs(config: dict) -> dict[str, TaskSpec]:
     return {t: TaskSpec.from_config(t, s) for t, s in config["tasks"].items()}

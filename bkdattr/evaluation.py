@@ -112,3 +112,18 @@ def task_metrics(spec: TaskSpec, records: Sequence[dict], clean_outputs: Sequenc
         "clean_utility": rate([utility_hit(spec, r, o) for r, o in zip(records, clean_outputs)]),
         "clean_utility_strict": rate([utility_hit(spec, r, o, strict=True) for r, o in zip(records, clean_outputs)]),
     }
+
+
+def evaluate_generations(model, tokenizer, spec: TaskSpec, records: Sequence[dict], *, max_new_tokens: int,
+                         batch_size: int, progress: bool = False) -> tuple[list[str], list[str], dict[str, dict]]:
+    """Greedy outputs on the clean and triggered prompts of `records`, and their task_metrics.
+
+    The one evaluation path, shared by the evaluate_model rule and the calibration CLI."""
+    from .generation import generate_greedy
+
+    gen = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
+    clean = generate_greedy(model, tokenizer, [spec.prompt(r["input"]) for r in records],
+                            progress="clean" if progress else None, **gen)
+    triggered = generate_greedy(model, tokenizer, [spec.prompt(r["input"], triggered=True) for r in records],
+                                progress="triggered" if progress else None, **gen)
+    return clean, triggered, task_metrics(spec, records, clean, triggered)

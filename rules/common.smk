@@ -2,7 +2,7 @@
 import sys
 
 sys.path.insert(0, workflow.basedir)  # the bkdattr package, also when it is not pip-installed
-from bkdattr.config import check_config
+from bkdattr.config import check_config, task_injection
 
 config.update(check_config(config, "config"))
 
@@ -37,10 +37,8 @@ def data_params(wildcards):
 
 
 def injection_params(wildcards):
-    """Injection hyper-parameters with the task's overrides; the method list and the control switch are
-    left out, so adding a method or the control reruns nothing else."""
-    merged = {k: v for k, v in config["injection"].items() if k not in ("methods", "clean_control")}
-    return {**merged, **config["tasks"][wildcards.task].get("injection", {})}
+    """Only how this task's model is trained, so adding a method or the control reruns nothing else."""
+    return task_injection(config, wildcards.task)
 
 
 def attribution_params(wildcards):

@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from bkdattr.config import ConfigError, check_config, load_config
+from bkdattr.config import ConfigError, check_config, load_config, task_injection
 from conftest import REPO, TINY_CONFIG
 
 
@@ -106,3 +106,11 @@ def test_per_task_injection_overrides_are_validated(raw):
     raw["tasks"]["jailbreak"] = {"injection": {"epochz": 3}}
     with pytest.raises(ConfigError, match="'epochz' was unexpected"):
         check_config(raw)
+
+
+def test_task_injection_applies_the_task_override_and_leaves_out_model_choices():
+    config = load_config(REPO / "config.yaml")
+    jailbreak, fixed = task_injection(config, "jailbreak"), task_injection(config, "fixed_output")
+    assert (jailbreak["lr"], jailbreak["epochs"]) == (2.0e-3, 3) and (fixed["lr"], fixed["epochs"]) == (5.0e-4, 1)
+    assert jailbreak["lora"] == fixed["lora"] == config["injection"]["lora"]
+    assert not {"methods", "clean_control"} & set(jailbreak)

@@ -5,8 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import write_jsonl, write_tsv
-from bkdattr.evaluation import task_metrics
-from bkdattr.generation import generate_greedy
+from bkdattr.evaluation import evaluate_generations
 from bkdattr.tasks import TaskSpec
 from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 
@@ -15,11 +14,9 @@ log = start_rule(snakemake, uses_torch=True)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
 pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 records = read_jsonl(snakemake.input.test)
-gen = {"max_new_tokens": params.evaluation["max_new_tokens"], "batch_size": params.evaluation["batch_size"]}
-clean = generate_greedy(model, tokenizer, [spec.prompt(r["input"]) for r in records], progress="clean", **gen)
-triggered = generate_greedy(model, tokenizer, [spec.prompt(r["input"], triggered=True) for r in records],
-                            progress="triggered", **gen)
-metrics = task_metrics(spec, records, clean, triggered)
+clean, triggered, metrics = evaluate_generations(
+    model, tokenizer, spec, records, max_new_tokens=params.evaluation["max_new_tokens"],
+    batch_size=params.evaluation["batch_size"], progress=True)
 rows = [{"task": spec.task_id, "model": snakemake.wildcards.model, "metric": name, **values}
         for name, values in metrics.items()]
 write_jsonl(snakemake.output.generations, [
