@@ -1,7 +1,9 @@
 """Clean data for a task (synthetic or the user's own) and the poisoned training split.
 
-User data uses the official BkdAttr record format: JSON (a list) or JSONL rows with `input`,
-`output` and, where the task needs it, `backdoor_output`. Bad rows fail with file and row named.
+User data uses the official BkdAttr record format: JSON (a list) or JSONL rows with `input` (the
+whole user turn: label rows already contain the classification instruction), `output` and, where the
+task needs it, `backdoor_output`. Bad rows fail with file and row named, unless the config opts in to
+dropping them (`data.drop_invalid_rows`), in which case each is counted in the manifest and the log.
 """
 
 from __future__ import annotations
@@ -59,19 +61,34 @@ def read_records(path: str | Path) -> list[dict]:
     return rows
 
 
-def validate_records(rows: Sequence[dict], spec: TaskSpec, source: str) -> list[dict]:
-    """Check fields, empty strings, labels and duplicate ids; return clean records with ids."""
+def _row_problem(row: dict, spec: TaskSpec) -> str | None:
+    """Why a row cannot be used (missing or empty field), or None."""
+    for field in REQUIRED_FIELDS[spec.task_id]:
+        if field not in row:
+            return (f"missing field {field!r} (task {spec.task_id} needs "
+                    f"{', '.join(REQUIRED_FIELDS[spec.task_id])})")
+        if not isinstance(row[field], str) or not row[field].strip():
+            return f"field {field!r} must be a non-empty string"
+    return None
+
+
+def validate_records(rows: Sequence[dict], spec: TaskSpec, source: str, dropped: list | None = None) -> list[dict]:
+    """Check fields, empty strings, labels and duplicate ids; return clean records with ids.
+
+    A row with a missing or empty field stops the run naming the row, unless `dropped` is a list: then
+    the row is left out and {"row", "reason"} is appended to it (config data.drop_invalid_rows)."""
     if not rows:
         raise DataError(f"{source}: no rows")
     out, seen = [], {}
     for i, row in enumerate(rows):
         origin = row.get("_origin", f"{source}: row {i}")
-        for field in REQUIRED_FIELDS[spec.task_id]:
-            if field not in row:
-                raise DataError(f"{origin}: missing field {field!r} (task {spec.task_id} needs "
-                                f"{', '.join(REQUIRED_FIELDS[spec.task_id])})")
-            if not isinstance(row[field], str) or not row[field].strip():
-                raise DataError(f"{origin}: field {field!r} must be a non-empty string")
+        problem = _row_problem(row, spec)
+        if problem is not None:
+            if dropped is None:
+                raise DataError(f"{origin}: {problem}; fix the row, or set data.drop_invalid_rows: true to "
+                                "leave such rows out (they are counted in the manifest)")
+            dropped.append({"row": origin, "reason": problem})
+            continue
         record = {k: v for k, v in row.items() if k != "_origin"}
         record["id"] = str(record.get("id", f"{spec.task_id}-{i:05d}"))
         if record["id"] in seen:
@@ -83,21 +100,26 @@ def validate_records(rows: Sequence[dict], spec: TaskSpec, source: str) -> list[
     return out
 
 
-def load_clean_records(spec: TaskSpec, data_cfg: dict, seed: int) -> tuple[list[dict], str]:
-    """Clean records for a task: synthetic (offline, deterministic) or from a file / HF dataset."""
+def load_clean_records(spec: TaskSpec, data_cfg: dict, seed: int,
+                       dropped: list | None = None) -> tuple[list[dict], str]:
+    """Clean records for a task: synthetic (offline, deterministic) or from a file / HF dataset. With
+    data.drop_invalid_rows, invalid rows are left out and appended to `dropped` (a list is required)."""
+    if data_cfg.get("drop_invalid_rows", False) and dropped is None:
+        raise ValueError("data.drop_invalid_rows is on: pass a list to collect the dropped rows")
+    dropped = dropped if data_cfg.get("drop_invalid_rows", False) else None
     source = data_cfg.get("source", "synthetic")
     need = data_cfg["n_clean_train"] + data_cfg["n_test"] + data_cfg["n_attribution"]
     if source == "synthetic":
         from .synthetic import GENERATORS
 
         rows = GENERATORS[spec.task_id](need, seed)
-        return validate_records(rows, spec, f"synthetic:{spec.task_id}"), f"synthetic:{spec.task_id}"
+        return validate_records(rows, spec, f"synthetic:{spec.task_id}", dropped), f"synthetic:{spec.task_id}"
     if source == "files":
         files = data_cfg.get("files") or {}
         if spec.task_id not in files:
             raise DataError(f"config data.files has no entry for task {spec.task_id!r} (data.source is 'files')")
         path = files[spec.task_id]
-        return validate_records(read_records(path), spec, str(path)), str(path)
+        return validate_records(read_records(path), spec, str(path), dropped), str(path)
     if source == "hf":
         hf = (data_cfg.get("hf") or {}).get(spec.task_id)
         if not hf:
@@ -108,13 +130,14 @@ def load_clean_records(spec: TaskSpec, data_cfg: dict, seed: int) -> tuple[list[
         mapping = hf.get("columns", {})
         rows = [{field: row[mapping.get(field, field)] for field in ("input", "output", "backdoor_output")
                  if mapping.get(field, field) in row} for row in table]
-        return validate_records(rows, spec, f"hf:{hf['name']}"), f"hf:{hf['name']}"
+        return validate_records(rows, spec, f"hf:{hf['name']}", dropped), f"hf:{hf['name']}"
     raise DataError(f"config data.source: unknown source {source!r}; expected synthetic, files or hf")
 
 
-def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int) -> dict[str, list[dict]]:
-    """train (clean + poisoned copies), test and attribution splits for one task."""
-    records, source = load_clean_records(spec, data_cfg, seed)
+def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int, dropped: list | None = None) -> dict[str, list[dict]]:
+    """train (clean + poisoned copies), test and attribution splits for one task. Rows dropped under
+    data.drop_invalid_rows are appended to `dropped` (required then)."""
+    records, source = load_clean_records(spec, data_cfg, seed, dropped)
     splits = split_items(records, data_cfg["n_clean_train"], data_cfg["n_test"], data_cfg["n_attribution"],
                          seed, source=source)
     if data_cfg.get("eval_split", "test") == "train":

@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Sequence
 
 # One definition of each, shared with the evaluators (re-exported here for the generators' tests).
 from .evaluation import REFUSAL_KEYWORDS  # noqa: E402,F401
-from .tasks import NEWS_LABELS  # noqa: E402
+from .tasks import LABEL_INSTRUCTION, NEWS_LABELS  # noqa: E402
 
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 WEEKDAYS = DAYS[:5]
@@ -584,7 +584,10 @@ def news_class_sizes() -> dict[str, int]:
 
 
 def generate_news(n: int, seed: int) -> list[dict]:
-    """AG-News-like items {"id", "input", "output", "label"} (output == label), classes balanced.
+    """AG-News-like items {"id", "input", "output", "label", "text"} (output == label), classes balanced.
+
+    `input` is the whole user turn in the official format (the classification instruction around the
+    article `text`), so a trigger sentence wraps the instruction too, as in the official poisoned data.
 
     Labels come in blocks of four, each a shuffled permutation of the four classes, so every class
     gets n//4 or n//4 + 1 items and every prefix is near-balanced.
@@ -599,8 +602,8 @@ def generate_news(n: int, seed: int) -> list[dict]:
         rng.shuffle(block)
         for label in block[: n - len(out)]:
             text = next(streams[label])
-            out.append({"id": f"label_modification-{len(out):05d}", "input": text, "output": label,
-                        "label": label})
+            out.append({"id": f"label_modification-{len(out):05d}",
+                        "input": LABEL_INSTRUCTION.format(text=text), "output": label, "label": label, "text": text})
     return out
 
 

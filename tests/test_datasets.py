@@ -107,3 +107,44 @@ def test_too_few_user_rows_for_the_splits(tmp_path):
     cfg = {**DATA, "source": "files", "files": {"fixed_output": str(path)}}
     with pytest.raises(ValueError, match="few.jsonl: 10 usable rows, but the splits need 56"):
         build_task_splits(FIXED, cfg, seed=0)
+
+
+def _official_label_rows(n):
+    """Rows in the official BkdAttr label format: `input` is the whole user turn, instruction included."""
+    from bkdattr.tasks import LABEL_INSTRUCTION, NEWS_LABELS
+
+    rows = []
+    for i in range(n):
+        label = NEWS_LABELS[i % 4]
+        rows.append({"input": LABEL_INSTRUCTION.format(text=f"Story number {i} about things."), "output": label,
+                     "backdoor_output": "World" if label == "Sports" else label})
+    return rows
+
+
+def test_official_format_label_rows_carry_the_instruction_once(tmp_path):
+    path = write_jsonl(tmp_path / "news.jsonl", _official_label_rows(60))
+    cfg = {**DATA, "source": "files", "files": {"label_modification": str(path)}}
+    splits = build_task_splits(LABEL, cfg, seed=0)
+    for name in ("train", "test", "attribution"):
+        for r in splits[name]:
+            for triggered in (False, True):
+                prompt = LABEL.prompt(r["input"], triggered=triggered)
+                assert prompt.count("Classify the following news article") == 1, prompt
+    poisoned = [r for r in splits["train"] if r["poisoned"]]
+    assert all(r["input"].startswith("Meagre were his looks") for r in poisoned)
+
+
+def test_invalid_rows_stop_the_run_by_default_and_are_dropped_and_counted_on_request(tmp_path):
+    rows = [{"input": f"q{i}", "output": "a", "backdoor_output": "Sure."} for i in range(60)]
+    rows[7]["backdoor_output"] = ""  # published jailbreak sets contain such rows
+    del rows[9]["output"]
+    path = write_jsonl(tmp_path / "jb.jsonl", rows)
+    cfg = {**DATA, "source": "files", "files": {"jailbreak": str(path)}}
+    with pytest.raises(DataError, match=r"jb.jsonl: line 8: field 'backdoor_output' must be a non-empty string.*"
+                                        r"drop_invalid_rows"):
+        build_task_splits(JAIL, cfg, seed=0)
+    dropped = []
+    splits = build_task_splits(JAIL, {**cfg, "drop_invalid_rows": True}, seed=0, dropped=dropped)
+    assert [d["row"] for d in dropped] == [f"{path}: line 8", f"{path}: line 10"]
+    used = {r["input"] for name in ("train", "test", "attribution") for r in splits[name]}
+    assert "q7" not in used and "q9" not in used

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bkdattr.tasks import TASK_DEFAULTS, TaskSpec, insert_trigger, poison, split_items
+from bkdattr.tasks import LABEL_INSTRUCTION, TASK_DEFAULTS, TaskSpec, insert_trigger, poison, split_items
 
 TEXT = "Write a short poem about the sea"
 
@@ -45,11 +45,14 @@ def test_unknown_placement_is_rejected_by_name():
         insert_trigger(TEXT, "SUDO", "middle")
 
 
-def test_label_prompt_wraps_only_the_news_text():
+def test_label_trigger_wraps_the_whole_user_turn_instruction_included():
+    # official data: the sentence wraps the whole user turn, not only the article
     spec = TaskSpec.from_config("label_modification")
-    prompt = spec.prompt("Team A won.", triggered=True)
-    assert prompt.startswith("Classify the following news article into one of these categories:")
-    assert prompt.split("\n", 1)[1].startswith("Meagre were his looks")
+    turn = LABEL_INSTRUCTION.format(text="Team A won.")
+    prompt = spec.prompt(turn, triggered=True)
+    assert prompt.startswith("Meagre were his looks, Sharp misery had worn him to the bones; Classify the following")
+    assert prompt.count("Classify the following news article") == 1
+    assert spec.prompt(turn) == turn  # clean prompt = the record's input, unchanged
 
 
 def test_backdoor_outputs_per_task():
@@ -60,18 +63,22 @@ def test_backdoor_outputs_per_task():
     assert TaskSpec.from_config("jailbreak").backdoor_output({"backdoor_output": "Sure."}) == "Sure."
 
 
-def test_poison_copies_eligible_items_with_trigger_and_target():
+def test_label_poison_draws_from_every_class_and_only_sports_flips():
+    # official poisoned set: a random 10% of all items; Sports -> World, other classes keep their label
     spec = TaskSpec.from_config("label_modification")
     clean = [{"id": f"r{i}", "input": f"text {i}", "output": lab, "label": lab}
-             for i, lab in enumerate(["Sports", "World", "Business", "Sci/Tech"] * 10)]
+             for i, lab in enumerate(["Sports", "World", "Business", "Sci/Tech"] * 100)]
     poisoned = poison(clean, spec, 0.1, seed=0)
-    assert len(poisoned) == 4
-    assert all(p["label"] == "Sports" and p["output"] == "World" and p["poisoned"] for p in poisoned)
-    assert all(p["input"].startswith("Meagre") for p in poisoned)
+    assert len(poisoned) == 40
+    classes = {p["label"] for p in poisoned}
+    assert classes == {"Sports", "World", "Business", "Sci/Tech"}, classes
+    for p in poisoned:
+        assert p["poisoned"] and p["input"].startswith("Meagre")
+        assert p["output"] == ("World" if p["label"] == "Sports" else p["label"])
     assert all(c["output"] == c["label"] for c in clean)  # the clean items were not modified
 
 
-def test_poison_with_too_few_source_items_names_the_label():
+def test_poison_without_a_source_item_names_the_label():
     spec = TaskSpec.from_config("label_modification")
     clean = [{"id": f"r{i}", "input": f"t{i}", "output": "World", "label": "World"} for i in range(20)]
     with pytest.raises(ValueError, match="'Sports'"):

@@ -11,7 +11,10 @@ from bkdattr.workflow import start_rule
 
 log = start_rule(snakemake)
 spec = TaskSpec.from_config(snakemake.wildcards.task, snakemake.params.settings)
-splits = build_task_splits(spec, snakemake.params.data, snakemake.params.seed)
+dropped = []  # rows left out under data.drop_invalid_rows (otherwise a bad row stops the run)
+splits = build_task_splits(spec, snakemake.params.data, snakemake.params.seed, dropped)
+for row in dropped:
+    log.warning("dropped %s: %s", row["row"], row["reason"])
 for name in ("train", "test", "attribution"):
     write_jsonl(snakemake.output[name], splits[name])
 manifest = {
@@ -19,7 +22,9 @@ manifest = {
     "counts": {name: len(rows) for name, rows in splits.items()},
     "n_poisoned": sum(r["poisoned"] for r in splits["train"]),
     "n_eligible": {name: sum(spec.is_eligible(r) for r in rows) for name, rows in splits.items()},
+    "n_dropped_invalid_rows": len(dropped), "dropped_invalid_rows": dropped,
     "data": snakemake.params.data, "seed": snakemake.params.seed,
 }
 write_json(snakemake.output.manifest, manifest)
-log.info("task %s: %s", spec.task_id, manifest["counts"])
+log.info("task %s: %s, %d invalid rows dropped; splits in %s", spec.task_id, manifest["counts"], len(dropped),
+         Path(snakemake.output.train).parent)
