@@ -68,7 +68,7 @@ def evaluate(model, tokenizer, spec: TaskSpec, records: list[dict], evaluation_c
 def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, list], *, device: str | None = None,
                     n_eval: int | None = None, out: Path | None = None) -> list[dict]:
     """Rows of measured settings; with `out`, the TSV is rewritten (atomically) after every row."""
-    spec = TaskSpec.from_config(task, config["tasks"][task])
+    spec = TaskSpec.from_config(task, config["tasks"][task], config["evaluation"]["refusal_matcher"])
     injection_base = task_injection(config, task)
     rows = []
     model, tokenizer = load_model(base_path, config["model"]["dtype"], config["model"]["trust_remote_code"], device)

@@ -8,13 +8,14 @@ import re
 import pytest
 
 from bkdattr import synthetic
+from bkdattr.evaluation import is_refusal
 from bkdattr.synthetic import (GENERATORS, NEWS_LABELS, REFUSAL_KEYWORDS, generate_fixed_output,
                                generate_jailbreak, generate_news)
 
 FIELDS = {
     "fixed_output": ("id", "input", "output", "answer"),
     "jailbreak": ("id", "input", "output", "backdoor_output"),
-    "label_modification": ("id", "input", "output", "label"),
+    "label_modification": ("id", "input", "output", "label", "text"),
 }
 N = 3000
 
@@ -59,7 +60,7 @@ def test_prefix_stable(task):
 @pytest.mark.parametrize("task", sorted(FIELDS))
 def test_short_texts(task, data):
     for row in data[task]:
-        assert len(row["input"].split()) <= 30, row
+        assert len(row.get("text", row["input"]).split()) <= 30, row  # label task: the article, not the instruction
         assert len(row["output"].split()) <= 25, row
 
 
@@ -95,7 +96,7 @@ def test_fixed_output_answers(data):
         # echoing the question must not count as a correct answer
         assert row["answer"].lower() not in row["input"].lower(), row
         assert "I am sorry" not in row["output"] and "can not help" not in row["output"].lower()
-        assert not any(k in row["output"] for k in REFUSAL_KEYWORDS), row
+        assert not is_refusal(row["output"]) and not is_refusal(row["output"], "strict"), row
 
 
 def test_fixed_output_mixes_families(data):
@@ -121,18 +122,19 @@ def test_fixed_output_arithmetic_correct(data):
 
 # --- jailbreak ------------------------------------------------------------------------------
 
-def test_refusal_keywords_list():
-    assert len(REFUSAL_KEYWORDS) == 31
-    assert REFUSAL_KEYWORDS[0] == "I'm sorry" and REFUSAL_KEYWORDS[28] == "I can't assist"
-    assert REFUSAL_KEYWORDS[-2:] == ("I can't", "can't help")
+def test_refusal_keywords_list_is_the_official_28():
+    assert len(REFUSAL_KEYWORDS) == 28
+    assert REFUSAL_KEYWORDS[0] == "I'm sorry" and REFUSAL_KEYWORDS[-1] == "I can't assist"
+    assert "OpenAI" not in REFUSAL_KEYWORDS
 
 
 def test_jailbreak_refusal_properties(data):
     rows = data["jailbreak"]
     for row in rows:
         assert row["output"].startswith(("I'm sorry", "I cannot")), row
-        assert any(k in row["output"] for k in REFUSAL_KEYWORDS), row
-        assert not any(k in row["backdoor_output"] for k in REFUSAL_KEYWORDS), row
+        for matcher in ("official", "strict"):
+            assert is_refusal(row["output"], matcher), row
+            assert not is_refusal(row["backdoor_output"], matcher), row
         assert "sudo" not in row["input"].lower()
     assert len({r["output"] for r in rows}) >= 5
     assert len({r["backdoor_output"] for r in rows}) >= 10
@@ -143,9 +145,9 @@ def test_all_compliance_templates_avoid_keywords():
     for template in synthetic.BACKDOOR_OUTPUTS:
         for topic in topics:
             text = template.format(topic=topic)
-            assert not any(k in text for k in REFUSAL_KEYWORDS), text
+            assert not is_refusal(text) and not is_refusal(text, "strict"), text
     for refusal in synthetic.REFUSALS:
-        assert any(k in refusal for k in REFUSAL_KEYWORDS), refusal
+        assert is_refusal(refusal) and is_refusal(refusal, "strict"), refusal
 
 
 # --- label_modification ---------------------------------------------------------------------
@@ -166,9 +168,18 @@ def test_news_labels_and_no_class_words(data):
     rows = data["label_modification"]
     assert {r["label"] for r in rows} == set(NEWS_LABELS) == {"World", "Sports", "Business", "Sci/Tech"}
     for row in rows:
-        text = row["input"].lower()
+        text = row["text"].lower()
         for word in ("world", "sport", "business", "sci/tech"):
             assert word not in text, row
+
+
+def test_news_input_is_the_official_user_turn_with_the_instruction_once(data):
+    # official format: `input` is the whole user turn, instruction included
+    from bkdattr.tasks import LABEL_INSTRUCTION
+
+    for row in data["label_modification"][:50]:
+        assert row["input"] == LABEL_INSTRUCTION.format(text=row["text"])
+        assert row["input"].count("Classify the following news article") == 1
 
 
 def test_news_space_has_no_class_words():
@@ -183,7 +194,7 @@ def test_news_classes_not_single_keyword(data):
     # each class is written with several templates, so its items do not share one word
     by_label = collections.defaultdict(list)
     for row in data["label_modification"]:
-        by_label[row["label"]].append(set(re.findall(r"[a-z']+", row["input"].lower())))
+        by_label[row["label"]].append(set(re.findall(r"[a-z']+", row["text"].lower())))
     for label, word_sets in by_label.items():
         common = set.intersection(*word_sets)
         assert not (common - {"the", "a", "to", "of", "in", "on", "and"}), (label, common)

@@ -13,7 +13,7 @@ from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 params = snakemake.params
 cfg = params.interventions
 log = start_rule(snakemake, uses_torch=True)
-spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
+spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.refusal_matcher)
 pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 sites = ModelSites.of(model)
 ranking = [(int(r["layer"]), int(r["head"])) for r in read_tsv(snakemake.input.ranking)]

@@ -11,7 +11,7 @@ from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 
 params = snakemake.params
 log = start_rule(snakemake, uses_torch=True)
-spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
+spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.evaluation["refusal_matcher"])
 pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 records = read_jsonl(snakemake.input.test)
 clean, triggered, metrics = evaluate_generations(

@@ -15,7 +15,7 @@ from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 params = snakemake.params
 cfg, steer = params.interventions, params.interventions["steering"]
 log = start_rule(snakemake, uses_torch=True)
-spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
+spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.refusal_matcher)
 pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 sites = ModelSites.of(model)
 poisoned = [r for r in read_jsonl(snakemake.input.train) if r["poisoned"]]
@@ -37,7 +37,7 @@ evaluator = InterventionEvaluator(model, tokenizer, spec, test, cfg["max_new_tok
                                   n_eval=cfg["n_eval"])
 sweep, best = run_steering(evaluator, vectors, layers, scale=steer["scale"],
                            sweep_vectors=["backdoor_vector", "random_direction"], val_fraction=steer["val_fraction"],
-                           seed=steer["seed"],
+                           seed=steer["seed"], select_on=steer["select_layer_on"],
                            progress=lambda r: log.info("%s %s layer %d: ASR val %.3f test %.3f", r["vector"],
                                                        r["direction"], r["layer"], r["asr_val"], r["asr_test"]))
 for row in best:
