@@ -1,7 +1,8 @@
 """Activation caches: probe representations and per-head outputs, one batched forward per batch.
 
 Per prompt and layer l we read
-  resid_user_last[l]    -- residual after layer l's input norm at the last token of the user turn
+  resid_probe[l]        -- residual after layer l's input norm at the probe position (config
+                           probes.position; default the end of the rendered user turn, as the official code)
   heads_prompt_last[l]  -- every head's additive output (z_j @ W_O[j]) at the last prompt token
 with dynamic left padding (each batch pads to its own longest prompt). `padding="fixed"` pads
 every prompt to `fixed_length` tokens, the official scripts' way, kept only as a benchmark baseline.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .chat import encode_prompt, pad_batch
+from .chat import encode_prompt, pad_batch, probe_position
 from .hooks import ModelSites, position_ids_from_mask, trace
 
 
@@ -37,8 +38,9 @@ def forward_last_only(model, input_ids, attention_mask):
 
 
 def cache_activations(model, tokenizer, user_texts: Sequence[str], *, batch_size: int, read_heads: bool = True,
-                      padding: str = "dynamic", fixed_length: int = 256, progress: str | None = None) -> dict:
-    """{"resid_user_last": [N, L, d], "heads_prompt_last": [N, L, H, d]} in the order of `user_texts`."""
+                      position: str = "template_end", padding: str = "dynamic", fixed_length: int = 256,
+                      progress: str | None = None) -> dict:
+    """{"resid_probe": [N, L, d], "heads_prompt_last": [N, L, H, d]} in the order of `user_texts`."""
     import torch
     from tqdm import tqdm
 
@@ -61,11 +63,11 @@ def cache_activations(model, tokenizer, user_texts: Sequence[str], *, batch_size
         width = len(ids[0])
         input_ids = torch.tensor(ids, device=device)
         attention_mask = torch.tensor(mask, device=device)
-        user_pos = torch.tensor([width - len(encodings[i].input_ids) + encodings[i].last_user_token for i in batch],
-                                device=device)
+        probe_pos = torch.tensor([width - len(encodings[i].input_ids) + probe_position(encodings[i], position)
+                                  for i in batch], device=device)
         prompt_pos = torch.full((len(batch),), width - 1, device=device)  # left padding: the last column
         with torch.no_grad(), trace(model, read_heads=layers if read_heads else (), read_resid=layers,
-                                    positions=prompt_pos, resid_positions=user_pos) as t:
+                                    positions=prompt_pos, resid_positions=probe_pos) as t:
             forward_last_only(model, input_ids, attention_mask)
         r = torch.stack([t.resid[l] for l in layers], dim=1).float().cpu()
         h = torch.stack([t.heads[l] for l in layers], dim=1).float().cpu() if read_heads else None
@@ -73,7 +75,7 @@ def cache_activations(model, tokenizer, user_texts: Sequence[str], *, batch_size
             resid[index] = r[row]
             if read_heads:
                 heads[index] = h[row]
-    out = {"resid_user_last": torch.stack(resid)}
+    out = {"resid_probe": torch.stack(resid)}
     if read_heads:
         out["heads_prompt_last"] = torch.stack(heads)
     return out

@@ -1,8 +1,12 @@
 """Chat-template prompts, the positions the method names, and response-only loss masks.
 
 One definition of each position, used by every stage:
-  last_user_token   -- last token of the user's content in the rendered chat (probe representation)
-  last_prompt_token -- last token of the full prompt, generation prompt included (attribution, steering)
+  template_end_token -- last token of the rendered user turn with its template closing tokens and no
+                        generation prompt: position -1 of apply_chat_template([user],
+                        add_generation_prompt=False), the official train_classifier.py's probe position
+                        (our default probe representation)
+  last_user_token    -- last token of the user's own text (a probe-position variant)
+  last_prompt_token  -- last token of the full prompt, generation prompt included (attribution, steering)
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ IGNORE_INDEX = -100
 class PromptEncoding:
     input_ids: list[int]
     last_user_token: int  # index into input_ids
+    template_end_token: int  # index into input_ids
 
     @property
     def last_prompt_token(self) -> int:
@@ -31,10 +36,30 @@ def encode_prompt(tokenizer, user_text: str) -> PromptEncoding:
     if end < 0:
         raise ValueError("the chat template altered the user text; cannot locate the user turn")
     end += len(user_text)
+    turn = tokenizer.apply_chat_template([{"role": "user", "content": user_text}],
+                                         add_generation_prompt=False, tokenize=False)
+    if not rendered.startswith(turn):
+        raise ValueError("the chat template renders the user turn differently with and without the generation "
+                         "prompt; cannot locate the end of the user turn")
     enc = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
-    # last token whose span starts before the end of the user's text
-    last_user = max(i for i, (start, _stop) in enumerate(enc["offset_mapping"]) if start < end)
-    return PromptEncoding(list(enc["input_ids"]), last_user)
+    starts = [start for start, _stop in enc["offset_mapping"]]
+    # the last token whose span starts before the end of the user's text / of the rendered turn. Causal
+    # attention makes the residual there equal to position -1 of the turn rendered on its own.
+    last_user = max(i for i, start in enumerate(starts) if start < end)
+    template_end = max(i for i, start in enumerate(starts) if start < len(turn))
+    return PromptEncoding(list(enc["input_ids"]), last_user, template_end)
+
+
+PROBE_POSITIONS = ("template_end", "last_user_token")
+
+
+def probe_position(encoding: PromptEncoding, position: str) -> int:
+    """Index of the probe representation in `encoding.input_ids` (config probes.position)."""
+    if position == "template_end":
+        return encoding.template_end_token
+    if position == "last_user_token":
+        return encoding.last_user_token
+    raise ValueError(f"probes.position: unknown position {position!r}; expected one of {', '.join(PROBE_POSITIONS)}")
 
 
 def encode_example(tokenizer, user_text: str, response: str, max_length: int) -> dict[str, list[int]]:

@@ -15,6 +15,7 @@ rule cache_activations:
     params:
         settings=task_settings,
         batch_size=config["probes"]["cache_batch_size"],
+        position=config["probes"]["position"],
         model=MODEL_LOAD,
     threads: 2
     resources:
@@ -43,6 +44,7 @@ rule train_probes:
         "results/benchmarks/train_probes/{task}/{model}.tsv"
     params:
         epochs=config["probes"]["epochs"],
+        split=config["probes"]["split"],
         seed=config["seed"],
     threads: 1
     resources:

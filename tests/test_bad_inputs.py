@@ -46,7 +46,7 @@ def test_tokenizer_without_chat_template(tmp_path, tiny_tokenizer):
 def _write_cache(tmp_path, model="m", task="jailbreak", rows=4, value=0.0):
     from bkdattr.atomic import write_json, write_safetensors
 
-    tensors = {"resid_user_last": torch.full((rows, 2, 3), value), "labels": torch.zeros(rows, dtype=torch.int64)}
+    tensors = {"resid_probe": torch.full((rows, 2, 3), value), "labels": torch.zeros(rows, dtype=torch.int64)}
     write_safetensors(tmp_path / "a.safetensors", tensors)
     write_json(tmp_path / "a.json", {"model": model, "task": task, "n_rows": rows})
     return tmp_path / "a.safetensors", tmp_path / "a.json"
@@ -73,7 +73,7 @@ def test_cache_with_wrong_row_count(tmp_path):
 
 def test_nan_in_cached_activations(tmp_path):
     tensors, sidecar = _write_cache(tmp_path, value=float("nan"))
-    with pytest.raises(ValueError, match=r"non-finite values \(NaN/inf\) in resid_user_last at row 0"):
+    with pytest.raises(ValueError, match=r"non-finite values \(NaN/inf\) in resid_probe at row 0"):
         load_cache(tensors, sidecar, model_name="m", task="jailbreak")
 
 

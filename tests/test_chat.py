@@ -2,7 +2,7 @@
 
 import pytest
 
-from bkdattr.chat import IGNORE_INDEX, encode_example, encode_prompt, pad_batch
+from bkdattr.chat import IGNORE_INDEX, encode_example, encode_prompt, pad_batch, probe_position
 
 
 def test_prompt_tokens_get_ignore_index_and_response_tokens_are_learned(tiny_tokenizer):
@@ -27,6 +27,17 @@ def test_last_user_token_is_the_end_of_the_user_text(tiny_tokenizer):
     enc = encode_prompt(tiny_tokenizer, "hello there")
     assert tiny_tokenizer.decode(enc.input_ids[: enc.last_user_token + 1]).endswith("hello there")
     assert enc.last_user_token < enc.last_prompt_token == len(enc.input_ids) - 1
+
+
+def test_template_end_token_is_the_last_token_of_the_closed_user_turn(tiny_tokenizer):
+    enc = encode_prompt(tiny_tokenizer, "hello there")
+    turn = tiny_tokenizer.apply_chat_template([{"role": "user", "content": "hello there"}],
+                                              add_generation_prompt=False, tokenize=False)
+    assert tiny_tokenizer.decode(enc.input_ids[: enc.template_end_token + 1]) == turn
+    assert probe_position(enc, "template_end") == enc.template_end_token
+    assert probe_position(enc, "last_user_token") == enc.last_user_token
+    with pytest.raises(ValueError, match="probes.position: unknown position 'first'"):
+        probe_position(enc, "first")
 
 
 def test_truncation_that_drops_the_whole_response_is_an_error(tiny_tokenizer):

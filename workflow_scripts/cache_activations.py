@@ -19,7 +19,8 @@ pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 records = read_jsonl(snakemake.input.pool)
 # Row 2i is item i clean (label 0), row 2i+1 the same item triggered (label 1).
 texts = [spec.prompt(r["input"], triggered=t) for r in records for t in (False, True)]
-cache = cache_activations(model, tokenizer, texts, batch_size=params.batch_size, progress="cache")
+cache = cache_activations(model, tokenizer, texts, batch_size=params.batch_size, position=params.position,
+                          progress="cache")
 for name, tensor in cache.items():
     check_finite(tensor, name, snakemake.input.pool)
 cache["labels"] = torch.tensor([t for _ in records for t in (0, 1)], dtype=torch.int64)
@@ -28,7 +29,7 @@ cache["eligible"] = torch.tensor([spec.is_eligible(r) for r in records for _ in 
 sites = ModelSites.of(model)
 sidecar = {
     "model": pointer["name"], "model_path": pointer["path"], "task": spec.task_id,
-    "positions": {"resid_user_last": "last token of the user turn, after the layer's input norm",
+    "positions": {"resid_probe": f"{params.position} (config probes.position), after the layer's input norm",
                   "heads_prompt_last": "last prompt token (generation prompt included), z_j @ W_O[j]"},
     "dtype": "float32", "n_rows": len(texts), "n_items": len(records), "n_layers": sites.n_layers,
     "n_heads": sites.n_heads, "head_dim": sites.head_dim, "d_model": sites.d_model,

@@ -7,6 +7,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outsi
 from bkdattr.atomic import write_matrix_tsv, write_safetensors, write_tsv
 from bkdattr.caching import load_cache
 from bkdattr.models import read_pointer
+import numpy as np
+
 from bkdattr.probes import layer_probe_results
 from bkdattr.workflow import start_rule
 
@@ -14,7 +16,9 @@ log = start_rule(snakemake, uses_torch=True, seed=snakemake.params.seed)
 pointer = read_pointer(snakemake.input.model)
 cache = load_cache(snakemake.input.tensors, snakemake.input.sidecar, model_name=pointer["name"],
                    task=snakemake.wildcards.task)
-results = layer_probe_results(cache["resid_user_last"].numpy(), cache["labels"].numpy(), cache["groups"].numpy(),
+# by_item: an item's clean and triggered rows stay together; by_row (the official code): every row on its own
+groups = cache["groups"].numpy() if snakemake.params.split == "by_item" else np.arange(len(cache["labels"]))
+results = layer_probe_results(cache["resid_probe"].numpy(), cache["labels"].numpy(), groups,
                               seed=snakemake.params.seed, epochs=snakemake.params.epochs)
 write_tsv(snakemake.output.accuracy, results["accuracy"],
           ["layer", "probe", "train_acc", "val_acc", "test_acc", "n_train", "n_val", "n_test"])
