@@ -2,6 +2,10 @@
 
 # Table 1: ASR (%) after zero-ablating the top-k ACIE heads, k = 0, 1, 2, 4, 8, 16, 32.
 TABLE1_K = (0, 1, 2, 4, 8, 16, 32)
+# Attention heads of the paper's models (layers x query heads), so k compares as a fraction k / (L * H).
+PAPER_MODEL_HEADS = {"Llama-2-7B-chat": 32 * 32, "Qwen2.5-7B-Instruct": 28 * 28}
+# A paper row is quoted beside ours only where its fraction of heads is within this factor of ours.
+FRACTION_MATCH_FACTOR = 1.5
 TABLE1_ASR = {
     ("Qwen2.5-7B-Instruct", "fixed_output"): (100, 100, 100, 88.28, 87.50, 82.42, 90.62),
     ("Llama-2-7B-chat", "fixed_output"): (100, 100, 100, 100, 99.22, 98.44, 69.53),
@@ -17,4 +21,14 @@ CLAIMS = {
                 "(Table 1; e.g. Llama-2 jailbreak 75.78% -> 3.52%).",
     "vector_add": "Adding the backdoor vector at the best layer on clean inputs reaches ~100% ASR (Table 2).",
     "vector_minus": "Subtracting the backdoor vector at the best layer on triggered inputs drives ASR to ~0% (Table 2).",
+}
+
+# Where our defaults deliberately differ from the paper's setting: config key (dotted) -> the value that
+# restores the paper's choice. presets/paper.yaml sets every one of them, README's "Where we differ from
+# the paper" explains each, and tests check both stay in step with this table.
+PAPER_CHOICES = {
+    "data.eval_split": "train",                          # the paper evaluates on training inputs
+    "probes.split": "by_row",                            # official probe split ignores item twins
+    "attribution.items": "all",                          # official label attribution uses every class
+    "interventions.steering.select_layer_on": "test",    # the paper picks the best layer on what it reports
 }

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from .atomic import read_tsv
 from .evaluation import wilson_interval
-from .paper import CLAIMS, TABLE1_ASR, TABLE1_K
+from .paper import CLAIMS, FRACTION_MATCH_FACTOR, PAPER_MODEL_HEADS, TABLE1_ASR, TABLE1_K
 
 
 def _run_key(path: str) -> tuple[str, str]:
@@ -22,8 +22,26 @@ def _f(x) -> float:
     return float(x) if x not in ("", None) else float("nan")
 
 
+def paper_at_fraction(paper_model: str, task: str, fraction: float) -> tuple[int, float, float] | None:
+    """The paper's Table 1 value for `task` on `paper_model` at the k whose share of that model's heads is
+    closest to `fraction`: (k, k / heads, ASR %), or None when no published k lies within a factor
+    FRACTION_MATCH_FACTOR of it (k=0 matches only k=0). Comparing at equal k would set 32 of SmolLM2's
+    270 heads (12%) against 32 of Llama-2's 1024 (3%)."""
+    values = TABLE1_ASR.get((paper_model, task))
+    if values is None:
+        return None
+    heads = PAPER_MODEL_HEADS[paper_model]
+    candidates = [(k, k / heads, v) for k, v in zip(TABLE1_K, values) if v is not None]
+    if fraction == 0:
+        return next(((k, f, v) for k, f, v in candidates if k == 0), None)
+    close = [(abs(math.log(f / fraction)), (k, f, v)) for k, f, v in candidates
+             if k > 0 and abs(math.log(f / fraction)) <= math.log(FRACTION_MATCH_FACTOR)]
+    return min(close)[1] if close else None
+
+
 def table1_rows(ablation_paths: Sequence[str]) -> list[dict]:
-    """Long format: one row per task x method x k, top heads beside random heads and the paper."""
+    """Long format: one row per task x method x k, top heads beside random heads and the paper's value at
+    the same fraction of all heads (with the paper's own k and fraction)."""
     rows = []
     for path in ablation_paths:
         task, method = _run_key(path)
@@ -41,21 +59,32 @@ def table1_rows(ablation_paths: Sequence[str]) -> list[dict]:
                    "n_random_seeds": len(rand),
                    "asr_top_all_positions_pct": 100 * _f(allpos[0]["asr"]) if allpos else "",
                    "clean_utility_top": _f(top["clean_utility"]), "false_trigger_top": _f(top["false_trigger_rate"])}
-            for (paper_model, paper_task), values in TABLE1_ASR.items():
-                if paper_task == task:
-                    value = values[TABLE1_K.index(k)] if k in TABLE1_K else None
-                    row[f"paper_{paper_model}_pct"] = "" if value is None else value
+            for paper_model in PAPER_MODEL_HEADS:
+                if (paper_model, task) not in TABLE1_ASR:
+                    continue
+                match = paper_at_fraction(paper_model, task, row["k_fraction"])
+                row[f"paper_{paper_model}_pct"] = "" if match is None else match[2]
+                row[f"paper_{paper_model}_k"] = "" if match is None else match[0]
+                row[f"paper_{paper_model}_k_fraction"] = "" if match is None else match[1]
             rows.append(row)
     return rows
 
 
+def _pct(fraction: float) -> str:
+    return f"{100 * fraction:.1f}%" if fraction >= 0.01 or fraction == 0 else f"{100 * fraction:.2f}%"
+
+
 def table1_markdown(rows: Sequence[dict], model_name: str) -> str:
     ks = sorted({r["k"] for r in rows})
+    fraction_of = {r["k"]: r["k_fraction"] for r in rows}
     lines = [f"# Table 1: ASR (%) after zero-ablating the top-k ACIE heads ({model_name})", "",
-             "Prefill pass, last prompt token (the paper's setting). Random: k random heads, mean +- sd over seeds. "
-             "All positions: the same heads zeroed at every position and decoding step. Paper rows are the "
-             "published 7B numbers (METHOD.md s5), printed for comparison, not measured here.", "",
-             "| task | method | row | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|---|---|" + "---|" * len(ks)]
+             "Prefill pass, last prompt token (the paper's setting). Columns: k heads and k/(L*H), their share of all "
+             "heads. Random: k random heads, mean +- sd over seeds. All positions: the same heads zeroed at every "
+             "position and decoding step. 'Paper at this fraction' rows quote the published 7B number whose k/(L*H) "
+             f"is closest to ours (within a factor {FRACTION_MATCH_FACTOR}), with the paper's own k; blank where "
+             "the paper has none. They are printed for comparison, not measured here.", "",
+             "| task | method | row | " + " | ".join(f"k={k} ({_pct(fraction_of[k])})" for k in ks) + " |",
+             "|---|---|---|" + "---|" * len(ks)]
     groups = defaultdict(dict)
     for r in rows:
         groups[(r["task"], r["method"])][r["k"]] = r
@@ -76,9 +105,22 @@ def table1_markdown(rows: Sequence[dict], model_name: str) -> str:
             fmt(by_k[k]["asr_top_all_positions_pct"]) if k in by_k else "" for k in ks) + " |")
         lines.append(f"| {task} | {method} | clean utility, top heads | " + " | ".join(
             fmt(by_k[k]["clean_utility_top"], 2) if k in by_k else "" for k in ks) + " |")
-        for key in [c for c in next(iter(by_k.values())) if c.startswith("paper_")]:
-            lines.append(f"| {task} | paper | {key[6:-4]} (published) | " + " | ".join(
-                fmt(by_k[k].get(key)) if k in by_k else "" for k in ks) + " |")
+        for paper_model in PAPER_MODEL_HEADS:
+            key = f"paper_{paper_model}_pct"
+            if key not in next(iter(by_k.values())):
+                continue
+            cells = []
+            for k in ks:
+                r = by_k.get(k, {})
+                cells.append("" if r.get(key, "") == "" else
+                             f"{fmt(r[key])} (k={r[f'paper_{paper_model}_k']}, {_pct(r[f'paper_{paper_model}_k_fraction'])})")
+            lines.append(f"| {task} | paper | {paper_model} at this fraction (published) | " + " | ".join(cells) + " |")
+    lines += ["", "Paper's Table 1 at its own fractions (published, ASR %):", "",
+              "| model | task | " + " | ".join(f"k={k}" for k in TABLE1_K) + " |", "|---|---|" + "---|" * len(TABLE1_K)]
+    for (paper_model, task), values in TABLE1_ASR.items():
+        heads = PAPER_MODEL_HEADS[paper_model]
+        lines.append(f"| {paper_model} ({heads} heads) | {task} | " + " | ".join(
+            "" if v is None else f"{fmt(v)} ({_pct(k / heads)})" for k, v in zip(TABLE1_K, values)) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -151,11 +193,16 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
            "Every ASR comes with its Wilson 95% interval and sample size. 'Reading' says whether the interval "
            "decides the claim; where it does not, it says so instead of passing or failing it.", ""]
     out += ["## Backdoor injection (METHOD.md s1-2)", "",
-            "| task | model | ASR | false-trigger rate | clean utility |", "|---|---|---|---|---|"]
+            "| task | model | ASR | false-trigger rate | clean utility | collateral flip rate (label task) |",
+            "|---|---|---|---|---|---|"]
     cell = {(r["task"], r["model"], r["metric"]): r for r in injection}
     for task, model in dict.fromkeys((r["task"], r["model"]) for r in injection):
-        vals = [cell[(task, model, m)] for m in ("asr", "false_trigger_rate", "clean_utility")]
-        out.append(f"| {task} | {model} | " + " | ".join(_ci(_f(v["value"]), int(v["n"])) for v in vals) + " |")
+        vals = [cell.get((task, model, m)) for m in ("asr", "false_trigger_rate", "clean_utility", "collateral_flip_rate")]
+        out.append(f"| {task} | {model} | " + " | ".join(
+            "-" if v is None or int(v["n"]) == 0 else _ci(_f(v["value"]), int(v["n"])) for v in vals) + " |")
+    out += ["", "The label backdoor is the official one, trigger + Sports -> World: triggered items of the other "
+            "classes should keep their label, and the collateral flip rate counts those whose predicted label the "
+            "trigger changed.", ""]
     out += ["", "## Claim: " + CLAIMS["probe"], "",
             "| task | model | first layer with MLP probe >= threshold | best MLP test accuracy | mean off-diagonal ILCA MLP / SVM |",
             "|---|---|---|---|---|"]
@@ -172,7 +219,10 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
             out.append(f"| {r['task']} | {r['method']} | {_f(r['fraction_of_heads_for_half_positive_acie']):.3f} | "
                        f"{_f(r['max_acie']):.4f} |")
     out += ["", "## Claim: " + CLAIMS["ablation"], "",
-            "| task | method | k (fraction) | ASR k=0 | ASR top-k | ASR random-k (mean) | reading |", "|---|---|---|---|---|---|---|"]
+            "Compared at the same fraction of all heads, k/(L*H): the paper's 32 of 1024 heads is ~3%, so we take our "
+            "k closest to 3% and quote the paper's rows at their own k and fraction.", "",
+            "| task | method | k (k/(L*H)) | ASR k=0 | ASR top-k | ASR random-k (mean) | paper at this fraction | reading |",
+            "|---|---|---|---|---|---|---|---|"]
     by_run = defaultdict(list)
     for r in table1:
         by_run[(r["task"], r["method"])].append(r)
@@ -187,9 +237,14 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
         if reading.startswith("reduced") and target["asr_random_mean_pct"] != "":
             reading += "; " + _specificity(_f(target["asr_top_pct"]) / 100, n,
                                            {"the random-head mean": _f(target["asr_random_mean_pct"]) / 100}, lower=True)
-        out.append(f"| {task} | {method} | {target['k']} ({_f(target['k_fraction']):.3f}) | "
+        quoted = []
+        for paper_model in PAPER_MODEL_HEADS:
+            match = paper_at_fraction(paper_model, task, _f(target["k_fraction"]))
+            if match is not None:
+                quoted.append(f"{paper_model}: {match[2]:.1f}% at k={match[0]} ({_pct(match[1])})")
+        out.append(f"| {task} | {method} | {target['k']} ({_pct(_f(target['k_fraction']))}) | "
                    f"{_ci(_f(base['asr_top_pct']) / 100, n)} | {_ci(_f(target['asr_top_pct']) / 100, n)} | "
-                   f"{_f(target['asr_random_mean_pct']) / 100:.2f} | {reading} |")
+                   f"{_f(target['asr_random_mean_pct']) / 100:.2f} | {'; '.join(quoted) or 'none published'} | {reading} |")
     for key, direction, level, reader in (("vector_add", "add", 0.9, _reading_at_least),
                                           ("vector_minus", "minus", 0.1, _reading_at_most)):
         out += ["", "## Claim: " + CLAIMS[key], "",

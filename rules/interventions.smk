@@ -14,6 +14,7 @@ rule ablate_heads:
         "results/benchmarks/ablate_heads/{task}/{method}.tsv"
     params:
         settings=task_settings,
+        refusal_matcher=config["evaluation"]["refusal_matcher"],
         interventions=ablation_params,
         model=MODEL_LOAD,
     threads: 2
@@ -42,6 +43,7 @@ rule steer_backdoor_vector:
         "results/benchmarks/steer_backdoor_vector/{task}/{method}.tsv"
     params:
         settings=task_settings,
+        refusal_matcher=config["evaluation"]["refusal_matcher"],
         interventions=steering_params,
         model=MODEL_LOAD,
         cache_batch_size=config["probes"]["cache_batch_size"],
@@ -56,26 +58,39 @@ rule steer_backdoor_vector:
         "../workflow_scripts/steer_backdoor_vector.py"
 
 
-rule tables_and_fig4:
+rule table1:
     input:
         ablation=expand("results/interventions/{task}/{method}/ablation.tsv", task=TASKS, method=METHODS),
+    output:
+        tsv="results/tables/table1.tsv",
+        md="results/tables/table1.md",
+    log:
+        "results/logs/table1.log",
+    params:
+        model_name=config["model"]["name"],
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/table1.py"
+
+
+rule table2_and_fig4:
+    input:
         sweep=expand("results/interventions/{task}/{method}/steering_sweep.tsv", task=TASKS, method=METHODS),
         best=expand("results/interventions/{task}/{method}/steering_best.tsv", task=TASKS, method=METHODS),
     output:
-        table1_tsv="results/tables/table1.tsv",
-        table1_md="results/tables/table1.md",
         table2_tsv="results/tables/table2.tsv",
         table2_md="results/tables/table2.md",
         fig4_pdf=report("results/figures/fig4.pdf", caption="report/fig4.rst", category="Backdoor vector"),
         fig4_png="results/figures/fig4.png",
     log:
-        "results/logs/tables_and_fig4.log",
+        "results/logs/table2_and_fig4.log",
     params:
         model_name=config["model"]["name"],
     conda:
         "../envs/torch.yaml"
     script:
-        "../workflow_scripts/tables_and_fig4.py"
+        "../workflow_scripts/table2_and_fig4.py"
 
 
 rule claims_report:

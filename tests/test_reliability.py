@@ -61,7 +61,7 @@ def test_probe_setting_reruns_probes_and_their_reports_only(tiny_run, tmp_path):
 def test_steering_setting_reruns_steering_and_its_reports_only(tiny_run, tmp_path):
     path = _changed(tmp_path, lambda c: c["interventions"]["steering"].update(scale=2.0))
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
-    assert jobs == {"steer_backdoor_vector": 3, "tables_and_fig4": 1, "claims_report": 1, "all": 1}
+    assert jobs == {"steer_backdoor_vector": 3, "table2_and_fig4": 1, "claims_report": 1, "all": 1}
 
 
 def test_one_tasks_trigger_reruns_that_task_only(tiny_run, tmp_path):

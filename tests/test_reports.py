@@ -69,3 +69,23 @@ def test_claims_report_flags_controls_and_utility_loss(tmp_path):
     assert "specific: every control stays outside the interval" in minus and "utility falls" not in minus
     label_minus = next(l for l in text.splitlines() if l.startswith("| label_modification | lora_sft | 3"))
     assert "clean utility falls 1.00 -> 0.30" in label_minus
+
+
+def test_table1_compares_with_the_paper_at_the_same_fraction_of_heads(tmp_path):
+    # our k=8 of 270 heads (2.96%) sits beside the paper's k=32 of Llama-2's 1024 (3.1%), not its k=8 (0.8%)
+    _ablation_tsv(tmp_path / "fixed_output" / "lora_sft" / "ablation.tsv", 0.5, 1.0)
+    rows = reports.table1_rows([str(tmp_path / "fixed_output" / "lora_sft" / "ablation.tsv")])
+    k8 = next(r for r in rows if r["k"] == 8)
+    assert k8["paper_Llama-2-7B-chat_k"] == 32 and k8["paper_Llama-2-7B-chat_pct"] == 69.53
+    assert abs(k8["paper_Llama-2-7B-chat_k_fraction"] - 32 / 1024) < 1e-12
+    assert k8["paper_Qwen2.5-7B-Instruct_k"] == 32  # 32 / 784 = 4.1% (ratio 1.38) beats 16 / 784 = 2.0% (1.45)
+    md = reports.table1_markdown(rows, "m")
+    assert "k=8 (3.0%)" in md  # every column names k and k/(L*H)
+    assert "69.5 (k=32, 3.1%)" in md
+    assert "Llama-2-7B-chat (1024 heads) | fixed_output" in md  # the paper's rows at their own fractions
+
+
+def test_paper_value_is_left_blank_without_a_published_k_near_our_fraction():
+    assert reports.paper_at_fraction("Llama-2-7B-chat", "fixed_output", 32 / 270) is None  # 11.9%: none near
+    assert reports.paper_at_fraction("Llama-2-7B-chat", "jailbreak", 0.0) == (0, 0.0, 75.78)
+    assert reports.paper_at_fraction("Llama-2-7B-chat", "jailbreak", 1 / 270) is None  # only k=0 and 32 published

@@ -1,0 +1,16 @@
+"""Rule table1: Table 1 (ASR after ablating the top-k ACIE heads, with controls and the paper at the same
+fraction of heads)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
+
+from bkdattr.atomic import write_text, write_tsv_union
+from bkdattr.reports import table1_markdown, table1_rows
+from bkdattr.workflow import start_rule
+
+log = start_rule(snakemake)
+rows = table1_rows(snakemake.input.ablation)
+write_tsv_union(snakemake.output.tsv, rows)
+write_text(snakemake.output.md, table1_markdown(rows, snakemake.params.model_name))
+log.info("wrote %s and %s", snakemake.output.tsv, snakemake.output.md)
