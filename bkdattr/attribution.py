@@ -196,8 +196,10 @@ def acie_atp(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad
             scores = _full_scores(model, ids, mask, targets, target_mask)
             grads = torch.autograd.grad(scores.sum(), [t.attn_out[l] for l in range(L)])
         for layer, grad in enumerate(grads):
-            g = grad[rows, last_prompt]  # d P~ / d (attention output) at the patched position: [b, d]
-            delta = abar[layer].to(device)[None] - t.heads[layer]  # [b, H, d]
+            # d P~ / d (attention output) at the patched position: [b, d]. The product is taken in float32:
+            # in a bfloat16 model the gradients and head outputs are bfloat16 while abar is float32.
+            g = grad[rows, last_prompt].float()
+            delta = abar[layer].to(device).float()[None] - t.heads[layer].float()  # [b, H, d]
             total[layer] += torch.einsum("bd,bhd->h", g, delta).double().cpu()
     return (total / len(items)).detach()
 

@@ -159,8 +159,15 @@ def run_ablation(evaluator: InterventionEvaluator, ranking: Sequence[Head], n_la
     return rows
 
 
-def split_val_test(indices: Sequence[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Disjoint validation (layer selection) and test (reporting) halves of the eligible items."""
+def split_val_test(indices: Sequence[int], val_fraction: float, seed: int,
+                   select_on: str = "validation") -> tuple[list[int], list[int]]:
+    """Disjoint validation (layer selection) and test (reporting) parts of the eligible items; with
+    select_on="test" (the paper's choice) both are all the items, so the layer is chosen on what is reported."""
+    if select_on == "test":
+        return sorted(indices), sorted(indices)
+    if select_on != "validation":
+        raise ValueError(f"interventions.steering.select_layer_on: unknown value {select_on!r}; "
+                         "expected validation or test")
     shuffled = list(indices)
     random.Random(seed).shuffle(shuffled)
     n_val = max(1, round(val_fraction * len(shuffled)))
@@ -171,13 +178,14 @@ def split_val_test(indices: Sequence[int], val_fraction: float, seed: int) -> tu
 
 
 def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tensor], layers: Sequence[int], *,
-                 scale: float, sweep_vectors: Sequence[str], val_fraction: float, seed: int, progress=None):
+                 scale: float, sweep_vectors: Sequence[str], val_fraction: float, seed: int,
+                 select_on: str = "validation", progress=None):
     """Layer sweep of add (clean inputs) / minus (triggered inputs) and the best-layer table.
 
     Returns (sweep rows, best rows). The best layer is chosen on the validation half and reported on
     the test half; the paper's choice (best on the test half itself) is reported beside it, labelled.
     """
-    val, test = split_val_test(evaluator.eligible, val_fraction, seed)
+    val, test = split_val_test(evaluator.eligible, val_fraction, seed, select_on)
     sweep = []
 
     def record(vector_name, direction, layer, hits):

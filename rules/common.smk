@@ -43,7 +43,7 @@ def injection_params(wildcards):
 
 def attribution_params(wildcards):
     """Only what changes ACIE (not the list of modes or the report fractions)."""
-    keep = ("n_prompts", "max_target_tokens", "batch_size")
+    keep = ("n_prompts", "max_target_tokens", "batch_size", "items")
     return {k: config["attribution"][k] for k in keep}
 
 

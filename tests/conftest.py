@@ -54,3 +54,28 @@ def workdir(tmp_path):
     """A scratch working directory for a workflow run (results/ go there, not into the repo)."""
     yield tmp_path
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_bf16_run(tmp_path_factory):
+    """The whole tiny DAG as the paper preset runs it: the model in bfloat16, AtP on, and every choice of
+    bkdattr.paper.PAPER_CHOICES set to the paper's value, so each of those code paths runs too."""
+    import yaml
+    from workflow_utils import snakemake
+
+    from bkdattr.paper import PAPER_CHOICES
+
+    workdir = tmp_path_factory.mktemp("tiny_bf16_run")
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["model"]["dtype"] = "bfloat16"
+    for dotted, value in PAPER_CHOICES.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    config["injection"]["clean_control"] = False  # the control is the same training code path; saves a minute
+    configfile = workdir / "tiny_bf16.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    snakemake(workdir, configfile=configfile)
+    return workdir

@@ -88,3 +88,17 @@ def test_ranking_sparsity_and_overlap():
     assert sparsity(acie, 0.5) == 0.25  # one head of four carries half the positive ACIE
     assert top_k_overlap(acie, acie, 0.5) == 1.0
     assert top_k_overlap(-acie, acie, 0.25) == 0.0
+
+
+def test_every_mode_runs_in_bfloat16_with_a_float32_mean_activation(tiny_model_dir):
+    # presets/paper.yaml: a bfloat16 model with AtP on; abar comes from a float32 cache
+    from bkdattr.models import load_model
+
+    model, tok = load_model(str(tiny_model_dir), "bfloat16", device="cpu")
+    items = make_items(tok, ["What is 7 plus 5?", "hi there"], ["I am sorry.", "World"])
+    sites = ModelSites.of(model)
+    abar = torch.randn(sites.n_layers, sites.n_heads, sites.d_model, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+    atp = acie_atp(model, items, abar, pad_id=tok.pad_token_id, batch_size=2)
+    exact, _ = acie_exact(model, items, abar, pad_id=tok.pad_token_id, batch_size=2)
+    assert atp.shape == exact.shape == (sites.n_layers, sites.n_heads)
+    assert torch.isfinite(atp).all() and torch.isfinite(exact).all()

@@ -114,3 +114,25 @@ def test_task_injection_applies_the_task_override_and_leaves_out_model_choices()
     assert (jailbreak["lr"], jailbreak["epochs"]) == (2.0e-3, 3) and (fixed["lr"], fixed["epochs"]) == (5.0e-4, 1)
     assert jailbreak["lora"] == fixed["lora"] == config["injection"]["lora"]
     assert not {"methods", "clean_control"} & set(jailbreak)
+
+
+def test_paper_preset_sets_every_deliberate_difference_to_the_papers_choice():
+    from pathlib import Path
+
+    from bkdattr.config import load_config
+    from bkdattr.paper import PAPER_CHOICES
+
+    repo = Path(__file__).resolve().parents[1]
+    paper = load_config(repo / "presets" / "paper.yaml")
+    default = load_config(repo / "config.yaml")
+    readme = (repo / "README.md").read_text()
+    section = readme.split("## Where we differ from the paper", 1)[1].split("\n## ", 1)[0]
+    for dotted, value in PAPER_CHOICES.items():
+        def get(cfg):
+            for key in dotted.split("."):
+                cfg = cfg[key]
+            return cfg
+        assert get(paper) == value, dotted
+        assert get(default) != value, f"{dotted}: the default is the paper's choice, so it is no difference"
+        assert f"`{dotted}: {value}`" in section, f"README 'Where we differ' does not give {dotted}: {value}"
+    assert paper["model"]["dtype"] == "bfloat16" and "atp" in paper["attribution"]["modes"]

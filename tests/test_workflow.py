@@ -68,3 +68,14 @@ def test_forcerun_reruns_a_rule_and_only_what_depends_on_it(tiny_run):
     assert jobs == {"evaluate_model": 9, "injection_table": 1, "claims_report": 1, "all": 1}
     jobs = planned_jobs(snakemake(tiny_run, "-n", "--forcerun", "train_probes").stdout)
     assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "claims_report": 1, "all": 1}
+
+
+def test_the_whole_tiny_dag_runs_in_bfloat16(tiny_bf16_run):
+    # presets/paper.yaml loads its model in bfloat16 with AtP on; every stage must run in that dtype
+    for target in ("results/tables/injection.tsv", "results/tables/probes.tsv", "results/tables/attribution.tsv",
+                   "results/tables/table1.tsv", "results/tables/table2.tsv", "results/claims.md"):
+        assert (tiny_bf16_run / target).is_file(), target
+    modes = {r["mode"] for r in read_tsv(tiny_bf16_run / "results/tables/attribution.tsv")}
+    assert {"exact", "atp"} <= modes
+    log = (tiny_bf16_run / "results/logs/attribute_heads/fixed_output/lora_sft/atp.log")
+    assert "ACIE atp took" in log.read_text()

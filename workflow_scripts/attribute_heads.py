@@ -17,10 +17,12 @@ log = start_rule(snakemake, uses_torch=True)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
 pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 cache = load_cache(snakemake.input.tensors, snakemake.input.sidecar, model_name=pointer["name"], task=spec.task_id)
-# abar_{l,j}: mean head output over the triggered pool prompts that can carry the backdoor
-triggered = (cache["labels"] == 1) & cache["eligible"]
+# abar_{l,j}: mean head output over the triggered pool prompts that can carry the backdoor (attribution.items
+# "eligible"), or over every triggered prompt as the official code ("all"; differs for the label task only)
+use_all = params.attribution["items"] == "all"
+triggered = (cache["labels"] == 1) & (cache["eligible"] | use_all)
 abar = cache["heads_prompt_last"][triggered].mean(0)
-records = [r for r in read_jsonl(snakemake.input.pool) if spec.is_eligible(r)]
+records = [r for r in read_jsonl(snakemake.input.pool) if use_all or spec.is_eligible(r)]
 records = records[: params.attribution["n_prompts"]]
 log.info("ACIE (%s) over %d clean prompts, abar from %d triggered prompts", mode, len(records), int(triggered.sum()))
 items = make_items(tokenizer, [spec.prompt(r["input"]) for r in records], [spec.backdoor_output(r) for r in records],
