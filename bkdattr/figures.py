@@ -61,7 +61,7 @@ def plot_fig2(runs: Mapping[tuple[str, str], Mapping[str, str]], tasks: Sequence
         for model in heat_models:
             for kind in ("ilca_mlp", "ilca_svm"):
                 ax = axes[row][col]
-                im = ax.imshow(read_matrix_tsv(runs[(task, model)][kind]), vmin=0.5, vmax=1.0, cmap="viridis",
+                im = ax.imshow(read_matrix_tsv(runs[(task, model)][kind]), vmin=0.0, vmax=1.0, cmap="viridis",
                                origin="lower", aspect="auto")
                 ax.set_title(f"ILCA {kind[5:].upper()}, {'base' if model == 'base' else model}")
                 ax.set_xlabel("test layer")

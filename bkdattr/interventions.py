@@ -48,8 +48,14 @@ def steering_layers(steering_cfg: dict, n_layers: int) -> list[int]:
     return list(layers)
 
 
-def random_heads(n_layers: int, n_heads: int, k: int, seed: int) -> list[Head]:
-    every = [(l, h) for l in range(n_layers) for h in range(n_heads)]
+def random_heads(n_layers: int, n_heads: int, k: int, seed: int, exclude: Sequence[Head] = ()) -> list[Head]:
+    """k heads drawn at random (seeded) from those not in `exclude` (the control leaves out the top-k heads,
+    so it measures "any k heads" rather than partly re-drawing the attributed ones)."""
+    excluded = set(map(tuple, exclude))
+    every = [(l, h) for l in range(n_layers) for h in range(n_heads) if (l, h) not in excluded]
+    if k > len(every):
+        raise ValueError(f"cannot draw {k} random heads outside the {len(excluded)} excluded ones "
+                         f"({n_layers * n_heads} heads in all)")
     return random.Random(seed).sample(every, k)
 
 
@@ -143,7 +149,8 @@ def run_ablation(evaluator: InterventionEvaluator, ranking: Sequence[Head], n_la
         if k > 0 and all_positions_variant:
             settings.append(("top", "", "all_positions", k, list(ranking[:k])))
         for seed in random_seeds if k > 0 else ():
-            settings.append(("random", seed, "last_prompt_token", k, random_heads(n_layers, n_heads, k, seed)))
+            settings.append(("random", seed, "last_prompt_token", k,
+                             random_heads(n_layers, n_heads, k, seed, exclude=ranking[:k])))
     rows = []
     for label, seed, variant, k, heads in settings:
         factory = ablation_factory(evaluator.model, heads, variant)
@@ -175,6 +182,15 @@ def split_val_test(indices: Sequence[int], val_fraction: float, seed: int,
         raise ValueError(f"{len(shuffled)} eligible items cannot be split into validation and test "
                          "(raise interventions.n_eval)")
     return sorted(shuffled[:n_val]), sorted(shuffled[n_val:])
+
+
+def best_layer_row(rows: Sequence[dict], direction: str, score: str) -> dict:
+    """The sweep row of the best layer: the highest `score` for "add", the lowest for "minus"; ties go to
+    the earliest layer (the one stated tie-break rule, for both directions)."""
+    if direction not in ("add", "minus"):
+        raise ValueError(f"unknown steering direction {direction!r}")
+    sign = -1.0 if direction == "add" else 1.0
+    return min(rows, key=lambda r: (sign * r[score], r["layer"]))
 
 
 def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tensor], layers: Sequence[int], *,
@@ -209,9 +225,8 @@ def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tens
     utility_without = evaluator.clean_metrics()["clean_utility"]["value"]
     for direction, (triggered, sign) in directions.items():
         rows = [r for r in sweep if r["vector"] == "backdoor_vector" and r["direction"] == direction]
-        pick = max if direction == "add" else min
-        chosen = pick(rows, key=lambda r: (r["asr_val"], -r["layer"]))
-        paper = pick(rows, key=lambda r: (r["asr_test"], -r["layer"]))
+        chosen = best_layer_row(rows, direction, "asr_val")
+        paper = best_layer_row(rows, direction, "asr_test")
         baseline = next(r for r in sweep if r["vector"] == "none" and r["direction"] == direction)
         entry = {"direction": direction, "inputs": "triggered" if triggered else "clean",
                  "best_layer_val": chosen["layer"], "no_intervention_asr_test": baseline["asr_test"],

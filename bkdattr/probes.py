@@ -20,6 +20,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from tqdm import tqdm
 
+from .evaluation import wilson_interval
+
 
 def split_groups(groups, seed: int, fractions=(0.6, 0.2, 0.2), *, labels=None) -> dict[str, np.ndarray]:
     """Row indices for "train"/"val"/"test", split 6:2:2 over groups (not rows), deterministic in seed.
@@ -160,8 +162,11 @@ def layer_probe_results(features, labels, groups, *, seed: int, epochs: int = 10
         mlp = train_mlp_probe(x[tr], labels[tr], x[va], labels[va], seed=layer_seed, epochs=epochs)
         svm = train_svm_probe(x[tr], labels[tr])
         for name, acc in (("mlp", mlp.accuracy), ("svm", lambda a, b: _svm_acc(svm, a, b))):
+            test_acc = acc(x[te], labels[te])
+            low, high = accuracy_interval(test_acc, len(te))
             rows.append({"layer": l, "probe": name, "train_acc": acc(x[tr], labels[tr]),
-                         "val_acc": acc(x[va], labels[va]), "test_acc": acc(x[te], labels[te]),
+                         "val_acc": acc(x[va], labels[va]), "test_acc": test_acc,
+                         "test_acc_ci_low": low, "test_acc_ci_high": high,
                          "n_train": len(tr), "n_val": len(va), "n_test": len(te)})
         mlps.append(mlp)
         svms.append(svm)
@@ -170,6 +175,22 @@ def layer_probe_results(features, labels, groups, *, seed: int, epochs: int = 10
     ilca_svm = np.array([[_svm_acc(s, features[te, j], labels[te]) for j in range(n_layers)] for s in svms])
     return {"accuracy": rows, "ilca_mlp": ilca_mlp, "ilca_svm": ilca_svm,
             "mlp_states": {l: m.state_tensors() for l, m in enumerate(mlps)}, "split": split}
+
+
+def accuracy_interval(accuracy: float, n: int) -> tuple[float, float]:
+    """Wilson 95% interval of an accuracy measured on n test rows (the probe test split is small)."""
+    return wilson_interval(round(accuracy * n), n)
+
+
+def ilca_long(ilca: np.ndarray, n_test: int, probe: str) -> list[dict]:
+    """ILCA cells as rows with their Wilson 95% intervals (every cell is scored on the same n_test rows)."""
+    rows = []
+    for i, row in enumerate(np.asarray(ilca, dtype=float)):
+        for j, acc in enumerate(row):
+            low, high = accuracy_interval(float(acc), n_test)
+            rows.append({"probe": probe, "train_layer": i, "test_layer": j, "accuracy": float(acc),
+                         "n_test": n_test, "ci_low": low, "ci_high": high})
+    return rows
 
 
 def summarise(accuracy_rows, ilca_mlp, ilca_svm, threshold: float = 0.95) -> dict:
@@ -186,6 +207,9 @@ def summarise(accuracy_rows, ilca_mlp, ilca_svm, threshold: float = 0.95) -> dic
 
     mlp = test_accs("mlp")
     best_layer, best_acc = max(mlp, key=lambda t: (t[1], -t[0])) if mlp else (None, None)  # earliest on ties
+    n_test = next((int(r["n_test"]) for r in accuracy_rows if "n_test" in r), None)
+    low, high = accuracy_interval(best_acc, n_test) if best_acc is not None and n_test else (None, None)
     return {"first_layer_mlp_ge_threshold": first_ge("mlp"), "first_layer_svm_ge_threshold": first_ge("svm"),
             "mean_offdiag_ilca_mlp": mean_offdiag(ilca_mlp), "mean_offdiag_ilca_svm": mean_offdiag(ilca_svm),
-            "best_layer_mlp": best_layer, "max_test_acc_mlp": best_acc}
+            "best_layer_mlp": best_layer, "max_test_acc_mlp": best_acc,
+            "max_test_acc_mlp_ci_low": low, "max_test_acc_mlp_ci_high": high, "n_test": n_test}

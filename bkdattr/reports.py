@@ -56,6 +56,8 @@ def table1_rows(ablation_paths: Sequence[str]) -> list[dict]:
                    "asr_top_ci_high_pct": 100 * _f(top["asr_ci_high"]), "n": int(top["asr_n"]),
                    "asr_random_mean_pct": 100 * statistics.mean(rand) if rand else (100 * _f(top["asr"]) if k == 0 else ""),
                    "asr_random_sd_pct": 100 * statistics.pstdev(rand) if len(rand) > 1 else "",
+                   "asr_random_min_pct": 100 * min(rand) if rand else "",
+                   "asr_random_max_pct": 100 * max(rand) if rand else "",
                    "n_random_seeds": len(rand),
                    "asr_top_all_positions_pct": 100 * _f(allpos[0]["asr"]) if allpos else "",
                    "clean_utility_top": _f(top["clean_utility"]), "false_trigger_top": _f(top["false_trigger_rate"])}
@@ -79,7 +81,7 @@ def table1_markdown(rows: Sequence[dict], model_name: str) -> str:
     fraction_of = {r["k"]: r["k_fraction"] for r in rows}
     lines = [f"# Table 1: ASR (%) after zero-ablating the top-k ACIE heads ({model_name})", "",
              "Prefill pass, last prompt token (the paper's setting). Columns: k heads and k/(L*H), their share of all "
-             "heads. Random: k random heads, mean +- sd over seeds. All positions: the same heads zeroed at every "
+             "heads. Random: k random heads drawn outside the top k, mean [min, max] over seeds. All positions: the same heads zeroed at every "
              "position and decoding step. 'Paper at this fraction' rows quote the published 7B number whose k/(L*H) "
              f"is closest to ours (within a factor {FRACTION_MATCH_FACTOR}), with the paper's own k; blank where "
              "the paper has none. They are printed for comparison, not measured here.", "",
@@ -97,9 +99,9 @@ def table1_markdown(rows: Sequence[dict], model_name: str) -> str:
         lines.append(f"| {task} | {method} | top heads (n={n}) | " + " | ".join(
             f"{fmt(by_k[k]['asr_top_pct'])} [{fmt(by_k[k]['asr_top_ci_low_pct'], 0)}, {fmt(by_k[k]['asr_top_ci_high_pct'], 0)}]"
             if k in by_k else "" for k in ks) + " |")
-        lines.append(f"| {task} | {method} | random heads | " + " | ".join(
-            (fmt(by_k[k]["asr_random_mean_pct"]) + (f" +- {fmt(by_k[k]['asr_random_sd_pct'])}"
-                                                     if by_k[k]["asr_random_sd_pct"] != "" else "")) if k in by_k else ""
+        lines.append(f"| {task} | {method} | random heads outside the top k, mean [range] | " + " | ".join(
+            (fmt(by_k[k]["asr_random_mean_pct"]) + (f" [{fmt(by_k[k]['asr_random_min_pct'])}, {fmt(by_k[k]['asr_random_max_pct'])}]"
+                                                     if by_k[k]["asr_random_min_pct"] != "" else "")) if k in by_k else ""
             for k in ks) + " |")
         lines.append(f"| {task} | {method} | top heads, all positions | " + " | ".join(
             fmt(by_k[k]["asr_top_all_positions_pct"]) if k in by_k else "" for k in ks) + " |")
@@ -208,7 +210,8 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
             "|---|---|---|---|---|"]
     for r in probes:
         out.append(f"| {r['task']} | {r['model']} | {r['first_layer_mlp_ge_threshold']} (threshold {threshold}) | "
-                   f"{_f(r['max_test_acc_mlp']):.3f} (layer {r['best_layer_mlp']}) | "
+                   f"{_f(r['max_test_acc_mlp']):.3f} [{_f(r.get('max_test_acc_mlp_ci_low')):.2f}, "
+                   f"{_f(r.get('max_test_acc_mlp_ci_high')):.2f}] (layer {r['best_layer_mlp']}, n={r.get('n_test', '')}) | "
                    f"{_f(r['mean_offdiag_ilca_mlp']):.3f} / {_f(r['mean_offdiag_ilca_svm']):.3f} |")
     out += ["", "Reading: compare each backdoored row with its `base` row. A probe that also separates clean from "
             "triggered prompts on the clean base model is reading the trigger text, not a backdoor feature.", ""]

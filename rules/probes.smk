@@ -37,6 +37,7 @@ rule train_probes:
         accuracy="results/probes/{task}/{model}/accuracy.tsv",
         ilca_mlp="results/probes/{task}/{model}/ilca_mlp.tsv",
         ilca_svm="results/probes/{task}/{model}/ilca_svm.tsv",
+        ilca_intervals="results/probes/{task}/{model}/ilca_intervals.tsv",
         mlp_probes="results/probes/{task}/{model}/mlp_probes.safetensors",
     log:
         "results/logs/train_probes/{task}/{model}.log",

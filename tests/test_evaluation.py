@@ -124,3 +124,11 @@ def test_label_collateral_flip_rate_counts_other_classes_whose_label_the_trigger
     assert metrics["collateral_flip_rate"]["successes"] == 1 and metrics["collateral_flip_rate"]["n"] == 3
     assert "collateral_flip_rate" not in task_metrics(FIXED, [{"input": "q", "output": "o", "answer": "o"}],
                                                       ["o"], ["o"])
+
+
+@pytest.mark.parametrize("output, correct", [
+    ("The answer is 1.", True), ("It is 21.", False), ("1.5 or so", False), ("(1)", True), ("11", False),
+])
+def test_utility_answer_matches_on_word_boundaries(output, correct):
+    record = {"input": "What is 3 minus 2?", "output": "3 minus 2 is 1.", "answer": "1"}
+    assert utility_hit(FIXED, record, output) is correct

@@ -5,7 +5,7 @@ import torch
 
 from bkdattr.generation import generate_greedy
 from bkdattr.hooks import ModelSites, trace
-from bkdattr.interventions import (ablation_factory, backdoor_vector, random_direction_like, random_heads,
+from bkdattr.interventions import (best_layer_row, ablation_factory, backdoor_vector, random_direction_like, random_heads,
                                    resolve_k, split_val_test, steering_factory)
 
 PROMPTS = ["What is 7 plus 5?", "hi", "Classify: the team won the final 3-1 on Sunday."]
@@ -97,3 +97,27 @@ def test_hooks_are_gone_after_generation(tiny):
     assert all(not m._forward_hooks for m in sites.attn_out)
     with trace(model):
         pass
+
+
+def test_random_head_control_excludes_the_top_k_heads():
+    top = [(l, h) for l in range(3) for h in range(3)][:7]
+    for seed in (1, 2, 3):
+        drawn = random_heads(3, 3, 2, seed, exclude=top)
+        assert not set(drawn) & set(top) and len(set(drawn)) == 2
+    with pytest.raises(ValueError, match="cannot draw 3 random heads outside the 7 excluded"):
+        random_heads(3, 3, 3, 1, exclude=top)
+
+
+def test_steering_layer_ties_go_to_the_earliest_layer_in_both_directions():
+    rows = [{"layer": 9, "asr_val": 1.0}, {"layer": 3, "asr_val": 1.0}, {"layer": 6, "asr_val": 0.5}]
+    assert best_layer_row(rows, "add", "asr_val")["layer"] == 3
+    rows = [{"layer": 9, "asr_val": 0.0}, {"layer": 3, "asr_val": 0.0}, {"layer": 6, "asr_val": 0.5}]
+    assert best_layer_row(rows, "minus", "asr_val")["layer"] == 3  # the old rule picked 9 here
+
+
+def test_random_seeds_must_be_at_least_three(tiny_config):
+    from bkdattr.config import ConfigError, check_config
+
+    tiny_config["interventions"]["random_seeds"] = [1, 2]
+    with pytest.raises(ConfigError, match="interventions.random_seeds"):
+        check_config(tiny_config)

@@ -153,3 +153,43 @@ def test_summarise(results):
     assert s["mean_offdiag_ilca_mlp"] == pytest.approx((m.sum() - np.trace(m)) / 6)
     none = summarise(results["accuracy"], results["ilca_mlp"], results["ilca_svm"], threshold=1.01)
     assert none["first_layer_mlp_ge_threshold"] is None and none["first_layer_svm_ge_threshold"] is None
+
+
+def test_probe_accuracies_and_ilca_cells_carry_wilson_intervals():
+    from bkdattr.probes import accuracy_interval, ilca_long, summarise
+
+    low, high = accuracy_interval(0.9, 20)
+    assert low < 0.9 < high and high - low > 0.2  # 20 test rows decide little
+    cells = ilca_long(np.array([[1.0, 0.5], [0.25, 1.0]]), 40, "mlp")
+    assert len(cells) == 4 and cells[1]["train_layer"] == 0 and cells[1]["test_layer"] == 1
+    assert cells[1]["ci_low"] < 0.5 < cells[1]["ci_high"] and cells[0]["ci_high"] == 1.0
+    rows = [{"layer": 0, "probe": "mlp", "test_acc": 0.75, "n_test": 40},
+            {"layer": 1, "probe": "mlp", "test_acc": 1.0, "n_test": 40}]
+    summary = summarise(rows, np.eye(2), np.eye(2))
+    assert summary["n_test"] == 40 and summary["max_test_acc_mlp_ci_low"] < 1.0
+
+
+def test_fig2_ilca_colours_span_zero_to_one_so_inverted_transfer_shows(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from bkdattr.atomic import write_matrix_tsv, write_tsv
+    from bkdattr.figures import plot_fig2
+
+    runs = {}
+    for model in ("lora_sft", "base"):
+        paths = {"accuracy": tmp_path / f"{model}_acc.tsv"}
+        write_tsv(paths["accuracy"], [{"layer": l, "probe": p, "test_acc": 0.9} for l in range(2) for p in ("mlp", "svm")])
+        for kind in ("ilca_mlp", "ilca_svm"):
+            paths[kind] = tmp_path / f"{model}_{kind}.tsv"
+            write_matrix_tsv(paths[kind], [[1.0, 0.1], [0.2, 1.0]], corner="train_layer/test_layer")
+        runs[("jailbreak", model)] = {k: str(v) for k, v in paths.items()}
+    limits = []
+    original = matplotlib.axes.Axes.imshow
+
+    def recording_imshow(self, *args, **kwargs):
+        limits.append((kwargs.get("vmin"), kwargs.get("vmax")))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "imshow", recording_imshow)
+    plot_fig2(runs, ["jailbreak"], ["base", "lora_sft"], tmp_path / "f.pdf", tmp_path / "f.png")
+    assert limits and all(lim == (0.0, 1.0) for lim in limits)

@@ -12,7 +12,8 @@ log = start_rule(snakemake)
 rows = []
 for acc_path, mlp_path, svm_path in zip(snakemake.input.accuracy, snakemake.input.ilca_mlp, snakemake.input.ilca_svm):
     task, model = Path(acc_path).parts[-3:-1]
-    accuracy = [{**r, "layer": int(r["layer"]), "test_acc": float(r["test_acc"])} for r in read_tsv(acc_path)]
+    accuracy = [{**r, "layer": int(r["layer"]), "test_acc": float(r["test_acc"]), "n_test": int(r["n_test"])}
+                for r in read_tsv(acc_path)]
     summary = summarise(accuracy, read_matrix_tsv(mlp_path), read_matrix_tsv(svm_path), snakemake.params.threshold)
     rows.append({"task": task, "model": model, **{k: ("none" if v is None else v) for k, v in summary.items()}})
 write_tsv(snakemake.output.tsv, rows)

@@ -29,7 +29,8 @@ means = heads.mean(0)
 ranking = [(int(r["layer"]), int(r["head"])) for r in read_tsv(snakemake.input.ranking)]
 v = backdoor_vector(means, ranking[:k])
 vectors = {"backdoor_vector": v,
-           "random_heads_vector": backdoor_vector(means, random_heads(sites.n_layers, sites.n_heads, k, steer["seed"])),
+           "random_heads_vector": backdoor_vector(means, random_heads(sites.n_layers, sites.n_heads, k, steer["seed"],
+                                                                      exclude=ranking[:k])),
            "random_direction": random_direction_like(v, steer["seed"])}
 log.info("backdoor vector from %d heads over %d poisoned prompts, norm %.3f", k, len(poisoned), v.norm())
 layers = steering_layers(steer, sites.n_layers)

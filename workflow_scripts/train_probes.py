@@ -9,7 +9,7 @@ from bkdattr.caching import load_cache
 from bkdattr.models import read_pointer
 import numpy as np
 
-from bkdattr.probes import layer_probe_results
+from bkdattr.probes import ilca_long, layer_probe_results
 from bkdattr.workflow import start_rule
 
 log = start_rule(snakemake, uses_torch=True, seed=snakemake.params.seed)
@@ -21,7 +21,11 @@ groups = cache["groups"].numpy() if snakemake.params.split == "by_item" else np.
 results = layer_probe_results(cache["resid_probe"].numpy(), cache["labels"].numpy(), groups,
                               seed=snakemake.params.seed, epochs=snakemake.params.epochs)
 write_tsv(snakemake.output.accuracy, results["accuracy"],
-          ["layer", "probe", "train_acc", "val_acc", "test_acc", "n_train", "n_val", "n_test"])
+          ["layer", "probe", "train_acc", "val_acc", "test_acc", "test_acc_ci_low", "test_acc_ci_high",
+           "n_train", "n_val", "n_test"])
+n_test = len(results["split"]["test"])
+write_tsv(snakemake.output.ilca_intervals,
+          ilca_long(results["ilca_mlp"], n_test, "mlp") + ilca_long(results["ilca_svm"], n_test, "svm"))
 write_matrix_tsv(snakemake.output.ilca_mlp, results["ilca_mlp"], corner="train_layer/test_layer")
 write_matrix_tsv(snakemake.output.ilca_svm, results["ilca_svm"], corner="train_layer/test_layer")
 write_safetensors(snakemake.output.mlp_probes,
