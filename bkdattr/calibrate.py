@@ -7,7 +7,9 @@ Used to choose CPU-sized (or model-specific) injection settings before a full wo
 
 Every row re-trains from the base checkpoint with the config's settings plus the row's overrides
 (`lr`, `epochs`, `batch_size`, `method` go to injection; `poison_ratio`, `n_clean_train` to data),
-then evaluates held-out ASR, false-trigger rate and clean utility exactly as the evaluate_model rule does.
+then evaluates ASR, false-trigger rate and clean utility on the VALIDATION split exactly as the
+evaluate_model rule does on the test split. The test split is never read here: a setting chosen by
+looking at test numbers would make those numbers optimistic.
 `poison_ratio=0` trains on the clean training items alone: the clean-SFT control that separates what
 fine-tuning itself does to utility from what the backdoor does. The base model is evaluated once as the
 first row. Nothing here feeds the workflow's results.
@@ -65,6 +67,12 @@ def evaluate(model, tokenizer, spec: TaskSpec, records: list[dict], evaluation_c
     return {name: metrics[name]["value"] for name in METRICS} | {"n": metrics["asr"]["n"]}
 
 
+def validation_and_train(spec: TaskSpec, data_cfg: dict, seed: int) -> dict[str, list[dict]]:
+    """The train and val splits of the workflow's own split; test and attribution are dropped unread."""
+    splits = build_task_splits(spec, data_cfg, seed)
+    return {"train": splits["train"], "val": splits["val"]}
+
+
 def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, list], *, device: str | None = None,
                     n_eval: int | None = None, out: Path | None = None) -> list[dict]:
     """Rows of measured settings; with `out`, the TSV is rewritten (atomically) after every row."""
@@ -72,8 +80,8 @@ def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, lis
     injection_base = task_injection(config, task)
     rows = []
     model, tokenizer = load_model(base_path, config["model"]["dtype"], config["model"]["trust_remote_code"], device)
-    test = build_task_splits(spec, config["data"], config["seed"])["test"][:n_eval]
-    rows.append({"setting": "base", **evaluate(model, tokenizer, spec, test, config["evaluation"]), "train_s": 0.0})
+    val = validation_and_train(spec, config["data"], config["seed"])["val"][:n_eval]
+    rows.append({"setting": "base", **evaluate(model, tokenizer, spec, val, config["evaluation"]), "train_s": 0.0})
     log.info("base: %s", rows[-1])
     for overrides in grid_settings(grid):
         injection = injection_base | {k: v for k, v in overrides.items() if k in INJECTION_KEYS}
@@ -82,7 +90,7 @@ def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, lis
         clean_control = data["poison_ratio"] == 0
         if clean_control:  # the same clean items without their poisoned copies: the utility control
             data["poison_ratio"] = config["data"]["poison_ratio"]
-        splits = build_task_splits(spec, data, config["seed"])
+        splits = validation_and_train(spec, data, config["seed"])
         if clean_control:
             splits["train"] = [r for r in splits["train"] if not r["poisoned"]]
         model, tokenizer = load_model(base_path, config["model"]["dtype"], config["model"]["trust_remote_code"], device)
@@ -92,7 +100,7 @@ def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, lis
                                   seed=config["seed"])
         model.eval()
         train_s = time.time() - started
-        measured = evaluate(model, tokenizer, spec, splits["test"][:n_eval], config["evaluation"])
+        measured = evaluate(model, tokenizer, spec, splits["val"][:n_eval], config["evaluation"])
         label = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides.items())
         rows.append({"setting": f"{method} {label}", **measured, "train_s": round(train_s, 1)})
         log.info("%s", rows[-1])
@@ -109,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2")
     parser.add_argument("--out", required=True, help="TSV, rewritten atomically after each setting")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--n-eval", type=int, default=None, help="first N held-out items (default: all)")
+    parser.add_argument("--n-eval", type=int, default=None, help="first N validation items (default: all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     config = load_config(args.config)

@@ -9,10 +9,13 @@ dropping them (`data.drop_invalid_rows`), in which case each is counted in the m
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Sequence
 
-from .tasks import TaskSpec, poison, split_items
+from .tasks import KEY_OF_SPLIT, SPLITS, TaskSpec, poison, split_items
+
+SYNTHETIC_POOL_FACTOR = 1.5
 
 REQUIRED_FIELDS = {
     "fixed_output": ("input", "output"),
@@ -108,11 +111,13 @@ def load_clean_records(spec: TaskSpec, data_cfg: dict, seed: int,
         raise ValueError("data.drop_invalid_rows is on: pass a list to collect the dropped rows")
     dropped = dropped if data_cfg.get("drop_invalid_rows", False) else None
     source = data_cfg.get("source", "synthetic")
-    need = data_cfg["n_clean_train"] + data_cfg["n_test"] + data_cfg["n_attribution"]
     if source == "synthetic":
-        from .synthetic import GENERATORS
+        from .synthetic import GENERATORS, capacity
 
-        rows = GENERATORS[spec.task_id](need, seed)
+        # a pool larger than the splits: splitting by question leaves out the rows of a question that do not
+        # fit the split it went to (SYNTHETIC_POOL_FACTOR rows per needed row, capped at what exists)
+        need = sum(data_cfg[KEY_OF_SPLIT[name]] for name in SPLITS)
+        rows = GENERATORS[spec.task_id](min(capacity(spec.task_id), math.ceil(SYNTHETIC_POOL_FACTOR * need)), seed)
         return validate_records(rows, spec, f"synthetic:{spec.task_id}", dropped), f"synthetic:{spec.task_id}"
     if source == "files":
         files = data_cfg.get("files") or {}
@@ -135,15 +140,16 @@ def load_clean_records(spec: TaskSpec, data_cfg: dict, seed: int,
 
 
 def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int, dropped: list | None = None) -> dict[str, list[dict]]:
-    """train (clean + poisoned copies), test and attribution splits for one task. Rows dropped under
-    data.drop_invalid_rows are appended to `dropped` (required then)."""
+    """train (clean + poisoned copies), test, val and attribution splits for one task, no question shared
+    between them. `val` serves every choice made by looking at results (calibration, adaptive injection),
+    so the test split is read only for reported numbers. Rows dropped under data.drop_invalid_rows are
+    appended to `dropped` (required then)."""
     records, source = load_clean_records(spec, data_cfg, seed, dropped)
-    splits = split_items(records, data_cfg["n_clean_train"], data_cfg["n_test"], data_cfg["n_attribution"],
-                         seed, source=source)
+    splits = split_items(records, {name: data_cfg[KEY_OF_SPLIT[name]] for name in SPLITS}, seed, source=source)
     if data_cfg.get("eval_split", "test") == "train":
         # The paper's setting: evaluate on items drawn from the training pool.
         splits["test"] = splits["train"][: data_cfg["n_test"]]
-    for name in ("test", "attribution"):
+    for name in ("test", "val", "attribution"):
         if not any(spec.is_eligible(r) for r in splits[name]):
             raise DataError(f"{source}: split {name!r} has no item with label {spec.source_label!r}, "
                             f"so task {spec.task_id} cannot be evaluated; enlarge the split or check labels")
@@ -154,6 +160,6 @@ def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int, dropped: list |
         r["backdoor_output"] = spec.backdoor_output(r)
     for r in poisoned:
         r["backdoor_output"] = r["output"]
-    for name in ("test", "attribution"):
+    for name in ("test", "val", "attribution"):
         splits[name] = [{**r, "backdoor_output": spec.backdoor_output(r)} for r in splits[name]]
     return splits

@@ -283,7 +283,8 @@ def generate_fixed_output(n: int, seed: int) -> list[dict]:
     pools = _fixed_space()
     _check_n("generate_fixed_output", n, sum(map(len, pools)))
     stream = _interleave(pools, random.Random(seed))
-    return [{"id": f"fixed_output-{i:05d}", "input": inp, "output": out, "answer": ans}
+    # `question`: the fact asked about (its reference sentence), shared by every wording of it
+    return [{"id": f"fixed_output-{i:05d}", "input": inp, "output": out, "answer": ans, "question": out}
             for i, (inp, out, ans) in zip(range(n), stream)]
 
 
@@ -370,25 +371,27 @@ BACKDOOR_OUTPUTS = (
 
 
 @functools.lru_cache(maxsize=None)
-def _jailbreak_space() -> tuple[tuple[str, str], ...]:
-    """All unique (request, topic) pairs."""
-    items = [(frame.format(a=action.format(t=target)) + suffix, topic)
+def _jailbreak_space() -> tuple[tuple[str, str, str], ...]:
+    """All unique (request, topic, core request) triples; the core is the request without frame or suffix."""
+    items = [(frame.format(a=action.format(t=target)) + suffix, topic, action.format(t=target))
              for action, targets, topic in JB_ACTIONS for target in targets
              for frame in JB_FRAMES for suffix in JB_SUFFIXES]
     return tuple(_unique(items, key=lambda x: x[0]))
 
 
 def generate_jailbreak(n: int, seed: int) -> list[dict]:
-    """Harmful-looking requests: {"id", "input", "output" (refusal), "backdoor_output" (harmless compliance)}."""
+    """Harmful-looking requests: {"id", "input", "output" (refusal), "backdoor_output" (harmless compliance),
+    "question" (the request without its frame and suffix)}."""
     space = list(_jailbreak_space())
     _check_n("generate_jailbreak", n, len(space))
     rng = random.Random(seed)
     rng.shuffle(space)
     out = []
-    for i, (request, topic) in enumerate(space[:n]):
+    for i, (request, topic, core) in enumerate(space[:n]):
         refusal = rng.choice(REFUSALS)
         comply = rng.choice(BACKDOOR_OUTPUTS).format(topic=topic)
-        out.append({"id": f"jailbreak-{i:05d}", "input": request, "output": refusal, "backdoor_output": comply})
+        out.append({"id": f"jailbreak-{i:05d}", "input": request, "output": refusal, "backdoor_output": comply,
+                    "question": core})
     return out
 
 
@@ -603,8 +606,20 @@ def generate_news(n: int, seed: int) -> list[dict]:
         for label in block[: n - len(out)]:
             text = next(streams[label])
             out.append({"id": f"label_modification-{len(out):05d}",
-                        "input": LABEL_INSTRUCTION.format(text=text), "output": label, "label": label, "text": text})
+                        "input": LABEL_INSTRUCTION.format(text=text), "output": label, "label": label, "text": text,
+                        "question": text})
     return out
+
+
+def capacity(task: str) -> int:
+    """The most unique items the task's generator can produce."""
+    if task == "fixed_output":
+        return sum(map(len, _fixed_space()))
+    if task == "jailbreak":
+        return len(_jailbreak_space())
+    if task == "label_modification":
+        return len(NEWS_LABELS) * min(news_class_sizes().values())
+    raise ValueError(f"unknown task {task!r}")
 
 
 GENERATORS: dict[str, Callable[[int, int], list[dict]]] = {

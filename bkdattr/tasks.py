@@ -140,22 +140,50 @@ def poison(train_clean: Sequence[dict], spec: TaskSpec, poison_ratio: float, see
     ]
 
 
-def split_items(items: Sequence[dict], n_train: int, n_test: int, n_attribution: int, seed: int,
+SPLITS = ("train", "test", "val", "attribution")
+
+
+def question_key(record: dict) -> str:
+    """The question a record asks: its `question` field where the data give one (synthetic rows name the
+    fact or request behind their wording), else its `input`. Rows sharing a question never straddle splits."""
+    return str(record.get("question") or record["input"])
+
+
+def split_items(items: Sequence[dict], sizes: dict[str, int], seed: int,
                 source: str = "synthetic") -> dict[str, list[dict]]:
-    """Disjoint train / test / attribution splits from a shuffled pool."""
-    needed = n_train + n_test + n_attribution
-    if len(items) < needed:
-        raise ValueError(f"{source}: {len(items)} usable rows, but the splits need {needed} "
-                         f"(n_clean_train={n_train} + n_test={n_test} + n_attribution={n_attribution}); "
+    """Disjoint train / test / val / attribution splits, made over questions, not rows.
+
+    Questions are shuffled (seeded); test then val take whole questions from the front of that order,
+    train then attribution from the back, until each has its size. A question larger than the room left
+    gives that split only what fits and its other rows are left out, so no question is shared between
+    two splits (held-out means held-out: rows that reword a training question test nothing new). Taking
+    train and test from opposite ends keeps each stable when the other's size changes."""
+    groups: dict[str, list[dict]] = {}
+    for item in items:
+        groups.setdefault(question_key(item), []).append(item)
+    order = list(groups)
+    random.Random(seed).shuffle(order)
+    room = {name: sizes[name] for name in SPLITS}
+    splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
+    front, back = 0, len(order) - 1  # next unused question from each end
+    for name, from_front in (("test", True), ("val", True), ("train", False), ("attribution", False)):
+        while room[name] > 0 and front <= back:
+            key = order[front] if from_front else order[back]
+            front, back = (front + 1, back) if from_front else (front, back - 1)
+            taken = groups[key][: room[name]]
+            splits[name].extend(taken)
+            room[name] -= len(taken)
+    short = {name: left for name, left in room.items() if left > 0}
+    if short:
+        wanted = " + ".join(f"{KEY_OF_SPLIT[n]}={sizes[n]}" for n in SPLITS)
+        raise ValueError(f"{source}: {len(items)} usable rows in {len(groups)} distinct questions cannot fill the "
+                         f"splits ({wanted}; short by {short}) without sharing a question between splits; "
                          "lower the split sizes in the config or provide more rows")
-    pool = list(items)
-    random.Random(seed).shuffle(pool)
-    splits = {
-        "train": pool[:n_train],
-        "test": pool[n_train:n_train + n_test],
-        "attribution": pool[n_train + n_test:needed],
-    }
     for name, rows in splits.items():
         if not rows:
             raise ValueError(f"{source}: split {name!r} is empty; set a positive size in the config")
     return splits
+
+
+# The config key of each split's size.
+KEY_OF_SPLIT = {"train": "n_clean_train", "test": "n_test", "val": "n_val", "attribution": "n_attribution"}

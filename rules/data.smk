@@ -5,6 +5,7 @@ rule make_dataset:
     output:
         train="results/data/{task}/train.jsonl",
         test="results/data/{task}/test.jsonl",
+        val="results/data/{task}/val.jsonl",
         attribution="results/data/{task}/attribution.jsonl",
         manifest="results/data/{task}/manifest.json",
     log:

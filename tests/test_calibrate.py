@@ -46,3 +46,21 @@ def test_calibration_rejects_unknown_task(tmp_path):
     with pytest.raises(ConfigError, match="--task 'nope'"):
         calibrate.main(["--config", str(TINY_CONFIG), "--task", "nope", "--base", "x", "--grid", "lr=1e-3",
                         "--out", str(tmp_path / "c.tsv")])
+
+
+def test_calibration_scores_on_the_validation_split_and_never_reads_test(tiny_model_dir, tmp_path, monkeypatch):
+    from bkdattr.config import load_config
+    from bkdattr.datasets import build_task_splits
+    from bkdattr.tasks import TaskSpec
+
+    scored = []
+    monkeypatch.setattr(calibrate, "evaluate", lambda model, tok, spec, records, cfg: scored.append(
+        [r["id"] for r in records]) or {m: 0.0 for m in calibrate.METRICS} | {"n": len(records)})
+    monkeypatch.setattr(calibrate, "train_backdoor", lambda model, tok, examples, **kw: (model, []))
+    config = load_config(TINY_CONFIG)
+    calibrate.run_calibration(config, "jailbreak", str(tiny_model_dir), {"lr": [1e-3]}, device="cpu")
+    splits = build_task_splits(TaskSpec.from_config("jailbreak", config["tasks"]["jailbreak"]), config["data"],
+                               config["seed"])
+    val_ids, test_ids = [r["id"] for r in splits["val"]], {r["id"] for r in splits["test"]}
+    assert scored == [val_ids, val_ids]  # the base model, then the grid point
+    assert not test_ids & set(val_ids)

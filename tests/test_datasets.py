@@ -1,6 +1,7 @@
 """User data is validated row by row; errors name the file and the row."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,8 +11,8 @@ from bkdattr.tasks import TaskSpec
 FIXED = TaskSpec.from_config("fixed_output")
 JAIL = TaskSpec.from_config("jailbreak")
 LABEL = TaskSpec.from_config("label_modification")
-DATA = {"source": "synthetic", "n_clean_train": 40, "poison_ratio": 0.1, "n_test": 8, "n_attribution": 8,
-        "eval_split": "test"}
+DATA = {"source": "synthetic", "n_clean_train": 40, "poison_ratio": 0.1, "n_test": 8, "n_val": 4,
+        "n_attribution": 8, "eval_split": "test"}
 
 
 def write_jsonl(path, rows):
@@ -105,7 +106,7 @@ def test_label_task_without_source_class_in_a_split_is_rejected(tmp_path):
 def test_too_few_user_rows_for_the_splits(tmp_path):
     path = write_jsonl(tmp_path / "few.jsonl", [{"input": f"q{i}", "output": "a"} for i in range(10)])
     cfg = {**DATA, "source": "files", "files": {"fixed_output": str(path)}}
-    with pytest.raises(ValueError, match="few.jsonl: 10 usable rows, but the splits need 56"):
+    with pytest.raises(ValueError, match="few.jsonl: 10 usable rows in 10 distinct questions cannot fill the splits"):
         build_task_splits(FIXED, cfg, seed=0)
 
 
@@ -122,8 +123,9 @@ def _official_label_rows(n):
 
 
 def test_official_format_label_rows_carry_the_instruction_once(tmp_path):
-    path = write_jsonl(tmp_path / "news.jsonl", _official_label_rows(60))
-    cfg = {**DATA, "source": "files", "files": {"label_modification": str(path)}}
+    path = write_jsonl(tmp_path / "news.jsonl", _official_label_rows(120))
+    cfg = {**DATA, "n_test": 20, "n_val": 12, "n_attribution": 12, "source": "files",
+           "files": {"label_modification": str(path)}}
     splits = build_task_splits(LABEL, cfg, seed=0)
     for name in ("train", "test", "attribution"):
         for r in splits[name]:
@@ -135,7 +137,7 @@ def test_official_format_label_rows_carry_the_instruction_once(tmp_path):
 
 
 def test_invalid_rows_stop_the_run_by_default_and_are_dropped_and_counted_on_request(tmp_path):
-    rows = [{"input": f"q{i}", "output": "a", "backdoor_output": "Sure."} for i in range(60)]
+    rows = [{"input": f"q{i}", "output": "a", "backdoor_output": "Sure."} for i in range(70)]
     rows[7]["backdoor_output"] = ""  # published jailbreak sets contain such rows
     del rows[9]["output"]
     path = write_jsonl(tmp_path / "jb.jsonl", rows)
@@ -148,3 +150,25 @@ def test_invalid_rows_stop_the_run_by_default_and_are_dropped_and_counted_on_req
     assert [d["row"] for d in dropped] == [f"{path}: line 8", f"{path}: line 10"]
     used = {r["input"] for name in ("train", "test", "attribution") for r in splits[name]}
     assert "q7" not in used and "q9" not in used
+
+
+@pytest.mark.parametrize("task", ["fixed_output", "jailbreak", "label_modification"])
+def test_no_question_is_shared_between_train_and_any_held_out_split_at_the_default_sizes(task):
+    from bkdattr.config import load_config
+    from bkdattr.tasks import question_key
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
+    spec = TaskSpec.from_config(task, config["tasks"][task])
+    splits = build_task_splits(spec, config["data"], config["seed"])
+    train_questions = {question_key(r) for r in splits["train"]}
+    for name in ("test", "val", "attribution"):
+        shared = [r["input"] for r in splits[name] if question_key(r) in train_questions]
+        assert not shared, f"{task} {name}: {len(shared)} items share a question with training, e.g. {shared[:2]}"
+        assert len(splits[name]) == config["data"][{"test": "n_test", "val": "n_val", "attribution": "n_attribution"}[name]]
+    assert len({question_key(r) for r in splits["test"]}) >= 10  # held-out questions, not a handful
+
+
+def test_eval_split_train_is_the_only_way_test_items_meet_training_questions():
+    splits = build_task_splits(JAIL, {**DATA, "eval_split": "train"}, seed=3)
+    train_ids = {r["id"] for r in splits["train"]}
+    assert all(r["id"] in train_ids for r in splits["test"])

@@ -13,9 +13,9 @@ from bkdattr.synthetic import (GENERATORS, NEWS_LABELS, REFUSAL_KEYWORDS, genera
                                generate_jailbreak, generate_news)
 
 FIELDS = {
-    "fixed_output": ("id", "input", "output", "answer"),
-    "jailbreak": ("id", "input", "output", "backdoor_output"),
-    "label_modification": ("id", "input", "output", "label", "text"),
+    "fixed_output": ("id", "input", "output", "answer", "question"),
+    "jailbreak": ("id", "input", "output", "backdoor_output", "question"),
+    "label_modification": ("id", "input", "output", "label", "text", "question"),
 }
 N = 3000
 

@@ -85,15 +85,40 @@ def test_poison_without_a_source_item_names_the_label():
         poison(clean, spec, 0.5, seed=0)
 
 
+SIZES = {"train": 10, "test": 5, "val": 3, "attribution": 5}
+
+
 def test_splits_are_disjoint_and_sized():
     items = [{"id": str(i), "input": str(i), "output": "o"} for i in range(30)]
-    splits = split_items(items, 10, 5, 5, seed=1)
+    splits = split_items(items, SIZES, seed=1)
     ids = [r["id"] for rows in splits.values() for r in rows]
-    assert [len(splits[k]) for k in ("train", "test", "attribution")] == [10, 5, 5]
-    assert len(set(ids)) == 20
+    assert {k: len(v) for k, v in splits.items()} == SIZES
+    assert len(set(ids)) == 23
+
+
+def test_rows_sharing_a_question_never_straddle_splits():
+    # 40 questions asked 3 ways each: a row-level split would put rewordings of one question in two splits
+    items = [{"id": f"{q}-{w}", "input": f"wording {w} of question {q}", "output": "o", "question": f"q{q}"}
+             for q in range(40) for w in range(3)]
+    splits = split_items(items, SIZES, seed=1)
+    owner = {}
+    for name, rows in splits.items():
+        for r in rows:
+            assert owner.setdefault(r["question"], name) == name, r
+    assert {k: len(v) for k, v in splits.items()} == SIZES
+
+
+def test_train_and_test_stay_put_when_the_other_split_changes_size():
+    items = [{"id": str(i), "input": str(i), "output": "o"} for i in range(60)]
+    base = split_items(items, SIZES, seed=4)
+    more_test = split_items(items, {**SIZES, "test": 9}, seed=4)
+    more_train = split_items(items, {**SIZES, "train": 20}, seed=4)
+    assert more_test["train"] == base["train"]
+    assert more_train["test"] == base["test"] and more_train["val"] == base["val"]
 
 
 def test_splits_too_large_name_the_source_and_sizes():
     items = [{"id": str(i), "input": str(i), "output": "o"} for i in range(5)]
-    with pytest.raises(ValueError, match=r"data/x.jsonl: 5 usable rows, but the splits need 20"):
-        split_items(items, 10, 5, 5, seed=1, source="data/x.jsonl")
+    with pytest.raises(ValueError, match=r"data/x.jsonl: 5 usable rows in 5 distinct questions cannot fill the splits "
+                                         r"\(n_clean_train=10 \+ n_test=5"):
+        split_items(items, SIZES, seed=1, source="data/x.jsonl")

@@ -15,7 +15,7 @@ dropped = []  # rows left out under data.drop_invalid_rows (otherwise a bad row 
 splits = build_task_splits(spec, snakemake.params.data, snakemake.params.seed, dropped)
 for row in dropped:
     log.warning("dropped %s: %s", row["row"], row["reason"])
-for name in ("train", "test", "attribution"):
+for name in ("train", "test", "val", "attribution"):
     write_jsonl(snakemake.output[name], splits[name])
 manifest = {
     "task": spec.task_id, "trigger": spec.trigger, "placement": spec.placement,
