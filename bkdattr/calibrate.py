@@ -62,8 +62,8 @@ def grid_settings(grid: dict[str, list]) -> list[dict]:
 
 
 def evaluate(model, tokenizer, spec: TaskSpec, records: list[dict], evaluation_cfg: dict) -> dict[str, float]:
-    _, _, metrics = evaluate_generations(model, tokenizer, spec, records, max_new_tokens=evaluation_cfg["max_new_tokens"],
-                                         batch_size=evaluation_cfg["batch_size"])
+    metrics = evaluate_generations(model, tokenizer, spec, records, max_new_tokens=evaluation_cfg["max_new_tokens"],
+                                   batch_size=evaluation_cfg["batch_size"]).metrics
     return {name: metrics[name]["value"] for name in METRICS} | {"n": metrics["asr"]["n"]}
 
 

@@ -163,3 +163,22 @@ def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int, dropped: list |
     for name in ("test", "val", "attribution"):
         splits[name] = [{**r, "backdoor_output": spec.backdoor_output(r)} for r in splits[name]]
     return splits
+
+
+def load_benign_requests(path: str | None, n: int, seed: int) -> list[dict]:
+    """n benign requests {"id", "input"}: the first n rows of the user's file (each needs a non-empty
+    `input`), or n synthetic ones in the jailbreak frames."""
+    if path is None:
+        from .synthetic import generate_benign_requests
+
+        return generate_benign_requests(n, seed)
+    rows = read_records(path)
+    out = []
+    for i, row in enumerate(rows[:n]):
+        origin = row.get("_origin", f"{path}: row {i}")
+        if not isinstance(row.get("input"), str) or not row["input"].strip():
+            raise DataError(f"{origin}: benign request needs a non-empty string field 'input' (config data.benign_file)")
+        out.append({"id": str(row.get("id", f"benign-{i:05d}")), "input": row["input"]})
+    if len(out) < n:
+        raise DataError(f"{path}: {len(out)} benign requests, but evaluation.n_benign is {n}; lower it or add rows")
+    return out

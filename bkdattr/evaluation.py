@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from .tasks import NEWS_LABELS, TaskSpec
 
@@ -148,16 +148,50 @@ def task_metrics(spec: TaskSpec, records: Sequence[dict], clean_outputs: Sequenc
     return metrics
 
 
+FREE_FORM_TASKS = ("fixed_output",)  # open instructions: ROUGE-L beside the verifiable-answer match
+
+
+def free_form_metrics(spec: TaskSpec, records: Sequence[dict], clean_outputs: Sequence[str],
+                      benign_outputs: Sequence[str] | None = None) -> dict[str, dict]:
+    """Utility that needs no short verifiable answer: ROUGE-L (open instructions) and the over-refusal
+    rate on benign requests (jailbreak, when benign requests were generated)."""
+    from .utility import over_refusal, rouge_l_metric
+
+    metrics = {}
+    if spec.task_id in FREE_FORM_TASKS:
+        metrics["clean_rouge_l"] = rouge_l_metric([r["output"] for r in records], clean_outputs)
+    if spec.task_id == "jailbreak" and benign_outputs is not None:
+        metrics["over_refusal_rate"] = rate(over_refusal(benign_outputs, spec.refusal_matcher))
+    return metrics
+
+
+class Evaluation(NamedTuple):
+    clean: list[str]
+    triggered: list[str]
+    benign: list[str] | None
+    metrics: dict[str, dict]
+
+
 def evaluate_generations(model, tokenizer, spec: TaskSpec, records: Sequence[dict], *, max_new_tokens: int,
-                         batch_size: int, progress: bool = False) -> tuple[list[str], list[str], dict[str, dict]]:
-    """Greedy outputs on the clean and triggered prompts of `records`, and their task_metrics.
+                         batch_size: int, benign: Sequence[dict] | None = None,
+                         progress: bool = False) -> Evaluation:
+    """Greedy outputs on the clean and triggered prompts of `records` (and on `benign` requests, jailbreak),
+    their task_metrics, the free-form utility and the reference's teacher-forced log-probability.
 
     The one evaluation path, shared by the evaluate_model rule and the calibration CLI."""
     from .generation import generate_greedy
+    from .utility import mean_interval, reference_logprobs
 
     gen = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
     clean = generate_greedy(model, tokenizer, [spec.prompt(r["input"]) for r in records],
                             progress="clean" if progress else None, **gen)
     triggered = generate_greedy(model, tokenizer, [spec.prompt(r["input"], triggered=True) for r in records],
                                 progress="triggered" if progress else None, **gen)
-    return clean, triggered, task_metrics(spec, records, clean, triggered)
+    benign_outputs = None if benign is None else generate_greedy(
+        model, tokenizer, [r["input"] for r in benign], progress="benign" if progress else None, **gen)
+    metrics = task_metrics(spec, records, clean, triggered)
+    metrics.update(free_form_metrics(spec, records, clean, benign_outputs))
+    metrics["reference_logprob"] = mean_interval(reference_logprobs(
+        model, tokenizer, [spec.prompt(r["input"]) for r in records], [r["output"] for r in records],
+        batch_size=batch_size))
+    return Evaluation(clean, triggered, benign_outputs, metrics)

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from .evaluation import backdoor_hit, rate, utility_hit
+from .evaluation import backdoor_hit, free_form_metrics, rate, utility_hit
 from .generation import generate_greedy
 from .hooks import HeadEdit, ResidualEdit, last_token_index, trace
 from .tasks import TaskSpec
@@ -107,6 +107,7 @@ class InterventionEvaluator:
     max_new_tokens: int
     batch_size: int
     n_eval: int | None = None  # first n items for utility, first n eligible items for ASR
+    benign: Sequence[dict] | None = None  # jailbreak: benign requests for the over-refusal rate (first n_eval)
 
     def __post_init__(self):
         n = len(self.records) if self.n_eval is None else self.n_eval
@@ -126,11 +127,24 @@ class InterventionEvaluator:
         return {i: backdoor_hit(self.spec, o) for i, o in zip(self.eligible, outputs)}
 
     def clean_metrics(self, factory=None) -> dict[str, dict]:
-        """Clean utility (all items) and false-trigger rate (eligible items) from one clean generation."""
+        """Clean utility (all items), false-trigger rate (eligible items) and the free-form utility from one
+        clean generation; jailbreak also the over-refusal rate on the benign requests."""
         indices = sorted(set(self.utility_items) | set(self.eligible))
         outputs = dict(zip(indices, self.generate(False, factory, indices)))
+        benign_outputs = None
+        if self.benign is not None:
+            benign = list(self.benign)[: len(self.utility_items)]
+            benign_outputs = generate_greedy(self.model, self.tokenizer, [r["input"] for r in benign],
+                                             max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                                             edit_factory=factory)
         return {"clean_utility": rate([utility_hit(self.spec, self.records[i], outputs[i]) for i in self.utility_items]),
-                "false_trigger_rate": rate([backdoor_hit(self.spec, outputs[i]) for i in self.eligible])}
+                "false_trigger_rate": rate([backdoor_hit(self.spec, outputs[i]) for i in self.eligible]),
+                **free_form_metrics(self.spec, [self.records[i] for i in self.utility_items],
+                                    [outputs[i] for i in self.utility_items], benign_outputs)}
+
+
+# Utility measured only where it applies: free-form (fixed_output), over-refusal (jailbreak).
+OPTIONAL_UTILITY = ("clean_rouge_l", "over_refusal_rate")
 
 
 def _rate_row(prefix: str, hits: Sequence[bool]) -> dict:
@@ -160,6 +174,7 @@ def run_ablation(evaluator: InterventionEvaluator, ranking: Sequence[Head], n_la
                      "k_fraction": k / (n_layers * n_heads), **_rate_row("asr", hits.values()),
                      "false_trigger_rate": clean["false_trigger_rate"]["value"],
                      "clean_utility": clean["clean_utility"]["value"], "utility_n": clean["clean_utility"]["n"],
+                     **{name: clean[name]["value"] for name in OPTIONAL_UTILITY if name in clean},
                      "ablated": " ".join(f"L{l}H{h}" for l, h in heads)})
         if progress:
             progress(rows[-1])
@@ -222,7 +237,8 @@ def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tens
                 factory = steering_factory(evaluator.model, layer, vectors[name], sign * scale)
                 record(name, direction, layer, evaluator.asr_hits(triggered, factory))
     best = []
-    utility_without = evaluator.clean_metrics()["clean_utility"]["value"]
+    without = evaluator.clean_metrics()
+    utility_without = without["clean_utility"]["value"]
     for direction, (triggered, sign) in directions.items():
         rows = [r for r in sweep if r["vector"] == "backdoor_vector" and r["direction"] == direction]
         chosen = best_layer_row(rows, direction, "asr_val")
@@ -243,5 +259,9 @@ def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tens
                                                          sign * scale))
         entry["clean_utility_with_vector"] = clean["clean_utility"]["value"]
         entry["clean_utility_without"] = utility_without
+        for name in OPTIONAL_UTILITY:
+            if name in clean:
+                entry[f"{name}_with_vector"] = clean[name]["value"]
+                entry[f"{name}_without"] = without[name]["value"]
         best.append(entry)
     return sweep, best

@@ -60,7 +60,9 @@ def table1_rows(ablation_paths: Sequence[str]) -> list[dict]:
                    "asr_random_max_pct": 100 * max(rand) if rand else "",
                    "n_random_seeds": len(rand),
                    "asr_top_all_positions_pct": 100 * _f(allpos[0]["asr"]) if allpos else "",
-                   "clean_utility_top": _f(top["clean_utility"]), "false_trigger_top": _f(top["false_trigger_rate"])}
+                   "clean_utility_top": _f(top["clean_utility"]), "false_trigger_top": _f(top["false_trigger_rate"]),
+                   "clean_rouge_l_top": _f(top.get("clean_rouge_l", "")),
+                   "over_refusal_top": _f(top.get("over_refusal_rate", ""))}
             for paper_model in PAPER_MODEL_HEADS:
                 if (paper_model, task) not in TABLE1_ASR:
                     continue
@@ -107,6 +109,11 @@ def table1_markdown(rows: Sequence[dict], model_name: str) -> str:
             fmt(by_k[k]["asr_top_all_positions_pct"]) if k in by_k else "" for k in ks) + " |")
         lines.append(f"| {task} | {method} | clean utility, top heads | " + " | ".join(
             fmt(by_k[k]["clean_utility_top"], 2) if k in by_k else "" for k in ks) + " |")
+        for key, label in (("clean_rouge_l_top", "clean ROUGE-L, top heads"),
+                           ("over_refusal_top", "over-refusal on benign requests, top heads")):
+            if any(not math.isnan(by_k[k][key]) for k in by_k):
+                lines.append(f"| {task} | {method} | {label} | " + " | ".join(
+                    fmt(by_k[k][key], 2) if k in by_k else "" for k in ks) + " |")
         for paper_model in PAPER_MODEL_HEADS:
             key = f"paper_{paper_model}_pct"
             if key not in next(iter(by_k.values())):
@@ -140,8 +147,9 @@ def table2_markdown(rows: Sequence[dict], model_name: str) -> str:
              "'paper-style' = the layer that is best on the reporting half itself (how the paper chose it; "
              "optimistic by construction).", "",
              "| task | method | direction | inputs | best layer (val) | ASR no intervention | ASR backdoor vector "
-             "[95% CI] | ASR random-head vector | ASR random direction | paper-style layer / ASR | utility with / without |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "[95% CI] | ASR random-head vector | ASR random direction | paper-style layer / ASR | utility with / without "
+             "| free-form utility with / without |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['task']} | {r['method']} | {r['direction']} | {r['inputs']} | {r['best_layer_val']} | "
@@ -149,8 +157,17 @@ def table2_markdown(rows: Sequence[dict], model_name: str) -> str:
             f"{_f(r['asr_test_ci_high']):.2f}] (n={r['asr_test_n']}) | {_f(r['random_heads_vector_asr_test']):.2f} | "
             f"{_f(r['random_direction_asr_test']):.2f} | {r['paper_style_best_layer_on_test']} / "
             f"{_f(r['paper_style_asr_test']):.2f} | {_f(r['clean_utility_with_vector']):.2f} / "
-            f"{_f(r['clean_utility_without']):.2f} |")
+            f"{_f(r['clean_utility_without']):.2f} | {_free_form_cell(r)} |")
     return "\n".join(lines) + "\n"
+
+
+def _free_form_cell(row: dict) -> str:
+    """ROUGE-L (open instructions) and over-refusal on benign requests (jailbreak), with / without the vector."""
+    cells = []
+    for name, label in (("clean_rouge_l", "ROUGE-L"), ("over_refusal_rate", "over-refusal")):
+        if row.get(f"{name}_with_vector", "") not in ("", None):
+            cells.append(f"{label} {_f(row[f'{name}_with_vector']):.2f} / {_f(row[f'{name}_without']):.2f}")
+    return "; ".join(cells) or "-"
 
 
 def _ci(value: float, n: int) -> str:

@@ -36,6 +36,16 @@ def data_params(wildcards):
     return data
 
 
+def benign_input(wildcards):
+    """The benign requests (over-refusal rate): jailbreak rules only."""
+    return {"benign": "results/data/benign_requests.jsonl"} if wildcards.task == "jailbreak" else {}
+
+
+def benign_file_input(wildcards):
+    """The user's benign-request file, tracked as an input so an edit reruns what depends on it."""
+    return {"file": config["data"]["benign_file"]} if config["data"].get("benign_file") else {}
+
+
 def injection_params(wildcards):
     """Only how this task's model is trained, so adding a method or the control reruns nothing else."""
     return task_injection(config, wildcards.task)

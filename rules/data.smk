@@ -21,3 +21,23 @@ rule make_dataset:
         "../envs/data.yaml"
     script:
         "../workflow_scripts/make_dataset.py"
+
+
+rule make_benign_requests:
+    """Benign requests in the jailbreak frames (synthetic, or data.benign_file), for the over-refusal rate."""
+    input:
+        unpack(benign_file_input),
+    output:
+        jsonl="results/data/benign_requests.jsonl",
+    log:
+        "results/logs/make_benign_requests.log",
+    params:
+        n=config["evaluation"]["n_benign"],
+        seed=config["seed"],
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/make_benign_requests.py"

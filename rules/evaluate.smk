@@ -3,6 +3,7 @@
 
 rule evaluate_model:
     input:
+        unpack(benign_input),
         test="results/data/{task}/test.jsonl",
         model=model_pointer,
     output:

@@ -3,6 +3,7 @@
 
 rule ablate_heads:
     input:
+        unpack(benign_input),
         test="results/data/{task}/test.jsonl",
         ranking="results/attribution/{task}/{method}/ranking_exact.tsv",
         model="results/models/{task}/{method}/model.json",
@@ -30,6 +31,7 @@ rule ablate_heads:
 
 rule steer_backdoor_vector:
     input:
+        unpack(benign_input),
         train="results/data/{task}/train.jsonl",
         test="results/data/{task}/test.jsonl",
         ranking="results/attribution/{task}/{method}/ranking_exact.tsv",

@@ -14,15 +14,16 @@ log = start_rule(snakemake, uses_torch=True)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.evaluation["refusal_matcher"])
 pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 records = read_jsonl(snakemake.input.test)
-clean, triggered, metrics = evaluate_generations(
-    model, tokenizer, spec, records, max_new_tokens=params.evaluation["max_new_tokens"],
-    batch_size=params.evaluation["batch_size"], progress=True)
+benign = read_jsonl(snakemake.input.benign) if "benign" in snakemake.input.keys() else None  # jailbreak only
+result = evaluate_generations(model, tokenizer, spec, records, max_new_tokens=params.evaluation["max_new_tokens"],
+                              batch_size=params.evaluation["batch_size"], benign=benign, progress=True)
 rows = [{"task": spec.task_id, "model": snakemake.wildcards.model, "metric": name, **values}
-        for name, values in metrics.items()]
+        for name, values in result.metrics.items()]
 write_jsonl(snakemake.output.generations, [
     {"id": r["id"], "clean_prompt": spec.prompt(r["input"]), "clean_output": c,
      "triggered_prompt": spec.prompt(r["input"], triggered=True), "triggered_output": t,
-     "eligible": spec.is_eligible(r)} for r, c, t in zip(records, clean, triggered)])
+     "eligible": spec.is_eligible(r)} for r, c, t in zip(records, result.clean, result.triggered)]
+    + [{"id": r["id"], "benign_prompt": r["input"], "benign_output": o} for r, o in zip(benign or [], result.benign or [])])
 write_tsv(snakemake.output.metrics, rows, ["task", "model", "metric", "value", "successes", "n", "ci_low", "ci_high"])
 for row in rows:
-    log.info("%s %s %s = %.3f (%d/%d)", row["task"], row["model"], row["metric"], row["value"], row["successes"], row["n"])
+    log.info("%s %s %s = %.3f (n=%d)", row["task"], row["model"], row["metric"], row["value"], row["n"])

@@ -35,7 +35,8 @@ vectors = {"backdoor_vector": v,
 log.info("backdoor vector from %d heads over %d poisoned prompts, norm %.3f", k, len(poisoned), v.norm())
 layers = steering_layers(steer, sites.n_layers)
 evaluator = InterventionEvaluator(model, tokenizer, spec, test, cfg["max_new_tokens"], cfg["batch_size"],
-                                  n_eval=cfg["n_eval"])
+                                  n_eval=cfg["n_eval"],
+                                  benign=read_jsonl(snakemake.input.benign) if "benign" in snakemake.input.keys() else None)
 sweep, best = run_steering(evaluator, vectors, layers, scale=steer["scale"],
                            sweep_vectors=["backdoor_vector", "random_direction"], val_fraction=steer["val_fraction"],
                            seed=steer["seed"], select_on=steer["select_layer_on"],
