@@ -246,3 +246,13 @@ def top_k_overlap(estimate: torch.Tensor, exact: torch.Tensor, fraction: float) 
     k = max(1, round(fraction * exact.numel()))
     top = lambda m: set(m.flatten().argsort(descending=True)[:k].tolist())  # noqa: E731
     return len(top(estimate) & top(exact)) / k
+
+
+def control_comparison(backdoored: torch.Tensor, control: torch.Tensor, fraction: float = 0.03) -> dict:
+    """How a clean model's ACIE map (same prompts, target and abar definition) compares with the backdoored
+    model's: the share of the backdoored top-`fraction` heads that are also top heads of the control, and how
+    many times larger the backdoored model's largest ACIE is. High overlap or a ratio near 1 means the heads
+    move the target's probability in any model: they are not backdoor heads."""
+    control_max = control.abs().max().item()
+    return {f"top{fraction:g}_overlap_with_backdoored": top_k_overlap(control, backdoored, fraction),
+            "backdoored_max_acie_over_this": backdoored.max().item() / control_max if control_max > 0 else float("inf")}

@@ -78,26 +78,34 @@ def plot_fig2(runs: Mapping[tuple[str, str], Mapping[str, str]], tasks: Sequence
 
 def plot_fig3(panels: Mapping[tuple[str, str], str], pdf_path, png_path, model_name: str = "",
               n_marked: int = 5) -> None:
-    """ACIE heatmaps (layer x head), own symmetric colour scale per panel, top heads boxed."""
+    """ACIE heatmaps (layer x head), one row per task, one column per model (backdoored first, then the clean
+    controls), own symmetric colour scale per panel (its max |ACIE| in the title), top heads boxed."""
     plt = _pyplot()
     import numpy as np
     from matplotlib.patches import Rectangle
 
-    keys = sorted(panels)
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 4.2), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    tasks = sorted({task for task, _ in panels})
+    controls = ("base", "clean_sft")
+    models = sorted({m for _, m in panels if m not in controls}) + [m for m in controls if any(k[1] == m for k in panels)]
+    fig, axes = plt.subplots(len(tasks), len(models), figsize=(3.2 * len(models), 4.0 * len(tasks)), squeeze=False)
+    for ax, key in ((axes[r][c], (task, model)) for r, task in enumerate(tasks) for c, model in enumerate(models)):
+        if key not in panels:
+            ax.set_axis_off()
+            continue
         acie = read_matrix_tsv(panels[key])
         limit = float(np.nanmax(np.abs(acie))) or 1.0
         im = ax.imshow(acie, cmap="RdBu_r", vmin=-limit, vmax=limit, origin="lower", aspect="auto")
         for flat in np.argsort(-np.nan_to_num(acie, nan=-np.inf), axis=None)[:n_marked]:
             layer, head = np.unravel_index(flat, acie.shape)
             ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.2))
-        task, method = key
-        ax.set_title(f"{TASK_TITLES.get(task, task)} ({method})")
+        task, model = key
+        role = "clean control" if model in controls else "backdoored"
+        ax.set_title(f"{TASK_TITLES.get(task, task)}: {model} ({role})\nmax |ACIE| {limit:.2g}")
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="ACIE (change in P~ of backdoor output)")
-    fig.suptitle(f"Backdoor attention-head attribution ({model_name}); boxes: top {n_marked} heads", y=1.0)
+    fig.suptitle(f"Backdoor attention-head attribution ({model_name}); boxes: top {n_marked} heads; clean controls use "
+                 "the backdoored model's prompts and target", y=1.0)
     fig.tight_layout()
     save_figure(fig, pdf_path, png_path)
     plt.close(fig)

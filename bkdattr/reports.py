@@ -232,12 +232,23 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
                    f"{_f(r['mean_offdiag_ilca_mlp']):.3f} / {_f(r['mean_offdiag_ilca_svm']):.3f} |")
     out += ["", "Reading: compare each backdoored row with its `base` row. A probe that also separates clean from "
             "triggered prompts on the clean base model is reading the trigger text, not a backdoor feature.", ""]
-    out += ["## Claim: " + CLAIMS["sparsity"], "", "| task | method | fraction of heads carrying half the positive ACIE | max ACIE |",
-            "|---|---|---|---|"]
+    out += ["## Claim: " + CLAIMS["sparsity"], "",
+            "Clean controls (the paper has none): the same ACIE, with the backdoored model's prompts, target and "
+            "mean-activation definition, on the clean base model and (when trained) the clean-SFT model. Top-3% "
+            "overlap: the share of the backdoored model's top-3% heads that are also the control's; ratio: the "
+            "backdoored model's max ACIE over the control's max |ACIE|.", "",
+            "| task | model | role | fraction of heads carrying half the positive ACIE | max ACIE | top-3% overlap "
+            "with backdoored | backdoored max / this max |", "|---|---|---|---|---|---|---|"]
     for r in attribution:
         if r["mode"] == "exact":
-            out.append(f"| {r['task']} | {r['method']} | {_f(r['fraction_of_heads_for_half_positive_acie']):.3f} | "
-                       f"{_f(r['max_acie']):.4f} |")
+            control = r.get("role") == "control"
+            overlap = _f(r.get("top0.03_overlap_with_backdoored", "")) if control else float("nan")
+            ratio = _f(r.get("backdoored_max_acie_over_this", "")) if control else float("nan")
+            out.append(f"| {r['task']} | {r['method']} | {r.get('role', 'backdoored')} | "
+                       f"{_f(r['fraction_of_heads_for_half_positive_acie']):.3f} | {_f(r['max_acie']):.4f} | "
+                       f"{'' if math.isnan(overlap) else f'{overlap:.2f}'} | {'' if math.isnan(ratio) else f'{ratio:.1f}x'} |")
+    out += ["", "Reading: a backdoor head is one whose ACIE is large on the backdoored model and small on the clean "
+            "controls (low overlap, a large ratio).", ""]
     out += ["", "## Claim: " + CLAIMS["ablation"], "",
             "Compared at the same fraction of all heads, k/(L*H): the paper's 32 of 1024 heads is ~3%, so we take our "
             "k closest to 3% and quote the paper's rows at their own k and fraction.", "",

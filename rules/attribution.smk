@@ -1,19 +1,22 @@
-# BAHA: attention-head attribution by ACIE (METHOD.md s4; the paper's Fig. 3).
+# BAHA: attention-head attribution by ACIE (METHOD.md s4; the paper's Fig. 3), on every backdoored model and,
+# as the control the paper lacks, on the clean base model and the clean-SFT model (same prompts, same target,
+# same mean-activation definition): heads that score there too are not backdoor heads.
+ACIE_TARGETS = [(m, mode) for m in METHODS for mode in ATTRIBUTION_MODES] + [(m, "exact") for m in ACIE_CONTROLS]
 
 
 rule attribute_heads:
     input:
         pool="results/data/{task}/attribution.jsonl",
-        tensors="results/cache/{task}/{method}/activations.safetensors",
-        sidecar="results/cache/{task}/{method}/activations.json",
-        model="results/models/{task}/{method}/model.json",
+        tensors="results/cache/{task}/{model}/activations.safetensors",
+        sidecar="results/cache/{task}/{model}/activations.json",
+        model=model_pointer,
     output:
-        acie="results/attribution/{task}/{method}/acie_{mode}.tsv",
-        ranking="results/attribution/{task}/{method}/ranking_{mode}.tsv",
+        acie="results/attribution/{task}/{model}/acie_{mode}.tsv",
+        ranking="results/attribution/{task}/{model}/ranking_{mode}.tsv",
     log:
-        "results/logs/attribute_heads/{task}/{method}/{mode}.log",
+        "results/logs/attribute_heads/{task}/{model}/{mode}.log",
     benchmark:
-        "results/benchmarks/attribute_heads/{task}/{method}/{mode}.tsv"
+        "results/benchmarks/attribute_heads/{task}/{model}/{mode}.tsv"
     params:
         settings=task_settings,
         attribution=attribution_params,
@@ -31,14 +34,15 @@ rule attribute_heads:
 
 rule attribution_summary:
     input:
-        acie=expand("results/attribution/{task}/{method}/acie_{mode}.tsv", task=TASKS, method=METHODS,
-                    mode=ATTRIBUTION_MODES),
+        acie=[f"results/attribution/{task}/{model}/acie_{mode}.tsv" for task in TASKS for model, mode in ACIE_TARGETS],
     output:
         tsv="results/tables/attribution.tsv",
     log:
         "results/logs/attribution_summary.log",
     params:
         top_fractions=config["attribution"]["top_fractions"],
+        methods=METHODS,
+        controls=ACIE_CONTROLS,
     conda:
         "../envs/torch.yaml"
     script:
@@ -47,7 +51,7 @@ rule attribution_summary:
 
 rule fig3:
     input:
-        acie=expand("results/attribution/{task}/{method}/acie_exact.tsv", task=TASKS, method=METHODS),
+        acie=expand("results/attribution/{task}/{model}/acie_exact.tsv", task=TASKS, model=METHODS + ACIE_CONTROLS),
     output:
         pdf=report("results/figures/fig3.pdf", caption="report/fig3.rst", category="Head attribution"),
         png="results/figures/fig3.png",

@@ -102,3 +102,18 @@ def test_every_mode_runs_in_bfloat16_with_a_float32_mean_activation(tiny_model_d
     exact, _ = acie_exact(model, items, abar, pad_id=tok.pad_token_id, batch_size=2)
     assert atp.shape == exact.shape == (sites.n_layers, sites.n_heads)
     assert torch.isfinite(atp).all() and torch.isfinite(exact).all()
+
+
+def test_control_comparison_overlap_and_magnitude_ratio():
+    from bkdattr.attribution import control_comparison
+
+    backdoored = torch.zeros(4, 4)
+    backdoored[3, 1], backdoored[2, 0] = 0.5, 0.2
+    same_heads = backdoored / 10  # the control moves the target through the same heads, 10x weaker
+    other_heads = torch.zeros(4, 4)
+    other_heads[0, 0], other_heads[1, 1] = 0.05, 0.02
+    same = control_comparison(backdoored, same_heads, fraction=0.125)  # top 2 of 16
+    other = control_comparison(backdoored, other_heads, fraction=0.125)
+    assert same["top0.125_overlap_with_backdoored"] == 1.0 and other["top0.125_overlap_with_backdoored"] == 0.0
+    assert same["backdoored_max_acie_over_this"] == pytest.approx(10.0)
+    assert other["backdoored_max_acie_over_this"] == pytest.approx(10.0)

@@ -13,8 +13,9 @@ def test_dry_run_lists_the_dag(tmp_path):
     assert jobs["make_dataset"] == 3 and jobs["inject_backdoor"] == 3 and jobs["inject_clean_control"] == 3
     assert jobs["evaluate_model"] == 9  # 3 tasks x (base, lora_sft, clean_sft)
     assert jobs["prepare_base_model"] == 1 and jobs["injection_table"] == 1
-    assert jobs["cache_activations"] == 6 and jobs["train_probes"] == 6 and jobs["fig2"] == 1
-    assert jobs["attribute_heads"] == 9 and jobs["fig3"] == 1  # 3 tasks x (exact, reference, atp)
+    assert jobs["cache_activations"] == 9 and jobs["train_probes"] == 6 and jobs["fig2"] == 1  # + clean_sft caches
+    # 3 tasks x (exact, reference, atp) on lora_sft, + exact on the base and clean_sft controls
+    assert jobs["attribute_heads"] == 15 and jobs["fig3"] == 1
 
 
 def test_spine_outputs_exist_and_are_complete(tiny_run):
@@ -79,3 +80,16 @@ def test_the_whole_tiny_dag_runs_in_bfloat16(tiny_bf16_run):
     assert {"exact", "atp"} <= modes
     log = (tiny_bf16_run / "results/logs/attribute_heads/fixed_output/lora_sft/atp.log")
     assert "ACIE atp took" in log.read_text()
+
+
+def test_acie_control_runs_on_the_clean_base_and_clean_sft_models(tiny_run):
+    rows = read_tsv(tiny_run / "results/tables/attribution.tsv")
+    controls = {(r["task"], r["method"]) for r in rows if r["role"] == "control"}
+    assert controls == {(t, m) for t in TASKS for m in ("base", "clean_sft")}
+    for r in rows:
+        if r["role"] == "control":
+            assert r["mode"] == "exact" and r["compared_with"] == "lora_sft"
+            assert 0.0 <= float(r["top0.03_overlap_with_backdoored"]) <= 1.0
+            assert float(r["backdoored_max_acie_over_this"]) != 0
+    claims = (tiny_run / "results/claims.md").read_text()
+    assert "| fixed_output | base | control |" in claims

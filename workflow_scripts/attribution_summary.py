@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outsi
 import torch
 
 from bkdattr.atomic import read_matrix_tsv, write_tsv_union
-from bkdattr.attribution import sparsity, spearman, top_k_overlap
+from bkdattr.attribution import control_comparison, sparsity, spearman, top_k_overlap
 from bkdattr.workflow import start_rule
 
 log = start_rule(snakemake)
@@ -19,6 +19,14 @@ for (task, method, mode), acie in sorted(maps.items()):
            "max_acie": acie.max().item(), "sum_positive_acie": acie.clamp(min=0).sum().item(),
            "fraction_of_heads_for_half_positive_acie": sparsity(acie, 0.5)}
     exact = maps.get((task, method, "exact"))
+    if method in snakemake.params.controls:  # a clean model: compare with the backdoored model's exact map
+        row["role"] = "control"
+        backdoored = maps[(task, snakemake.params.methods[0], "exact")]
+        row["compared_with"] = snakemake.params.methods[0]
+        for fraction in sorted({*snakemake.params.top_fractions, 0.03}):  # 0.03: the paper's 32 of 1024 heads
+            row.update(control_comparison(backdoored, acie, fraction))
+    else:
+        row["role"] = "backdoored"
     if exact is not None and mode != "exact":
         row["max_abs_diff_vs_exact"] = (acie - exact).abs().max().item()
         row["spearman_vs_exact"] = spearman(acie, exact)

@@ -1,4 +1,4 @@
-"""Rule fig3: layer x head ACIE heatmaps, one panel per task and injection method."""
+"""Rule fig3: layer x head ACIE heatmaps, one panel per task and model (backdoored, then clean controls)."""
 import sys
 from pathlib import Path
 
