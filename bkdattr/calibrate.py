@@ -96,8 +96,8 @@ def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, lis
         model, tokenizer = load_model(base_path, config["model"]["dtype"], config["model"]["trust_remote_code"], device)
         examples = build_examples(tokenizer, spec, splits["train"], injection["max_length"])
         started = time.time()
-        model, _ = train_backdoor(model, tokenizer, examples, method=method, injection_cfg=injection,
-                                  seed=config["seed"])
+        model = train_backdoor(model, tokenizer, examples, method=method, injection_cfg=injection,
+                               seed=config["seed"]).model
         model.eval()
         train_s = time.time() - started
         measured = evaluate(model, tokenizer, spec, splits["val"][:n_eval], config["evaluation"])

@@ -10,6 +10,7 @@ from typing import Sequence
 
 from .atomic import read_tsv
 from .evaluation import wilson_interval
+from .gate import NOT_IMPLANTED, mark
 from .paper import CLAIMS, FRACTION_MATCH_FACTOR, PAPER_MODEL_HEADS, TABLE1_ASR, TABLE1_K
 
 
@@ -39,7 +40,7 @@ def paper_at_fraction(paper_model: str, task: str, fraction: float) -> tuple[int
     return min(close)[1] if close else None
 
 
-def table1_rows(ablation_paths: Sequence[str]) -> list[dict]:
+def table1_rows(ablation_paths: Sequence[str], implanted: dict | None = None) -> list[dict]:
     """Long format: one row per task x method x k, top heads beside random heads and the paper's value at
     the same fraction of all heads (with the paper's own k and fraction)."""
     rows = []
@@ -51,7 +52,8 @@ def table1_rows(ablation_paths: Sequence[str]) -> list[dict]:
             top = next(r for r in at_k if r["heads"] == "top" and r["variant"] == "last_prompt_token")
             rand = [_f(r["asr"]) for r in at_k if r["heads"] == "random"]
             allpos = [r for r in at_k if r["heads"] == "top" and r["variant"] == "all_positions"]
-            row = {"task": task, "method": method, "k": k, "k_fraction": _f(top["k_fraction"]),
+            row = {"task": task, "method": method, "backdoor_implanted": (implanted or {}).get((task, method), "n/a"),
+                   "k": k, "k_fraction": _f(top["k_fraction"]),
                    "asr_top_pct": 100 * _f(top["asr"]), "asr_top_ci_low_pct": 100 * _f(top["asr_ci_low"]),
                    "asr_top_ci_high_pct": 100 * _f(top["asr_ci_high"]), "n": int(top["asr_n"]),
                    "asr_random_mean_pct": 100 * statistics.mean(rand) if rand else (100 * _f(top["asr"]) if k == 0 else ""),
@@ -98,6 +100,7 @@ def table1_markdown(rows: Sequence[dict], model_name: str) -> str:
 
     for (task, method), by_k in groups.items():
         n = next(iter(by_k.values()))["n"]
+        method = method + mark(next(iter(by_k.values())).get("backdoor_implanted", "n/a"))
         lines.append(f"| {task} | {method} | top heads (n={n}) | " + " | ".join(
             f"{fmt(by_k[k]['asr_top_pct'])} [{fmt(by_k[k]['asr_top_ci_low_pct'], 0)}, {fmt(by_k[k]['asr_top_ci_high_pct'], 0)}]"
             if k in by_k else "" for k in ks) + " |")
@@ -133,11 +136,12 @@ def table1_markdown(rows: Sequence[dict], model_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table2_rows(best_paths: Sequence[str]) -> list[dict]:
+def table2_rows(best_paths: Sequence[str], implanted: dict | None = None) -> list[dict]:
     rows = []
     for path in best_paths:
         task, method = _run_key(path)
-        rows.extend({"task": task, "method": method, **r} for r in read_tsv(path))
+        status = (implanted or {}).get((task, method), "n/a")
+        rows.extend({"task": task, "method": method, "backdoor_implanted": status, **r} for r in read_tsv(path))
     return rows
 
 
@@ -152,7 +156,7 @@ def table2_markdown(rows: Sequence[dict], model_name: str) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['task']} | {r['method']} | {r['direction']} | {r['inputs']} | {r['best_layer_val']} | "
+            f"| {r['task']} | {r['method']}{mark(r.get('backdoor_implanted', 'n/a'))} | {r['direction']} | {r['inputs']} | {r['best_layer_val']} | "
             f"{_f(r['no_intervention_asr_test']):.2f} | {_f(r['asr_test']):.2f} [{_f(r['asr_test_ci_low']):.2f}, "
             f"{_f(r['asr_test_ci_high']):.2f}] (n={r['asr_test_n']}) | {_f(r['random_heads_vector_asr_test']):.2f} | "
             f"{_f(r['random_direction_asr_test']):.2f} | {r['paper_style_best_layer_on_test']} / "
@@ -207,17 +211,29 @@ def _specificity(ours: float, n: int, controls: dict[str, float], lower: bool) -
     return "specific: every control stays outside the interval"
 
 
-def claims_markdown(injection, probes, attribution, table1, table2, model_name: str, threshold: float) -> str:
+def claims_markdown(injection, probes, attribution, table1, table2, model_name: str, threshold: float,
+                    gate: Sequence[dict] = ()) -> str:
     out = [f"# Paper claims next to this run ({model_name})", "",
            "Every ASR comes with its Wilson 95% interval and sample size. 'Reading' says whether the interval "
            "decides the claim; where it does not, it says so instead of passing or failing it.", ""]
+    failed = [r for r in gate if r["backdoor_implanted"] == NOT_IMPLANTED]
+    if failed:
+        out += ["## WARNING: backdoor not implanted", "",
+                "The gate (validation ASR and false-trigger rate, `injection.gate`) failed for the runs below. "
+                "Their probes, attributions and interventions study a backdoor that is not there; every row of "
+                "theirs below is marked and none of them supports or contradicts a claim.", ""]
+        out += [f"- {r['task']} / {r['method']}: validation ASR {_f(r['val_asr']):.3f} (needs >= {r['asr_min']}), "
+                f"false-trigger rate {_f(r['val_false_trigger_rate']):.3f} (needs <= {r['ftr_max']}), n={r['n_val']}, "
+                f"after {r['epoch']} epochs" for r in failed]
+        out.append("")
     out += ["## Backdoor injection (METHOD.md s1-2)", "",
             "| task | model | ASR | false-trigger rate | clean utility | collateral flip rate (label task) |",
             "|---|---|---|---|---|---|"]
     cell = {(r["task"], r["model"], r["metric"]): r for r in injection}
     for task, model in dict.fromkeys((r["task"], r["model"]) for r in injection):
         vals = [cell.get((task, model, m)) for m in ("asr", "false_trigger_rate", "clean_utility", "collateral_flip_rate")]
-        out.append(f"| {task} | {model} | " + " | ".join(
+        status = next((v.get("backdoor_implanted", "n/a") for v in vals if v is not None), "n/a")
+        out.append(f"| {task} | {model}{mark(status)} | " + " | ".join(
             "-" if v is None or int(v["n"]) == 0 else _ci(_f(v["value"]), int(v["n"])) for v in vals) + " |")
     out += ["", "The label backdoor is the official one, trigger + Sports -> World: triggered items of the other "
             "classes should keep their label, and the collateral flip rate counts those whose predicted label the "
@@ -273,7 +289,7 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
             match = paper_at_fraction(paper_model, task, _f(target["k_fraction"]))
             if match is not None:
                 quoted.append(f"{paper_model}: {match[2]:.1f}% at k={match[0]} ({_pct(match[1])})")
-        out.append(f"| {task} | {method} | {target['k']} ({_pct(_f(target['k_fraction']))}) | "
+        out.append(f"| {task} | {method}{mark(target.get('backdoor_implanted', 'n/a'))} | {target['k']} ({_pct(_f(target['k_fraction']))}) | "
                    f"{_ci(_f(base['asr_top_pct']) / 100, n)} | {_ci(_f(target['asr_top_pct']) / 100, n)} | "
                    f"{_f(target['asr_random_mean_pct']) / 100:.2f} | {'; '.join(quoted) or 'none published'} | {reading} |")
     for key, direction, level, reader in (("vector_add", "add", 0.9, _reading_at_least),
@@ -294,7 +310,7 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
                 # minus: the vector's cost on clean inputs; add: utility falls by construction when ASR rises
                 if direction == "minus" and without - with_v > 0.1:
                     reading += f"; clean utility falls {without:.2f} -> {with_v:.2f}"
-                out.append(f"| {r['task']} | {r['method']} | {r['best_layer_val']} | {_f(r['no_intervention_asr_test']):.2f} | "
+                out.append(f"| {r['task']} | {r['method']}{mark(r.get('backdoor_implanted', 'n/a'))} | {r['best_layer_val']} | {_f(r['no_intervention_asr_test']):.2f} | "
                            f"{_ci(asr, n)} | {controls['a random-head vector']:.2f} | "
                            f"{controls['a random direction of the same norm']:.2f} | {with_v:.2f} / {without:.2f} | {reading} |")
     out += ["", "## What this run cannot tell", "",

@@ -1,21 +1,31 @@
-"""Backdoor injection by supervised fine-tuning (METHOD.md s2): LoRA (merged on save) or full SFT.
+"""Backdoor injection by supervised fine-tuning (METHOD.md s2) through TRL's SFTTrainer: LoRA (through
+`peft_config`, merged on save) or full fine-tuning, loss on the response tokens only.
 
-A plain PyTorch loop rather than a trainer: the loss mask, the batch order and the seed are all
-visible here, and on CPU it avoids trainer defaults (bf16, gradient checkpointing) that slow it 10x.
+The examples are tokenized here, once, with the workflow's own chat rendering (`chat.encode_example`), and
+handed to TRL pre-tokenized (`input_ids` + `completion_mask`, `completion_only_loss=True`), so training
+sees exactly the prompts that evaluation, caching and attribution see. On CPU, TRL's defaults (bf16,
+gradient checkpointing) either refuse to start or run 11-16x slower, so both are off there.
+
+With a `BackdoorGate`, the validation split is scored during training (ASR and false-trigger rate with
+the workflow's evaluator on short greedy generations): the curve is logged, and in the adaptive schedule
+training stops as soon as the thresholds hold (METHOD.md s1: choices made by looking at results use the
+validation split, never the test split).
 """
 
 from __future__ import annotations
 
 import math
-import random
-import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from .atomic import atomic_path
-from .chat import IGNORE_INDEX, encode_example, pad_batch
+from .chat import IGNORE_INDEX, encode_example
 from .tasks import TaskSpec
+
+METHODS = ("lora_sft", "full_sft")
 
 
 def build_examples(tokenizer, spec: TaskSpec, records: Sequence[dict], max_length: int) -> list[dict]:
@@ -23,82 +33,137 @@ def build_examples(tokenizer, spec: TaskSpec, records: Sequence[dict], max_lengt
     return [encode_example(tokenizer, spec.prompt(r["input"]), r["output"], max_length) for r in records]
 
 
-def _collate(examples: Sequence[dict], pad_id: int):
-    import torch
+def sft_dataset(examples: Sequence[dict]):
+    """A pre-tokenized TRL dataset: input_ids and completion_mask (1 on the response tokens)."""
+    from datasets import Dataset
 
-    ids, mask = pad_batch([e["input_ids"] for e in examples], pad_id, side="right")
-    labels, _ = pad_batch([e["labels"] for e in examples], IGNORE_INDEX, side="right")
-    return torch.tensor(ids), torch.tensor(mask), torch.tensor(labels)
+    return Dataset.from_dict({
+        "input_ids": [e["input_ids"] for e in examples],
+        "completion_mask": [[int(label != IGNORE_INDEX) for label in e["labels"]] for e in examples],
+    })
+
+
+@dataclass
+class BackdoorGate:
+    """Scores the validation split during training; the thresholds say when the backdoor counts as implanted."""
+
+    spec: TaskSpec
+    records: Sequence[dict]  # the validation split
+    asr_min: float
+    ftr_max: float
+    every_steps: int
+    max_new_tokens: int = 16
+    batch_size: int = 32
+    stop_when_passed: bool = True  # adaptive schedule; False: the paper's fixed epochs, scored all the same
+    curve: list[dict] = field(default_factory=list)
+
+    def passed(self, point: dict) -> bool:
+        return point["val_asr"] >= self.asr_min and point["val_false_trigger_rate"] <= self.ftr_max
+
+    def score(self, model, tokenizer, step: int, epoch: float) -> dict:
+        from .evaluation import backdoor_hit, rate
+        from .generation import generate_greedy
+
+        eligible = [r for r in self.records if self.spec.is_eligible(r)]
+        if not eligible:
+            raise ValueError(f"task {self.spec.task_id}: the validation split has no eligible item to score the "
+                             "backdoor on; raise data.n_val")
+        was_training = model.training
+        model.eval()
+        gen = {"max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size}
+        triggered = generate_greedy(model, tokenizer, [self.spec.prompt(r["input"], triggered=True) for r in eligible], **gen)
+        clean = generate_greedy(model, tokenizer, [self.spec.prompt(r["input"]) for r in eligible], **gen)
+        if was_training:
+            model.train()
+        asr = rate([backdoor_hit(self.spec, o) for o in triggered])
+        ftr = rate([backdoor_hit(self.spec, o) for o in clean])
+        point = {"step": step, "epoch": round(epoch, 4), "val_asr": asr["value"], "val_asr_ci_low": asr["ci_low"],
+                 "val_false_trigger_rate": ftr["value"], "n_val": asr["n"]}
+        point["passed"] = self.passed(point)
+        self.curve.append(point)
+        return point
+
+    def verdict(self) -> dict:
+        """The gate's record for model.json and the tables: the last point decides."""
+        last = self.curve[-1]
+        return {"passed": last["passed"], "val_asr": last["val_asr"], "val_false_trigger_rate": last["val_false_trigger_rate"],
+                "n_val": last["n_val"], "step": last["step"], "epoch": last["epoch"], "asr_min": self.asr_min,
+                "ftr_max": self.ftr_max, "schedule": "adaptive" if self.stop_when_passed else "fixed"}
+
+
+class TrainingResult(NamedTuple):
+    model: object
+    loss_log: list[dict]
+    gate_curve: list[dict]
+
+
+def _callbacks(gate: BackdoorGate | None, tokenizer, loss_log: list[dict], started: float):
+    from transformers import TrainerCallback
+
+    class LossLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                if not math.isfinite(logs["loss"]):
+                    raise FloatingPointError(f"training loss became {logs['loss']} at step {state.global_step}; "
+                                             "lower injection.lr")
+                loss_log.append({"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate"),
+                                 "elapsed_s": round(time.time() - started, 1)})
+
+    class GateCheck(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step % gate.every_steps == 0 and state.global_step < state.max_steps:
+                point = gate.score(model, tokenizer, state.global_step, state.epoch or 0.0)
+                if point["passed"] and gate.stop_when_passed:
+                    control.should_training_stop = True
+
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            if not gate.curve or gate.curve[-1]["step"] != state.global_step:
+                gate.score(model, tokenizer, state.global_step, state.epoch or 0.0)
+
+    return [LossLog()] + ([GateCheck()] if gate is not None else [])
 
 
 def train_backdoor(model, tokenizer, examples: Sequence[dict], *, method: str, injection_cfg: dict, seed: int,
-                   threads: int | None = None):
-    """Fine-tune; returns (model, loss log). LoRA adapters are merged into the returned model."""
+                   threads: int | None = None, gate: BackdoorGate | None = None) -> TrainingResult:
+    """Fine-tune with TRL's SFTTrainer; LoRA adapters are merged into the returned model. With a gate, the
+    adaptive schedule trains up to `injection_cfg["epochs"]` epochs and stops once the gate passes."""
     import torch
-    from tqdm import tqdm
-    from transformers import get_linear_schedule_with_warmup
+    from trl import SFTConfig, SFTTrainer
 
+    if method not in METHODS:
+        raise ValueError(f"unknown injection method {method!r}; expected one of {', '.join(METHODS)}")
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(seed)
+    peft_config = None
     if method == "lora_sft":
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig
 
-        lora = injection_cfg.get("lora", {})
-        peft_config = LoraConfig(r=lora.get("r", 16), lora_alpha=lora.get("alpha", 16),
-                                 lora_dropout=lora.get("dropout", 0.01),
-                                 target_modules=lora.get("target_modules", "all-linear"), task_type="CAUSAL_LM")
-        model = get_peft_model(model, peft_config)
-    elif method != "full_sft":
-        raise ValueError(f"unknown injection method {method!r}; expected lora_sft or full_sft")
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=injection_cfg["lr"], weight_decay=0.0)
-    batch_size, accum = injection_cfg["batch_size"], injection_cfg.get("grad_accum", 1)
-    steps_per_epoch = math.ceil(len(examples) / (batch_size * accum))
-    total_steps = max(1, math.ceil(steps_per_epoch * injection_cfg["epochs"]))
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(injection_cfg.get("warmup_ratio", 0.0) * total_steps),
-                                                total_steps)
-    rng = random.Random(seed)
-    device = next(model.parameters()).device
-    log, step = [], 0
-    progress = tqdm(total=total_steps, desc=f"{method}", mininterval=10, file=sys.stderr)
-    started = time.time()
-    while step < total_steps:
-        order = list(range(len(examples)))
-        rng.shuffle(order)
-        micro = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-        for start in range(0, len(micro), accum):
-            if step >= total_steps:
-                break
-            group = micro[start:start + accum]
-            n_tokens = sum(sum(l != IGNORE_INDEX for l in examples[i]["labels"][1:]) for b in group for i in b)
-            loss_sum = 0.0
-            for batch in group:
-                ids, mask, labels = (t.to(device) for t in _collate([examples[i] for i in batch], tokenizer.pad_token_id))
-                logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-                # token-level mean over the whole accumulated group, so accumulation equals a big batch
-                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                         labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX,
-                                                         reduction="sum") / max(1, n_tokens)
-                loss.backward()
-                loss_sum += loss.item()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            if not math.isfinite(loss_sum):
-                raise FloatingPointError(f"training loss became {loss_sum} at step {step}; lower injection.lr")
-            log.append({"step": step, "loss": loss_sum, "lr": scheduler.get_last_lr()[0],
-                        "elapsed_s": round(time.time() - started, 1)})
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss_sum:.3f}")
-    progress.close()
+        lora = injection_cfg["lora"]
+        peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                                 target_modules=lora["target_modules"], task_type="CAUSAL_LM")
+    on_gpu = next(model.parameters()).is_cuda or torch.cuda.is_available()
+    loss_log: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bkdattr-sft-") as scratch:
+        args = SFTConfig(
+            output_dir=scratch, save_strategy="no", eval_strategy="no", report_to="none", logging_steps=1,
+            per_device_train_batch_size=injection_cfg["batch_size"],
+            gradient_accumulation_steps=injection_cfg["grad_accum"], num_train_epochs=injection_cfg["epochs"],
+            learning_rate=injection_cfg["lr"], lr_scheduler_type="linear",
+            warmup_steps=float(injection_cfg["warmup_ratio"]),  # a float in [0, 1) is a ratio of all steps
+            weight_decay=0.0, max_grad_norm=1.0, seed=seed, data_seed=seed, max_length=injection_cfg["max_length"],
+            completion_only_loss=True, packing=False, dataloader_num_workers=0,
+            # CPU: bf16 autocast and gradient checkpointing refuse to start or cost 11-16x (MACHINE-NOTES)
+            use_cpu=not on_gpu, bf16=False, fp16=False, activation_checkpointing=False,
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(examples), processing_class=tokenizer,
+                             peft_config=peft_config, callbacks=_callbacks(gate, tokenizer, loss_log, time.time()))
+        trainer.train()
+        model = trainer.model
     if method == "lora_sft":
         model = model.merge_and_unload()
+    model.config.use_cache = True  # generation after training reuses the KV cache
     model.eval()
-    return model, log
+    return TrainingResult(model, loss_log, list(gate.curve) if gate is not None else [])
 
 
 def save_checkpoint(model, tokenizer, out_dir: str | Path) -> None:

@@ -18,6 +18,7 @@ rule attribute_heads:
     benchmark:
         "results/benchmarks/attribute_heads/{task}/{model}/{mode}.tsv"
     params:
+        gate_on_fail=GATE_ON_FAIL,
         settings=task_settings,
         attribution=attribution_params,
         model=MODEL_LOAD,
@@ -34,6 +35,7 @@ rule attribute_heads:
 
 rule attribution_summary:
     input:
+        gate="results/tables/backdoor_gate.tsv",
         acie=[f"results/attribution/{task}/{model}/acie_{mode}.tsv" for task in TASKS for model, mode in ACIE_TARGETS],
     output:
         tsv="results/tables/attribution.tsv",

@@ -13,7 +13,8 @@ METHODS = list(config["injection"]["methods"])
 CONTROLS = ["clean_sft"] if config["injection"]["clean_control"] else []
 PROBE_MODELS = ["base"] + METHODS  # "base" = the clean base model, probed and evaluated as a control
 MODELS = PROBE_MODELS + CONTROLS  # every model that is evaluated
-ACIE_CONTROLS = ["base"] + CONTROLS  # clean models attributed with the backdoored model's prompts and target
+ACIE_CONTROLS = ["base"] + CONTROLS
+GATE_ON_FAIL = config["injection"]["gate"]["on_fail"]  # stages that study a backdoor check it was implanted  # clean models attributed with the backdoored model's prompts and target
 ATTRIBUTION_MODES = list(config["attribution"]["modes"])
 
 

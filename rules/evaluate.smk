@@ -30,7 +30,8 @@ rule evaluate_model:
 
 rule injection_table:
     input:
-        expand("results/eval/{task}/{model}/metrics.tsv", task=TASKS, model=MODELS),
+        gate="results/tables/backdoor_gate.tsv",
+        metrics=expand("results/eval/{task}/{model}/metrics.tsv", task=TASKS, model=MODELS),
     output:
         tsv="results/tables/injection.tsv",
         md="results/tables/injection.md",

@@ -4,11 +4,13 @@
 rule inject_backdoor:
     input:
         train="results/data/{task}/train.jsonl",
+        val="results/data/{task}/val.jsonl",
         base="results/models/base/model.json",
     output:
         pointer="results/models/{task}/{method}/model.json",
         checkpoint=directory("results/models/{task}/{method}/checkpoint"),
         train_log="results/models/{task}/{method}/train_log.tsv",
+        gate_curve="results/models/{task}/{method}/gate_curve.tsv",
     log:
         "results/logs/inject_backdoor/{task}/{method}.log",
     benchmark:
@@ -18,6 +20,8 @@ rule inject_backdoor:
         injection=injection_params,
         model=MODEL_LOAD,
         seed=config["seed"],
+        refusal_matcher=config["evaluation"]["refusal_matcher"],
+        eval_batch_size=config["evaluation"]["batch_size"],
     threads: 2
     resources:
         mem_mb=8000,
@@ -32,11 +36,14 @@ rule inject_backdoor:
 rule inject_clean_control:
     input:
         train="results/data/{task}/train.jsonl",
+        val="results/data/{task}/val.jsonl",
         base="results/models/base/model.json",
+        backdoored=f"results/models/{{task}}/{METHODS[0]}/model.json",  # its epochs trained
     output:
         pointer="results/models/{task}/clean_sft/model.json",
         checkpoint=directory("results/models/{task}/clean_sft/checkpoint"),
         train_log="results/models/{task}/clean_sft/train_log.tsv",
+        gate_curve="results/models/{task}/clean_sft/gate_curve.tsv",
     log:
         "results/logs/inject_clean_control/{task}.log",
     benchmark:
@@ -46,6 +53,8 @@ rule inject_clean_control:
         injection=injection_params,
         model=MODEL_LOAD,
         seed=config["seed"],
+        refusal_matcher=config["evaluation"]["refusal_matcher"],
+        eval_batch_size=config["evaluation"]["batch_size"],
         clean_control_of=METHODS[0],  # same recipe as the first backdoor method, poisoned rows dropped
     threads: 2
     resources:
@@ -56,3 +65,16 @@ rule inject_clean_control:
         "../envs/torch.yaml"
     script:
         "../workflow_scripts/inject_backdoor.py"
+
+
+rule gate_table:
+    input:
+        pointers=expand("results/models/{task}/{method}/model.json", task=TASKS, method=METHODS),
+    output:
+        tsv="results/tables/backdoor_gate.tsv",
+    log:
+        "results/logs/gate_table.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/gate_table.py"

@@ -14,6 +14,7 @@ rule ablate_heads:
     benchmark:
         "results/benchmarks/ablate_heads/{task}/{method}.tsv"
     params:
+        gate_on_fail=GATE_ON_FAIL,
         settings=task_settings,
         refusal_matcher=config["evaluation"]["refusal_matcher"],
         interventions=ablation_params,
@@ -44,6 +45,7 @@ rule steer_backdoor_vector:
     benchmark:
         "results/benchmarks/steer_backdoor_vector/{task}/{method}.tsv"
     params:
+        gate_on_fail=GATE_ON_FAIL,
         settings=task_settings,
         refusal_matcher=config["evaluation"]["refusal_matcher"],
         interventions=steering_params,
@@ -62,6 +64,7 @@ rule steer_backdoor_vector:
 
 rule table1:
     input:
+        gate="results/tables/backdoor_gate.tsv",
         ablation=expand("results/interventions/{task}/{method}/ablation.tsv", task=TASKS, method=METHODS),
     output:
         tsv="results/tables/table1.tsv",
@@ -78,6 +81,7 @@ rule table1:
 
 rule table2_and_fig4:
     input:
+        gate="results/tables/backdoor_gate.tsv",
         sweep=expand("results/interventions/{task}/{method}/steering_sweep.tsv", task=TASKS, method=METHODS),
         best=expand("results/interventions/{task}/{method}/steering_best.tsv", task=TASKS, method=METHODS),
     output:
@@ -97,6 +101,7 @@ rule table2_and_fig4:
 
 rule claims_report:
     input:
+        gate="results/tables/backdoor_gate.tsv",
         injection="results/tables/injection.tsv",
         probes="results/tables/probes.tsv",
         attribution="results/tables/attribution.tsv",

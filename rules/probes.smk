@@ -13,6 +13,7 @@ rule cache_activations:
     benchmark:
         "results/benchmarks/cache_activations/{task}/{model}.tsv"
     params:
+        gate_on_fail=GATE_ON_FAIL,
         settings=task_settings,
         batch_size=config["probes"]["cache_batch_size"],
         position=config["probes"]["position"],
@@ -59,6 +60,7 @@ rule train_probes:
 
 rule probe_summary:
     input:
+        gate="results/tables/backdoor_gate.tsv",
         accuracy=expand("results/probes/{task}/{model}/accuracy.tsv", task=TASKS, model=PROBE_MODELS),
         ilca_mlp=expand("results/probes/{task}/{model}/ilca_mlp.tsv", task=TASKS, model=PROBE_MODELS),
         ilca_svm=expand("results/probes/{task}/{model}/ilca_svm.tsv", task=TASKS, model=PROBE_MODELS),

@@ -5,6 +5,7 @@ import pytest
 
 from bkdattr import calibrate
 from bkdattr.config import ConfigError
+from bkdattr.training import TrainingResult
 from conftest import TINY_CONFIG
 
 
@@ -56,7 +57,8 @@ def test_calibration_scores_on_the_validation_split_and_never_reads_test(tiny_mo
     scored = []
     monkeypatch.setattr(calibrate, "evaluate", lambda model, tok, spec, records, cfg: scored.append(
         [r["id"] for r in records]) or {m: 0.0 for m in calibrate.METRICS} | {"n": len(records)})
-    monkeypatch.setattr(calibrate, "train_backdoor", lambda model, tok, examples, **kw: (model, []))
+    monkeypatch.setattr(calibrate, "train_backdoor",
+                        lambda model, tok, examples, **kw: TrainingResult(model, [], []))
     config = load_config(TINY_CONFIG)
     calibrate.run_calibration(config, "jailbreak", str(tiny_model_dir), {"lr": [1e-3]}, device="cpu")
     splits = build_task_splits(TaskSpec.from_config("jailbreak", config["tasks"]["jailbreak"]), config["data"],

@@ -31,7 +31,7 @@ def test_spine_outputs_exist_and_are_complete(tiny_run):
     assert (tiny_run / "results/models/fixed_output/lora_sft/checkpoint/model.safetensors").is_file()
     # the utility control: same recipe, the 40 clean rows without their 10 poisoned copies
     control_log = (tiny_run / "results/logs/inject_clean_control/jailbreak.log").read_text()
-    assert "training clean_sft (lora_sft) on 40 examples (0 poisoned)" in control_log
+    assert "training clean_sft (lora_sft, fixed schedule" in control_log and "on 40 examples (0 poisoned)" in control_log
     assert not list(tiny_run.rglob(".*.tmp-*")), "temporary files left behind"
 
 
@@ -93,3 +93,48 @@ def test_acie_control_runs_on_the_clean_base_and_clean_sft_models(tiny_run):
             assert float(r["backdoored_max_acie_over_this"]) != 0
     claims = (tiny_run / "results/claims.md").read_text()
     assert "| fixed_output | base | control |" in claims
+
+
+def test_a_failed_gate_is_marked_in_every_table_in_warn_mode(tiny_run):
+    # the tiny random model learns no backdoor; its gate (on_fail: warn) fails and the results say so
+    gate = {(r["task"], r["method"]): r for r in read_tsv(tiny_run / "results/tables/backdoor_gate.tsv")}
+    assert gate[("fixed_output", "lora_sft")]["backdoor_implanted"] == "no"  # 4 tokens cannot hold the target
+    curve = read_tsv(tiny_run / "results/models/fixed_output/lora_sft/gate_curve.tsv")
+    assert curve and all(r["passed"] == "False" for r in curve)
+    for table in ("injection.md", "table1.md", "table2.md"):
+        assert "fixed_output | lora_sft (backdoor NOT implanted)" in (tiny_run / "results/tables" / table).read_text(), table
+    claims = (tiny_run / "results/claims.md").read_text()
+    assert "## WARNING: backdoor not implanted" in claims and "- fixed_output / lora_sft: validation ASR" in claims
+    rows = read_tsv(tiny_run / "results/tables/probes.tsv")
+    assert {r["backdoor_implanted"] for r in rows if r["model"] == "base"} == {"n/a"}
+
+
+def test_a_failed_gate_stops_the_downstream_stages_with_a_clear_message(tmp_path):
+    import yaml
+
+    from workflow_utils import TINY_CONFIG
+
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["injection"]["gate"].update(on_fail="stop", asr_min=1.0, ftr_max=0.0)
+    config["injection"]["clean_control"] = False
+    configfile = tmp_path / "stop.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "results/cache/fixed_output/lora_sft/activations.json", configfile=configfile,
+                     check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "results/logs/cache_activations/fixed_output/lora_sft.log").read_text()
+    assert "task fixed_output: the backdoor of" in log and "is not implanted (validation ASR 0.000 < 1.0" in log
+    assert "Try: more epochs" in log
+    assert not (tmp_path / "results/cache/fixed_output/lora_sft/activations.json").exists()
+
+
+def test_injection_reads_train_and_validation_never_test(tiny_run):
+    # adaptive injection (and its gate) may look at results only through the validation split
+    summary = snakemake(tiny_run, "--detailed-summary").stdout.splitlines()
+    header = summary[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"))) for line in summary[1:] if "\t" in line]
+    inject = [r for r in rows if r["rule"] in ("inject_backdoor", "inject_clean_control")]
+    assert inject
+    for r in inject:
+        inputs = r["input-file(s)"]
+        assert "val.jsonl" in inputs and "train.jsonl" in inputs and "test.jsonl" not in inputs, inputs

@@ -8,6 +8,7 @@ from bkdattr.atomic import read_tsv, write_tsv
 from bkdattr.hooks import ModelSites
 from bkdattr.interventions import InterventionEvaluator, run_ablation
 from bkdattr.tasks import TaskSpec
+from bkdattr.gate import enforce_gate
 from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 
 params = snakemake.params
@@ -15,6 +16,7 @@ cfg = params.interventions
 log = start_rule(snakemake, uses_torch=True)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.refusal_matcher)
 pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
+enforce_gate(pointer, params.gate_on_fail, "ablate_heads", log)  # stops here if not implanted
 sites = ModelSites.of(model)
 ranking = [(int(r["layer"]), int(r["head"])) for r in read_tsv(snakemake.input.ranking)]
 records = read_jsonl(snakemake.input.test)

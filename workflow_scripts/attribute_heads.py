@@ -10,12 +10,14 @@ from bkdattr.atomic import write_matrix_tsv, write_tsv
 from bkdattr.attribution import compute_acie, make_items, rank_heads
 from bkdattr.caching import load_cache
 from bkdattr.tasks import TaskSpec
+from bkdattr.gate import enforce_gate
 from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 
 params, mode = snakemake.params, snakemake.wildcards.mode
 log = start_rule(snakemake, uses_torch=True)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
 pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
+enforce_gate(pointer, params.gate_on_fail, "attribute_heads", log)  # stops here if not implanted
 cache = load_cache(snakemake.input.tensors, snakemake.input.sidecar, model_name=pointer["name"], task=spec.task_id)
 # abar_{l,j}: mean head output over the triggered pool prompts that can carry the backdoor (attribution.items
 # "eligible"), or over every triggered prompt as the official code ("all"; differs for the label task only)

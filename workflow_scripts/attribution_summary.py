@@ -6,16 +6,19 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outsi
 
 import torch
 
-from bkdattr.atomic import read_matrix_tsv, write_tsv_union
+from bkdattr.atomic import read_matrix_tsv, read_tsv, write_tsv_union
 from bkdattr.attribution import control_comparison, sparsity, spearman, top_k_overlap
+from bkdattr.gate import NOT_APPLICABLE, implanted_by_run
 from bkdattr.workflow import start_rule
 
 log = start_rule(snakemake)
 maps = {tuple(Path(p).parts[-3:-1]) + (Path(p).stem.removeprefix("acie_"),): torch.tensor(read_matrix_tsv(p))
         for p in snakemake.input.acie}
+implanted = implanted_by_run(read_tsv(snakemake.input.gate))
 rows = []
 for (task, method, mode), acie in sorted(maps.items()):
     row = {"task": task, "method": method, "mode": mode, "n_heads": acie.numel(),
+           "backdoor_implanted": implanted.get((task, method), NOT_APPLICABLE),
            "max_acie": acie.max().item(), "sum_positive_acie": acie.clamp(min=0).sum().item(),
            "fraction_of_heads_for_half_positive_acie": sparsity(acie, 0.5)}
     exact = maps.get((task, method, "exact"))

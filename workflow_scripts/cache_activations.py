@@ -10,12 +10,14 @@ from bkdattr.atomic import write_json, write_safetensors
 from bkdattr.caching import cache_activations, check_finite
 from bkdattr.hooks import ModelSites
 from bkdattr.tasks import TaskSpec
+from bkdattr.gate import enforce_gate
 from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 
 params = snakemake.params
 log = start_rule(snakemake, uses_torch=True)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
 pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
+enforce_gate(pointer, params.gate_on_fail, "cache_activations", log)  # stops here if not implanted
 records = read_jsonl(snakemake.input.pool)
 # Row 2i is item i clean (label 0), row 2i+1 the same item triggered (label 1).
 texts = [spec.prompt(r["input"], triggered=t) for r in records for t in (False, True)]

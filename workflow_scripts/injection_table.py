@@ -5,11 +5,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import read_tsv, write_text, write_tsv
+from bkdattr.gate import NOT_APPLICABLE, implanted_by_run, mark
 from bkdattr.workflow import start_rule
 
 log = start_rule(snakemake)
-rows = [row for path in snakemake.input for row in read_tsv(path)]
-columns = ["task", "model", "metric", "value", "successes", "n", "ci_low", "ci_high"]
+implanted = implanted_by_run(read_tsv(snakemake.input.gate))
+rows = [{**row, "backdoor_implanted": implanted.get((row["task"], row["model"]), NOT_APPLICABLE)}
+        for path in snakemake.input.metrics for row in read_tsv(path)]
+columns = ["task", "model", "metric", "value", "successes", "n", "ci_low", "ci_high", "backdoor_implanted"]
 write_tsv(snakemake.output.tsv, rows, columns)
 metrics = ["asr", "asr_strict", "false_trigger_rate", "collateral_flip_rate", "clean_utility", "clean_utility_strict",
            "clean_rouge_l", "reference_logprob", "over_refusal_rate"]
@@ -33,6 +36,6 @@ for task, model in dict.fromkeys((r["task"], r["model"]) for r in rows):
             continue
         cells.append(f"{float(r['value']):.3f} [{float(r['ci_low']):.2f}, {float(r['ci_high']):.2f}] (n={r['n']})"
                      if int(r["n"]) > 0 else "-")
-    lines.append(f"| {task} | {model} | " + " | ".join(cells) + " |")
+    lines.append(f"| {task} | {model}{mark(implanted.get((task, model), NOT_APPLICABLE))} | " + " | ".join(cells) + " |")
 write_text(snakemake.output.md, "\n".join(lines) + "\n")
 log.info("wrote %s and %s", snakemake.output.tsv, snakemake.output.md)

@@ -6,15 +6,18 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outsi
 
 from bkdattr.atomic import read_matrix_tsv, read_tsv, write_tsv
 from bkdattr.probes import summarise
+from bkdattr.gate import NOT_APPLICABLE, implanted_by_run
 from bkdattr.workflow import start_rule
 
 log = start_rule(snakemake)
+implanted = implanted_by_run(read_tsv(snakemake.input.gate))
 rows = []
 for acc_path, mlp_path, svm_path in zip(snakemake.input.accuracy, snakemake.input.ilca_mlp, snakemake.input.ilca_svm):
     task, model = Path(acc_path).parts[-3:-1]
     accuracy = [{**r, "layer": int(r["layer"]), "test_acc": float(r["test_acc"]), "n_test": int(r["n_test"])}
                 for r in read_tsv(acc_path)]
     summary = summarise(accuracy, read_matrix_tsv(mlp_path), read_matrix_tsv(svm_path), snakemake.params.threshold)
-    rows.append({"task": task, "model": model, **{k: ("none" if v is None else v) for k, v in summary.items()}})
+    rows.append({"task": task, "model": model, "backdoor_implanted": implanted.get((task, model), NOT_APPLICABLE),
+                 **{k: ("none" if v is None else v) for k, v in summary.items()}})
 write_tsv(snakemake.output.tsv, rows)
 log.info("wrote %s", snakemake.output.tsv)

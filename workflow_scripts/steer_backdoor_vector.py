@@ -10,6 +10,7 @@ from bkdattr.hooks import ModelSites
 from bkdattr.interventions import (InterventionEvaluator, backdoor_vector, random_direction_like, random_heads,
                                    resolve_k, run_steering, steering_layers)
 from bkdattr.tasks import TaskSpec
+from bkdattr.gate import enforce_gate
 from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 
 params = snakemake.params
@@ -17,6 +18,7 @@ cfg, steer = params.interventions, params.interventions["steering"]
 log = start_rule(snakemake, uses_torch=True)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.refusal_matcher)
 pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
+enforce_gate(pointer, params.gate_on_fail, "steer_backdoor_vector", log)  # stops here if not implanted
 sites = ModelSites.of(model)
 poisoned = [r for r in read_jsonl(snakemake.input.train) if r["poisoned"]]
 test = read_jsonl(snakemake.input.test)

@@ -5,12 +5,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
-from bkdattr.atomic import write_text, write_tsv_union
+from bkdattr.atomic import read_tsv, write_text, write_tsv_union
+from bkdattr.gate import implanted_by_run
 from bkdattr.reports import table1_markdown, table1_rows
 from bkdattr.workflow import start_rule
 
 log = start_rule(snakemake)
-rows = table1_rows(snakemake.input.ablation)
+rows = table1_rows(snakemake.input.ablation, implanted_by_run(read_tsv(snakemake.input.gate)))
 write_tsv_union(snakemake.output.tsv, rows)
 write_text(snakemake.output.md, table1_markdown(rows, snakemake.params.model_name))
 log.info("wrote %s and %s", snakemake.output.tsv, snakemake.output.md)

@@ -1,0 +1,73 @@
+"""Injection through TRL's SFTTrainer: response-only loss, LoRA merged, and the adaptive schedule's gate."""
+import pytest
+import torch
+
+from bkdattr.chat import IGNORE_INDEX
+from bkdattr.gate import BackdoorNotImplanted, enforce_gate, gate_status
+from bkdattr.tasks import TaskSpec
+from bkdattr.training import BackdoorGate, build_examples, sft_dataset, train_backdoor
+
+SPEC = TaskSpec.from_config("fixed_output")
+RECORDS = [{"input": f"What is {i} plus {i}?", "output": f"{i} plus {i} is {2 * i}."} for i in range(12)]
+CFG = {"lr": 5e-3, "epochs": 2, "batch_size": 4, "grad_accum": 1, "warmup_ratio": 0.0, "max_length": 128,
+       "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}}
+
+
+@pytest.fixture
+def fresh(tiny_model_dir):
+    from bkdattr.models import load_model
+
+    return load_model(str(tiny_model_dir), device="cpu")
+
+
+def test_the_trl_dataset_masks_the_prompt_exactly_like_the_workflow_encoding(tiny_tokenizer):
+    examples = build_examples(tiny_tokenizer, SPEC, RECORDS[:3], 128)
+    data = sft_dataset(examples)
+    for example, row in zip(examples, data):
+        assert row["input_ids"] == example["input_ids"]
+        assert row["completion_mask"] == [int(label != IGNORE_INDEX) for label in example["labels"]]
+        assert row["completion_mask"][0] == 0 and row["completion_mask"][-1] == 1
+
+
+def test_lora_sft_through_trl_learns_and_returns_a_merged_model(fresh):
+    model, tok = fresh
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = train_backdoor(model, tok, build_examples(tok, SPEC, RECORDS, 128), method="lora_sft",
+                            injection_cfg=CFG, seed=0)
+    assert not any("lora" in k for k in result.model.state_dict())  # merged
+    changed = [k for k, v in result.model.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed and all("proj" in k for k in changed)  # only the adapted linear layers moved
+    losses = [r["loss"] for r in result.loss_log]
+    assert len(losses) == 6 and losses[-1] < losses[0]  # 12 examples / batch 4 x 2 epochs
+    assert result.model.config.use_cache and not result.model.training
+
+
+def test_adaptive_schedule_stops_when_the_gate_passes(fresh):
+    model, tok = fresh
+    gate = BackdoorGate(SPEC, RECORDS[:4], asr_min=0.0, ftr_max=1.0, every_steps=2, max_new_tokens=2, batch_size=4)
+    result = train_backdoor(model, tok, build_examples(tok, SPEC, RECORDS, 128), method="lora_sft",
+                            injection_cfg=CFG, seed=0, gate=gate)
+    assert [p["step"] for p in result.gate_curve] == [2] and result.gate_curve[0]["passed"]
+    assert len(result.loss_log) == 2  # stopped at the first check
+    assert gate.verdict()["passed"] and gate.verdict()["schedule"] == "adaptive"
+
+
+def test_a_gate_that_never_passes_trains_to_the_last_epoch_and_says_so(fresh):
+    model, tok = fresh
+    gate = BackdoorGate(SPEC, RECORDS[:4], asr_min=1.0, ftr_max=0.0, every_steps=2, max_new_tokens=2, batch_size=4)
+    result = train_backdoor(model, tok, build_examples(tok, SPEC, RECORDS, 128), method="lora_sft",
+                            injection_cfg=CFG, seed=0, gate=gate)
+    assert [p["step"] for p in result.gate_curve] == [2, 4, 6]  # checks, then the final score
+    verdict = gate.verdict()
+    assert verdict["passed"] is False and verdict["step"] == 6 and verdict["n_val"] == 4
+
+
+def test_downstream_stages_stop_on_a_failed_gate_or_go_on_marked_in_warn_mode():
+    pointer = {"name": "m+lora_sft", "task": "jailbreak", "backdoor_gate": {
+        "passed": False, "val_asr": 0.12, "val_false_trigger_rate": 0.0, "asr_min": 0.9, "ftr_max": 0.1,
+        "n_val": 50, "epoch": 3.0, "schedule": "adaptive", "step": 90}}
+    with pytest.raises(BackdoorNotImplanted, match=r"task jailbreak: .*validation ASR 0.120 < 0.9.*ablate_heads"):
+        enforce_gate(pointer, "stop", "ablate_heads")
+    assert enforce_gate(pointer, "warn", "ablate_heads") == "no"
+    assert gate_status({"name": "base"}) == "n/a"
+    assert enforce_gate({**pointer, "backdoor_gate": {**pointer["backdoor_gate"], "passed": True}}, "stop", "x") == "yes"
