@@ -31,4 +31,5 @@ PAPER_CHOICES = {
     "probes.split": "by_row",                            # official probe split ignores item twins
     "attribution.items": "all",                          # official label attribution uses every class
     "interventions.steering.select_layer_on": "test",    # the paper picks the best layer on what it reports
+    "injection.schedule": "fixed",                       # the paper trains a fixed number of epochs
 }
