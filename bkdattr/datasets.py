@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from .provenance import json_object_without_duplicates
 from .tasks import KEY_OF_SPLIT, SPLITS, TaskSpec, poison, split_items
 
 SYNTHETIC_POOL_FACTOR = 1.5
@@ -42,9 +43,11 @@ def read_records(path: str | Path) -> list[dict]:
         raise DataError(f"{path}: the file is empty")
     if stripped.startswith("["):
         try:
-            rows = json.loads(text)
+            rows = json.loads(text, object_pairs_hook=json_object_without_duplicates)
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+        except ValueError as err:  # a duplicated key
+            raise DataError(f"{path}: {err}; a JSON reader would keep only the last value") from err
         origins = [f"{path}: item {i}" for i in range(len(rows))]
     else:
         rows, origins = [], []
@@ -52,10 +55,12 @@ def read_records(path: str | Path) -> list[dict]:
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                rows.append(json.loads(line, object_pairs_hook=json_object_without_duplicates))
             except json.JSONDecodeError as err:
                 raise DataError(f"{path}: line {lineno} is not valid JSON ({err.msg}); "
                                 "expected one JSON object per line (JSONL) or a JSON list") from err
+            except ValueError as err:  # a duplicated key
+                raise DataError(f"{path}: line {lineno}: {err}; a JSON reader would keep only the last value") from err
             origins.append(f"{path}: line {lineno}")
     for row, origin in zip(rows, origins):
         if not isinstance(row, dict):

@@ -124,6 +124,17 @@ def write_pointer(path: str | Path, model_path: str, name: str, **extra) -> None
     write_json(path, {"path": str(model_path), "name": name, **extra})
 
 
+def model_provenance(path: str, model) -> dict:
+    """What pins a model for later loads: the fingerprint of a local checkpoint directory's files, or the
+    commit of a hub snapshot (every later load then asks for exactly that revision)."""
+    from .provenance import directory_fingerprint
+
+    if Path(path).expanduser().is_dir():
+        return {"fingerprint": directory_fingerprint(Path(path).expanduser())}
+    commit = getattr(model.config, "_commit_hash", None)
+    return {"revision": commit} if commit else {}
+
+
 def read_pointer(path: str | Path) -> dict:
     pointer = json.loads(Path(path).read_text(encoding="utf-8"))
     if "path" not in pointer:
@@ -139,11 +150,11 @@ def resolve_hf_path(path: str) -> str:
     return str(Path(path).expanduser()) if looks_local else path
 
 
-def load_tokenizer(path: str, trust_remote_code: bool = False):
+def load_tokenizer(path: str, trust_remote_code: bool = False, revision: str | None = None):
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
     except (OSError, ValueError) as err:
         raise ModelError(f"{path}: cannot load a tokenizer ({err})") from err
     if not tokenizer.chat_template:
@@ -154,22 +165,25 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_model(path: str, dtype: str = "float32", trust_remote_code: bool = False, device: str | None = None):
-    """(model, tokenizer) in eval mode; clear errors for missing paths and non-causal-LM checkpoints."""
+def load_model(path: str, dtype: str = "float32", trust_remote_code: bool = False, device: str | None = None,
+               revision: str | None = None):
+    """(model, tokenizer) in eval mode; clear errors for missing paths and non-causal-LM checkpoints. A hub
+    `revision` (the commit recorded in model.json) pins every later load to the snapshot first used."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     path = resolve_hf_path(path)
     try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
     except (OSError, ValueError) as err:
         raise ModelError(f"{path}: cannot read a model config ({err})") from err
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code,
+                                                     revision=revision)
     except ValueError as err:
         raise ModelError(f"{path}: not a causal language model ({type(config).__name__}); "
                          f"bkdattr needs an AutoModelForCausalLM checkpoint ({err})") from err
-    tokenizer = load_tokenizer(path, trust_remote_code)
+    tokenizer = load_tokenizer(path, trust_remote_code, revision)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()

@@ -28,8 +28,19 @@ def load_rule_model(pointer_path, load_params: dict):
     from .models import load_model, read_pointer
 
     pointer = read_pointer(pointer_path)
-    model, tokenizer = load_model(pointer["path"], load_params["dtype"], load_params["trust_remote_code"])
+    verify_pointer(pointer, pointer_path)
+    model, tokenizer = load_model(pointer["path"], load_params["dtype"], load_params["trust_remote_code"],
+                                  revision=pointer.get("revision"))
     return pointer, model, tokenizer
+
+
+def verify_pointer(pointer: dict, pointer_path) -> None:
+    """The checkpoint's files are the ones fingerprinted into its model.json (provenance.verify_directory)."""
+    from .provenance import verify_directory
+
+    if "fingerprint" in pointer:
+        verify_directory(pointer["path"], pointer["fingerprint"], pointer=str(pointer_path),
+                         rule=pointer.get("made_by", "prepare_base_model"))
 
 
 def read_jsonl(path) -> list[dict]:

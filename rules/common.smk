@@ -1,4 +1,5 @@
 # Glue shared by the rules: the validated config, wildcard values and input functions.
+import os
 import sys
 
 sys.path.insert(0, workflow.basedir)  # the bkdattr package, also when it is not pip-installed
@@ -7,6 +8,7 @@ from bkdattr.config import check_config, task_injection
 config.update(check_config(config, "config"))
 
 TASKS = list(config["tasks"])
+MODEL = config["model"]
 METHODS = list(config["injection"]["methods"])
 # "clean_sft": the first method trained on the clean items alone, so utility can be compared with a model
 # that went through the same fine-tuning without the backdoor.
@@ -36,6 +38,25 @@ def data_params(wildcards):
     for key in ("files", "hf"):
         data[key] = {wildcards.task: config["data"][key][wildcards.task]} if wildcards.task in config["data"].get(key, {}) else {}
     return data
+
+
+def data_file_input(wildcards):
+    """The user's data file of this task, tracked as an input: editing it reruns this task's data and all
+    that depends on it (and nothing of the other tasks)."""
+    if config["data"]["source"] != "files":
+        return {}
+    return {"data_file": os.path.expanduser(config["data"]["files"][wildcards.task])}
+
+
+def local_model_files():
+    """The files of a local `model.path` checkpoint (source hf), tracked as inputs of prepare_base_model, so a
+    swapped weight or config file reruns the whole DAG instead of mixing two models in one results/."""
+    path = os.path.expanduser(MODEL.get("path", "")) if MODEL["source"] == "hf" else ""
+    if not path or not os.path.isdir(path):
+        return []  # a hub id: pinned by the revision recorded in model.json
+    from bkdattr.provenance import checkpoint_files
+
+    return [str(p) for p in checkpoint_files(path)]
 
 
 def benign_input(wildcards):

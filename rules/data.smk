@@ -2,6 +2,8 @@
 
 
 rule make_dataset:
+    input:
+        unpack(data_file_input),
     output:
         train="results/data/{task}/train.jsonl",
         test="results/data/{task}/test.jsonl",

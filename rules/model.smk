@@ -1,5 +1,4 @@
 # Base model: the offline SmolLM2 wheel (default), a tiny random Llama (tests), or any HF causal LM.
-MODEL = config["model"]
 
 if MODEL["source"] == "smollm2_wheel":
 
@@ -60,6 +59,8 @@ elif MODEL["source"] == "tiny":
 else:
 
     rule prepare_base_model:
+        input:
+            local_model_files(),
         output:
             pointer="results/models/base/model.json",
         log:

@@ -7,16 +7,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import write_tsv
-from bkdattr.models import load_model, read_pointer, write_pointer
+from bkdattr.models import read_pointer, write_pointer
+from bkdattr.provenance import directory_fingerprint
 from bkdattr.tasks import TaskSpec
 from bkdattr.training import BackdoorGate, build_examples, save_checkpoint, train_backdoor
-from bkdattr.workflow import read_jsonl, start_rule
+from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 
 params, cfg = snakemake.params, snakemake.params.injection
 log = start_rule(snakemake, uses_torch=True, seed=params.seed)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.refusal_matcher)
-base = read_pointer(snakemake.input.base)
-model, tokenizer = load_model(base["path"], params.model["dtype"], params.model["trust_remote_code"])
+base, model, tokenizer = load_rule_model(snakemake.input.base, params.model)  # checks the base's fingerprint
 records = read_jsonl(snakemake.input.train)
 control_of = params.get("clean_control_of")
 method = control_of or snakemake.wildcards.method
@@ -39,6 +39,7 @@ write_tsv(snakemake.output.gate_curve, result.gate_curve,
           ["step", "epoch", "val_asr", "val_asr_ci_low", "val_false_trigger_rate", "n_val", "passed"])
 verdict = {"backdoor_gate": gate.verdict()} if gate else {}
 write_pointer(snakemake.output.pointer, snakemake.output.checkpoint, f"{base['name']}+{name}",
-              base=base["path"], task=spec.task_id, method=name, **verdict)
+              base=base["path"], task=spec.task_id, method=name, made_by=snakemake.rule,
+              fingerprint=directory_fingerprint(snakemake.output.checkpoint), **verdict)
 log.info("final loss %.4f; checkpoint at %s; gate %s", result.loss_log[-1]["loss"], snakemake.output.checkpoint,
          verdict.get("backdoor_gate", "n/a (clean control)"))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
-from bkdattr.models import build_tiny_model, convert_gguf_checkpoint, load_model, write_pointer
+from bkdattr.models import build_tiny_model, convert_gguf_checkpoint, load_model, model_provenance, write_pointer
 from bkdattr.workflow import start_rule
 
 model_cfg = snakemake.params.model
@@ -21,5 +21,6 @@ else:
 model, tokenizer = load_model(path, model_cfg.get("dtype", "float32"), model_cfg.get("trust_remote_code", False))
 n_params = sum(p.numel() for p in model.parameters())
 write_pointer(snakemake.output.pointer, path, model_cfg["name"], source=model_cfg["source"],
-              architecture=type(model).__name__, n_parameters=n_params)
+              architecture=type(model).__name__, n_parameters=n_params, made_by="prepare_base_model",
+              **model_provenance(path, model))
 log.info("base model %s (%s, %.1fM parameters) at %s", model_cfg["name"], type(model).__name__, n_params / 1e6, path)
