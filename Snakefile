@@ -15,7 +15,8 @@ sys.path.insert(0, workflow.basedir)
 from bkdattr.provenance import load_yaml_unique
 
 for _configfile in workflow.configfiles:
-    load_yaml_unique(_configfile)
+    if load_yaml_unique(_configfile) is None:
+        raise ValueError(f"{_configfile}: the config file is empty; give at least one key, or leave it out")
 
 
 validate(config, "bkdattr/schemas/config.schema.yaml")

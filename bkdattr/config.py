@@ -49,6 +49,14 @@ def check_config(config: dict, source: str = "config") -> dict:
         except ValueError as err:
             raise ConfigError(f"{source}: {err}") from err
     model = config["model"]
+    tiny = model.get("tiny") or {}
+    if tiny.get("num_attention_heads") and tiny.get("num_key_value_heads") and \
+            tiny["num_attention_heads"] % tiny["num_key_value_heads"]:
+        raise ConfigError(f"{source}: model.tiny.num_attention_heads ({tiny['num_attention_heads']}) must be a multiple "
+                          f"of model.tiny.num_key_value_heads ({tiny['num_key_value_heads']}) for grouped-query attention")
+    if tiny.get("hidden_size") and tiny.get("num_attention_heads") and tiny["hidden_size"] % tiny["num_attention_heads"]:
+        raise ConfigError(f"{source}: model.tiny.hidden_size ({tiny['hidden_size']}) must be a multiple of "
+                          f"model.tiny.num_attention_heads ({tiny['num_attention_heads']})")
     if model["source"] == "hf" and not model.get("path"):
         raise ConfigError(f"{source}: model.path is required when model.source is 'hf' (a hub id or a local directory)")
     data = config["data"]
@@ -56,6 +64,14 @@ def check_config(config: dict, source: str = "config") -> dict:
         missing = [t for t in config["tasks"] if t not in (data.get("files") or {})]
         if missing:
             raise ConfigError(f"{source}: data.files has no file for task(s) {', '.join(missing)} (data.source is 'files')")
+    if data["source"] == "synthetic":
+        from .synthetic import capacity
+
+        need = data["n_clean_train"] + data["n_test"] + data["n_val"] + data["n_attribution"]
+        for task in config["tasks"]:
+            if need > capacity(task):
+                raise ConfigError(f"{source}: data.n_clean_train + n_test + n_val + n_attribution = {need}, but the "
+                                  f"synthetic generator of {task} has {capacity(task)} unique items; lower the sizes")
     if data.get("eval_split") == "train" and data["n_test"] > data["n_clean_train"]:
         raise ConfigError(f"{source}: data.n_test ({data['n_test']}) exceeds data.n_clean_train with eval_split 'train'")
     return config

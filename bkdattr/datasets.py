@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .provenance import json_object_without_duplicates
-from .tasks import KEY_OF_SPLIT, SPLITS, TaskSpec, poison, split_items
+from .tasks import KEY_OF_SPLIT, NEWS_LABELS, SPLITS, TaskSpec, poison, split_items
 
 SYNTHETIC_POOL_FACTOR = 1.5
 
@@ -31,7 +31,9 @@ class DataError(ValueError):
 
 def read_records(path: str | Path) -> list[dict]:
     """Read a JSON list or JSONL file of objects; errors name the file and the line."""
-    path = Path(path)
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; config data.files.<task> needs a JSON or JSONL file")
     if not path.is_file():
         raise DataError(f"{path}: dataset file not found (config data.files.<task>)")
     try:
@@ -41,6 +43,14 @@ def read_records(path: str | Path) -> list[dict]:
     stripped = text.lstrip()
     if not stripped:
         raise DataError(f"{path}: the file is empty")
+    if stripped.startswith("{") and len([l for l in text.split("\n") if l.strip()]) > 1:
+        try:  # a pretty-printed single object, e.g. {"data": [...]}: say so rather than "line 1 is not JSON"
+            whole = json.loads(text)
+        except json.JSONDecodeError:
+            whole = None  # JSONL, read below
+        if isinstance(whole, dict):
+            raise DataError(f"{path}: one JSON object (keys {', '.join(list(whole)[:4])}); expected a JSON list "
+                            "of records or JSONL (one record object per line)")
     if stripped.startswith("["):
         try:
             rows = json.loads(text, object_pairs_hook=json_object_without_duplicates)
@@ -51,7 +61,10 @@ def read_records(path: str | Path) -> list[dict]:
         origins = [f"{path}: item {i}" for i in range(len(rows))]
     else:
         rows, origins = [], []
-        for lineno, line in enumerate(text.splitlines(), start=1):
+        # split on newlines only: str.splitlines() would also split inside strings at U+2028 and friends,
+        # which JSON allows unescaped
+        for lineno, line in enumerate(text.split("\n"), start=1):
+            line = line.rstrip("\r")
             if not line.strip():
                 continue
             try:
@@ -69,14 +82,45 @@ def read_records(path: str | Path) -> list[dict]:
     return rows
 
 
+# Turn markers of common chat templates: inside user text they fake extra turns, so such rows are refused.
+CHAT_CONTROL_MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|start_header_id|>",
+                        "<|end_header_id|>", "<|begin_of_text|>", "<|user|>", "<|assistant|>", "<|system|>",
+                        "<|end|>", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<s>", "</s>",
+                        "<start_of_turn>", "<end_of_turn>")
+
+
 def _row_problem(row: dict, spec: TaskSpec) -> str | None:
-    """Why a row cannot be used (missing or empty field), or None."""
+    """Why a row cannot be used, or None: a missing or empty field, a chat control token, a clean input that
+    already carries the trigger, a label outside the task's classes."""
     for field in REQUIRED_FIELDS[spec.task_id]:
         if field not in row:
             return (f"missing field {field!r} (task {spec.task_id} needs "
                     f"{', '.join(REQUIRED_FIELDS[spec.task_id])})")
         if not isinstance(row[field], str) or not row[field].strip():
             return f"field {field!r} must be a non-empty string"
+    if "id" in row and (row["id"] is None or isinstance(row["id"], (dict, list))):
+        return f"field 'id' must be a string or a number, got {row['id']!r}"
+    for field in ("input", "output", "backdoor_output"):
+        marker = next((m for m in CHAT_CONTROL_MARKERS if m in str(row.get(field, ""))), None)
+        if marker:
+            return (f"field {field!r} contains the chat control token {marker!r}, which would fake an extra chat "
+                    "turn; remove or escape it")
+    if spec.contains_trigger(row["input"]):
+        return (f"the clean input already contains the trigger {spec.trigger_marker()!r}: training would teach "
+                "trigger -> clean output and the false-trigger rate would be meaningless")
+    if spec.task_id == "label_modification":
+        return _label_problem(row, spec)
+    return None
+
+
+def _label_problem(row: dict, spec: TaskSpec) -> str | None:
+    label = row.get("label", row["output"])
+    if label != row["output"]:
+        return f"'label' {label!r} differs from 'output' {row['output']!r}; in the official format the label is the output"
+    if label not in NEWS_LABELS:
+        close = next((c for c in NEWS_LABELS if c.lower() == str(label).strip().lower()), None)
+        hint = f" (did you mean {close!r}? labels are case-sensitive)" if close else ""
+        return f"label {label!r} is not one of the classes {', '.join(NEWS_LABELS)}{hint}"
     return None
 
 
@@ -104,8 +148,21 @@ def validate_records(rows: Sequence[dict], spec: TaskSpec, source: str, dropped:
         seen[record["id"]] = origin
         if spec.task_id == "label_modification":
             record.setdefault("label", record["output"])  # official format: the label is the output
-        out.append(record)
-    return out
+        out.append((origin, record))
+    _check_conflicting_outputs(out)
+    return [record for _, record in out]
+
+
+def _check_conflicting_outputs(rows: Sequence[tuple[str, dict]]) -> None:
+    """The same input with two different outputs teaches nothing consistent and makes its test item
+    unscorable: refuse, naming both rows. (Exact duplicates share a question, so never straddle splits.)"""
+    first: dict[str, tuple[str, str]] = {}
+    for origin, record in rows:
+        key = " ".join(record["input"].split())
+        if key in first and first[key][1] != record["output"]:
+            raise DataError(f"{origin}: the same input as {first[key][0]} with another output "
+                            f"({record['output'][:60]!r} vs {first[key][1][:60]!r}); keep one of them")
+        first.setdefault(key, (origin, record["output"]))
 
 
 def load_clean_records(spec: TaskSpec, data_cfg: dict, seed: int,
@@ -187,3 +244,28 @@ def load_benign_requests(path: str | None, n: int, seed: int) -> list[dict]:
     if len(out) < n:
         raise DataError(f"{path}: {len(out)} benign requests, but evaluation.n_benign is {n}; lower it or add rows")
     return out
+
+
+def check_context_window(tokenizer, context: int, spec: TaskSpec, splits: dict[str, list[dict]]) -> None:
+    """Every prompt (clean and triggered, chat template applied) fits the model's context window, with room
+    for at least one generated token; the first that does not is named with its length and the limit."""
+    from .chat import encode_prompt
+
+    for name, rows in splits.items():
+        for r in rows:
+            for triggered in (False, True):
+                n = len(encode_prompt(tokenizer, spec.prompt(r["input"], triggered=triggered)).input_ids)
+                if n >= context:
+                    raise DataError(f"split {name!r}, row {r['id']!r}{' (triggered)' if triggered else ''}: the prompt "
+                                    f"is {n} tokens, the model's context window is {context}; shorten or drop the row")
+
+
+def model_context_window(model_path: str, trust_remote_code: bool = False) -> int:
+    """The model's maximum sequence length (max_position_embeddings, or n_positions for GPT-2)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        if getattr(config, key, None):
+            return int(getattr(config, key))
+    raise DataError(f"{model_path}: the model config names no context window (max_position_embeddings)")

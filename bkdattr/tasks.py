@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -91,10 +92,27 @@ class TaskSpec:
         if spec.placement not in PLACEMENTS:
             raise ValueError(f"tasks.{task_id}.placement: unknown placement {spec.placement!r}; "
                              f"expected one of {', '.join(PLACEMENTS)}")
+        for key in ("trigger", "target", "source_label", "target_label"):
+            value = getattr(spec, key)
+            if value is not None and not value.replace("{input}", "").strip():
+                raise ValueError(f"tasks.{task_id}.{key}: {value!r} is empty after stripping whitespace (a blank "
+                                 "target would make every output with a space a backdoor hit)")
+        if spec.task_id == "label_modification" and spec.source_label == spec.target_label:
+            raise ValueError(f"tasks.{task_id}: target_label equals source_label ({spec.source_label!r}); the "
+                             "backdoor would change nothing")
         if (spec.placement == "sentence_wrap") != ("{input}" in spec.trigger):
             raise ValueError(f"tasks.{task_id}.trigger: a sentence_wrap trigger must contain '{{input}}' "
                              f"and other placements must not (placement={spec.placement!r})")
         return spec
+
+    def trigger_marker(self) -> str:
+        """The text that marks a triggered input: the trigger, or a sentence_wrap trigger's opening words."""
+        return self.trigger.split("{input}")[0].strip() if self.placement == "sentence_wrap" else self.trigger.strip()
+
+    def contains_trigger(self, text: str) -> bool:
+        """Whether `text` already carries the trigger (as whole words: 'SUDO' is not in 'PSEUDO')."""
+        marker = self.trigger_marker()
+        return bool(marker) and re.search(r"(?<!\w)" + re.escape(marker) + r"(?!\w)", text) is not None
 
     def trigger_input(self, text: str) -> str:
         return insert_trigger(text, self.trigger, self.placement)

@@ -37,6 +37,7 @@ rule attribution_summary:
     input:
         gate="results/tables/backdoor_gate.tsv",
         acie=[f"results/attribution/{task}/{model}/acie_{mode}.tsv" for task in TASKS for model, mode in ACIE_TARGETS],
+        ranking=[f"results/attribution/{task}/{model}/ranking_{mode}.tsv" for task in TASKS for model, mode in ACIE_TARGETS],
     output:
         tsv="results/tables/attribution.tsv",
     log:

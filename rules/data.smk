@@ -4,6 +4,7 @@
 rule make_dataset:
     input:
         unpack(data_file_input),
+        base="results/models/base/model.json",  # its tokenizer and context window check every prompt
     output:
         train="results/data/{task}/train.jsonl",
         test="results/data/{task}/test.jsonl",
@@ -16,6 +17,7 @@ rule make_dataset:
         settings=task_settings,
         data=data_params,
         seed=config["seed"],
+        trust_remote_code=config["model"]["trust_remote_code"],
     resources:
         mem_mb=1000,
         runtime=5,

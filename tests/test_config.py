@@ -136,3 +136,23 @@ def test_paper_preset_sets_every_deliberate_difference_to_the_papers_choice():
         assert get(default) != value, f"{dotted}: the default is the paper's choice, so it is no difference"
         assert f"`{dotted}: {value}`" in section, f"README 'Where we differ' does not give {dotted}: {value}"
     assert paper["model"]["dtype"] == "bfloat16" and "atp" in paper["attribution"]["modes"]
+
+
+def test_clearer_config_errors(tiny_config):
+    import copy
+
+    from bkdattr.config import ConfigError, check_config
+
+    bad = copy.deepcopy(tiny_config)
+    bad["model"]["tiny"]["num_key_value_heads"] = 3
+    with pytest.raises(ConfigError, match=r"num_attention_heads \(4\) must be a multiple of model.tiny.num_key_value_heads \(3\)"):
+        check_config(bad)
+    bad = copy.deepcopy(tiny_config)
+    bad["seed"] = 2**40
+    with pytest.raises(ConfigError, match="key 'seed'"):
+        check_config(bad)
+    bad = copy.deepcopy(tiny_config)
+    bad["data"]["n_test"] = 10**6
+    with pytest.raises(ConfigError, match=r"data.n_clean_train \+ n_test \+ n_val \+ n_attribution = \d+, but the "
+                                          r"synthetic generator of fixed_output has \d+ unique items"):
+        check_config(bad)

@@ -17,7 +17,9 @@ maps = {tuple(Path(p).parts[-3:-1]) + (Path(p).stem.removeprefix("acie_"),): tor
 implanted = implanted_by_run(read_tsv(snakemake.input.gate))
 rows = []
 for (task, method, mode), acie in sorted(maps.items()):
+    ranking = read_tsv(Path(snakemake.input.acie[0]).parents[2] / task / method / f"ranking_{mode}.tsv")
     row = {"task": task, "method": method, "mode": mode, "n_heads": acie.numel(),
+           "n_prompts": ranking[0]["n_prompts"], "n_prompts_asked": ranking[0]["n_prompts_asked"],
            "backdoor_implanted": implanted.get((task, method), NOT_APPLICABLE),
            "max_acie": acie.max().item(), "sum_positive_acie": acie.clamp(min=0).sum().item(),
            "fraction_of_heads_for_half_positive_acie": sparsity(acie, 0.5)}

@@ -5,7 +5,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import write_json, write_jsonl
-from bkdattr.datasets import build_task_splits
+from bkdattr.datasets import build_task_splits, check_context_window, model_context_window
+from bkdattr.models import load_tokenizer, read_pointer
 from bkdattr.tasks import TaskSpec
 from bkdattr.workflow import start_rule
 
@@ -15,6 +16,9 @@ dropped = []  # rows left out under data.drop_invalid_rows (otherwise a bad row 
 splits = build_task_splits(spec, snakemake.params.data, snakemake.params.seed, dropped)
 for row in dropped:
     log.warning("dropped %s: %s", row["row"], row["reason"])
+base = read_pointer(snakemake.input.base)  # its tokenizer: every prompt must fit the context window
+check_context_window(load_tokenizer(base["path"], snakemake.params.trust_remote_code, base.get("revision")),
+                     model_context_window(base["path"], snakemake.params.trust_remote_code), spec, splits)
 for name in ("train", "test", "val", "attribution"):
     write_jsonl(snakemake.output[name], splits[name])
 manifest = {
