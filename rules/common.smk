@@ -9,6 +9,7 @@ config.update(check_config(config, "config"))
 
 TASKS = list(config["tasks"])
 MODEL = config["model"]
+MODEL_SETTINGS = {k: v for k, v in MODEL.items() if k != "name"}  # what the base model is; `name` only labels it
 METHODS = list(config["injection"]["methods"])
 # "clean_sft": the first method trained on the clean items alone, so utility can be compared with a model
 # that went through the same fine-tuning without the backdoor.

@@ -25,7 +25,7 @@ if MODEL["source"] == "smollm2_wheel":
         benchmark:
             "results/benchmarks/prepare_base_model.tsv"
         params:
-            model=MODEL,
+            model=MODEL_SETTINGS,
             seed=config["seed"],
         resources:
             mem_mb=4000,
@@ -46,7 +46,7 @@ elif MODEL["source"] == "tiny":
         benchmark:
             "results/benchmarks/prepare_base_model.tsv"
         params:
-            model=MODEL,
+            model=MODEL_SETTINGS,
             seed=config["seed"],
         resources:
             mem_mb=1000,
@@ -66,7 +66,7 @@ else:
         log:
             "results/logs/prepare_base_model.log",
         params:
-            model=MODEL,
+            model=MODEL_SETTINGS,
             seed=config["seed"],
         resources:
             mem_mb=32000,

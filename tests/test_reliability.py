@@ -76,3 +76,10 @@ def test_switching_the_clean_control_off_retrains_nothing(tiny_run, tmp_path):
     path = _changed(tmp_path, lambda c: c["injection"].update(clean_control=False))
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
     assert not {"inject_backdoor", "inject_clean_control", "evaluate_model", "cache_activations"} & set(jobs)
+
+
+def test_renaming_the_model_reruns_only_the_tables_and_figures_that_print_the_name(tiny_run, tmp_path):
+    path = _changed(tmp_path, lambda c: c["model"].update(name="renamed-model"))
+    jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
+    assert not {"prepare_base_model", "inject_backdoor", "evaluate_model", "cache_activations", "attribute_heads"} & set(jobs)
+    assert {"injection_table", "fig2", "fig3", "table1", "claims_report"} <= set(jobs)

@@ -20,7 +20,8 @@ else:
 # Load once here so a wrong path, a non-causal-LM or a tokenizer without chat template fails now.
 model, tokenizer = load_model(path, model_cfg.get("dtype", "float32"), model_cfg.get("trust_remote_code", False))
 n_params = sum(p.numel() for p in model.parameters())
-write_pointer(snakemake.output.pointer, path, model_cfg["name"], source=model_cfg["source"],
+# "base", not model.name: the name is a label for tables and figures, and renaming must rerun only those
+write_pointer(snakemake.output.pointer, path, "base", source=model_cfg["source"],
               architecture=type(model).__name__, n_parameters=n_params, made_by="prepare_base_model",
               **model_provenance(path, model))
-log.info("base model %s (%s, %.1fM parameters) at %s", model_cfg["name"], type(model).__name__, n_params / 1e6, path)
+log.info("base model (%s, %.1fM parameters) at %s", type(model).__name__, n_params / 1e6, path)
