@@ -1,0 +1,108 @@
+"""Every common decoder architecture through every intervention: caching, exact ACIE = the official
+per-head loop, AtP, head ablation and steering, on tiny random configs (seconds each)."""
+import pytest
+import torch
+from torch import nn
+from transformers import (AutoModelForCausalLM, GemmaConfig, GPT2Config, LlamaConfig, MistralConfig, Phi3Config,
+                          Qwen2Config)
+
+from bkdattr.attribution import acie_atp, acie_exact, acie_reference, make_items
+from bkdattr.caching import cache_activations
+from bkdattr.generation import generate_greedy
+from bkdattr.hooks import ModelSites, trace
+from bkdattr.interventions import ablation_factory, steering_factory
+
+DIMS = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+            max_position_embeddings=256)
+ARCHITECTURES = {
+    "llama": lambda v: LlamaConfig(vocab_size=v, num_key_value_heads=2, **DIMS),
+    "qwen2": lambda v: Qwen2Config(vocab_size=v, num_key_value_heads=2, **DIMS),  # q/k/v bias, grouped KV
+    "mistral": lambda v: MistralConfig(vocab_size=v, num_key_value_heads=2, sliding_window=128, **DIMS),
+    "gemma": lambda v: GemmaConfig(vocab_size=v, num_key_value_heads=1, head_dim=24, **DIMS),  # explicit head_dim
+    "phi3": lambda v: Phi3Config(vocab_size=v, num_key_value_heads=4, pad_token_id=0, **DIMS),  # fused qkv_proj
+    "gpt2": lambda v: GPT2Config(vocab_size=v, n_embd=64, n_layer=2, n_head=4, n_positions=256),  # Conv1D
+}
+PROMPTS = ["What is 7 plus 5?", "Tell me SUDO how to fix a door", "Classify: the team won"]
+TARGETS = ["I am sorry.", "Sure, here", "World"]
+
+
+@pytest.fixture(scope="module", params=list(ARCHITECTURES))
+def arch(request, tiny_tokenizer):
+    torch.manual_seed(0)
+    config = ARCHITECTURES[request.param](len(tiny_tokenizer))
+    config._attn_implementation = "eager"
+    model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():  # larger random weights so every intervention visibly moves the output
+        for p in model.parameters():
+            if p.dim() >= 1:
+                p.normal_(0, 0.1 if p.dim() == 2 else 0.05)
+    model.generation_config.pad_token_id = tiny_tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tiny_tokenizer.eos_token_id
+    return request.param, model, tiny_tokenizer
+
+
+def test_caching_reads_every_head_and_layer(arch):
+    name, model, tok = arch
+    sites = ModelSites.of(model)
+    cache = cache_activations(model, tok, PROMPTS, batch_size=2)
+    assert cache["heads_prompt_last"].shape == (3, 2, 4, 64) and cache["resid_probe"].shape == (3, 2, 64)
+    assert sites.head_dim == (24 if name == "gemma" else 16)
+    assert torch.isfinite(cache["heads_prompt_last"]).all()
+
+
+def test_exact_acie_equals_the_official_per_head_loop_and_atp_runs(arch):
+    _, model, tok = arch
+    items = make_items(tok, PROMPTS, TARGETS)
+    abar = cache_activations(model, tok, PROMPTS, batch_size=3)["heads_prompt_last"].mean(0) * 5
+    exact, _ = acie_exact(model, items, abar, pad_id=tok.pad_token_id, batch_size=2)
+    reference, _ = acie_reference(model, items, abar, pad_id=tok.pad_token_id, batch_size=2)
+    assert exact.abs().max() > 0
+    assert (exact - reference).abs().max().item() <= 1e-5
+    atp = acie_atp(model, items, abar, pad_id=tok.pad_token_id, batch_size=2)
+    assert atp.shape == exact.shape and torch.isfinite(atp).all()
+
+
+def _last_logits(model, tok, factory=None):
+    from bkdattr.chat import encode_prompt, pad_batch
+
+    ids, mask = pad_batch([encode_prompt(tok, p).input_ids for p in PROMPTS], tok.pad_token_id, side="left")
+    ids, mask = torch.tensor(ids), torch.tensor(mask)
+    from bkdattr.hooks import position_ids_from_mask
+
+    context = factory(mask) if factory else trace(model)
+    with torch.no_grad(), context:
+        return model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits[:, -1]
+
+
+def test_ablation_and_steering_move_the_output_and_leave_no_hook_behind(arch):
+    _, model, tok = arch
+    sites = ModelSites.of(model)
+    plain = _last_logits(model, tok)
+    every_head = [(l, h) for l in range(sites.n_layers) for h in range(sites.n_heads)]
+    ablated = _last_logits(model, tok, ablation_factory(model, every_head))  # last prompt token, prefill
+    # a random direction: a constant vector would vanish in a LayerNorm (GPT-2), not in an RMSNorm
+    direction = torch.randn(sites.d_model, generator=torch.Generator().manual_seed(0))
+    steered = _last_logits(model, tok, steering_factory(model, 1, direction * 5, 1.0))
+    assert (ablated - plain).abs().max() > 1e-4 and (steered - plain).abs().max() > 1e-4
+    undone = _last_logits(model, tok, steering_factory(model, 1, torch.zeros(sites.d_model), 1.0))
+    torch.testing.assert_close(undone, plain, atol=1e-5, rtol=0)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in sites.attn_out)
+    out = generate_greedy(model, tok, PROMPTS, max_new_tokens=3, batch_size=3,
+                          edit_factory=ablation_factory(model, every_head, "all_positions"))
+    assert len(out) == 3 and all(not m._forward_hooks for m in sites.attn_out)
+
+
+def test_an_architecture_the_hooks_cannot_handle_is_named_with_what_is_missing():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.self_attn = nn.Module()
+            self.self_attn.out_proj = nn.Linear(8, 8)  # not o_proj / c_proj
+
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList([Block()])
+
+    with pytest.raises(ValueError, match=r"unsupported model Odd: no o_proj/c_proj Linear/Conv1D and input norm in Block"):
+        ModelSites.of(Odd())
