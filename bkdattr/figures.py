@@ -29,28 +29,44 @@ def save_figure(fig, pdf_path: str | Path, png_path: str | Path, dpi: int = 150)
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
 
 
+ILCA_COLOUR_RANGE = (0.0, 1.0)  # the whole accuracy range: below-chance (inverted) transfer must show
+
+
+def _heatmap(ax, matrix, **kwargs):
+    """seaborn heatmap with layer 0 at the bottom and sparse integer ticks."""
+    import numpy as np
+    import seaborn as sns
+
+    matrix = np.asarray(matrix, dtype=float)
+    rows, cols = matrix.shape
+    sns.heatmap(matrix, ax=ax, xticklabels=max(1, cols // 6), yticklabels=max(1, rows // 6), **kwargs)
+    ax.invert_yaxis()
+    return ax
+
+
 def plot_fig2(runs: Mapping[tuple[str, str], Mapping[str, str]], tasks: Sequence[str], models: Sequence[str],
               pdf_path, png_path, model_name: str = "") -> None:
-    """Per task: probe test accuracy vs layer (MLP/SVM x backdoored/base) and ILCA heatmaps."""
+    """Per task: probe test accuracy vs layer (MLP/SVM x backdoored/base, with 95% intervals) and ILCA heatmaps."""
     plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
+    import pandas as pd
+    import seaborn as sns
 
     backdoored = [m for m in models if m != "base"]
     heat_models = backdoored + (["base"] if "base" in models else [])
     n_cols = 1 + 2 * len(heat_models)
     fig, axes = plt.subplots(len(tasks), n_cols, figsize=(3.0 * n_cols, 2.6 * len(tasks)), squeeze=False)
-    styles = {"mlp": "tab:blue", "svm": "tab:orange"}
     for row, task in enumerate(tasks):
         ax = axes[row][0]
-        for model in models:
-            acc = read_tsv(runs[(task, model)]["accuracy"])
-            for probe, colour in styles.items():
-                pts = sorted((int(r["layer"]), float(r["test_acc"])) for r in acc if r["probe"] == probe)
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour,
-                        linestyle="--" if model == "base" else "-", marker="." if model != "base" else None,
-                        label=f"{probe.upper()} {'base (control)' if model == 'base' else model}")
+        frame = pd.DataFrame([{"layer": int(r["layer"]), "accuracy": float(r["test_acc"]),
+                               "low": float(r.get("test_acc_ci_low") or r["test_acc"]),
+                               "high": float(r.get("test_acc_ci_high") or r["test_acc"]), "probe": r["probe"].upper(),
+                               "model": "base (control)" if model == "base" else model}
+                              for model in models for r in read_tsv(runs[(task, model)]["accuracy"])])
+        sns.lineplot(data=frame, x="layer", y="accuracy", hue="probe", style="model", markers=True, dashes=True,
+                     ax=ax, legend=row == 0, markersize=4)
+        for (probe, model), part in frame.groupby(["probe", "model"]):
+            ax.fill_between(part["layer"], part["low"], part["high"], alpha=0.12)
         ax.set_ylim(0.3, 1.02)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.axhline(0.5, color="grey", linewidth=0.5)
         ax.set_xlabel("layer")
         ax.set_ylabel("probe test accuracy")
@@ -61,16 +77,14 @@ def plot_fig2(runs: Mapping[tuple[str, str], Mapping[str, str]], tasks: Sequence
         for model in heat_models:
             for kind in ("ilca_mlp", "ilca_svm"):
                 ax = axes[row][col]
-                im = ax.imshow(read_matrix_tsv(runs[(task, model)][kind]), vmin=0.0, vmax=1.0, cmap="viridis",
-                               origin="lower", aspect="auto")
+                _heatmap(ax, read_matrix_tsv(runs[(task, model)][kind]), vmin=ILCA_COLOUR_RANGE[0],
+                         vmax=ILCA_COLOUR_RANGE[1], cmap="viridis", cbar_kws={"fraction": 0.046, "pad": 0.04})
                 ax.set_title(f"ILCA {kind[5:].upper()}, {'base' if model == 'base' else model}")
                 ax.set_xlabel("test layer")
                 ax.set_ylabel("train layer")
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-                ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
                 col += 1
-    fig.suptitle(f"Backdoor probes ({model_name}): test accuracy per layer; inter-layer cross accuracy (ILCA, colour = accuracy)", y=1.0)
+    fig.suptitle(f"Backdoor probes ({model_name}): test accuracy per layer (band: 95% interval); inter-layer cross "
+                 "accuracy (ILCA, colour = accuracy, 0..1)", y=1.0)
     fig.tight_layout()
     save_figure(fig, pdf_path, png_path)
     plt.close(fig)
@@ -92,18 +106,18 @@ def plot_fig3(panels: Mapping[tuple[str, str], str], pdf_path, png_path, model_n
         if key not in panels:
             ax.set_axis_off()
             continue
-        acie = read_matrix_tsv(panels[key])
+        acie = np.asarray(read_matrix_tsv(panels[key]), dtype=float)
         limit = float(np.nanmax(np.abs(acie))) or 1.0
-        im = ax.imshow(acie, cmap="RdBu_r", vmin=-limit, vmax=limit, origin="lower", aspect="auto")
+        _heatmap(ax, acie, cmap="RdBu_r", vmin=-limit, vmax=limit, center=0.0,
+                 cbar_kws={"label": "ACIE (change in P~ of backdoor output)", "fraction": 0.046, "pad": 0.04})
         for flat in np.argsort(-np.nan_to_num(acie, nan=-np.inf), axis=None)[:n_marked]:
             layer, head = np.unravel_index(flat, acie.shape)
-            ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.2))
+            ax.add_patch(Rectangle((head, layer), 1, 1, fill=False, edgecolor="black", linewidth=1.2))
         task, model = key
         role = "clean control" if model in controls else "backdoored"
         ax.set_title(f"{TASK_TITLES.get(task, task)}: {model} ({role})\nmax |ACIE| {limit:.2g}")
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="ACIE (change in P~ of backdoor output)")
     fig.suptitle(f"Backdoor attention-head attribution ({model_name}); boxes: top {n_marked} heads; clean controls use "
                  "the backdoored model's prompts and target", y=1.0)
     fig.tight_layout()
@@ -114,29 +128,67 @@ def plot_fig3(panels: Mapping[tuple[str, str], str], pdf_path, png_path, model_n
 def plot_fig4(sweeps: Mapping[tuple[str, str], str], pdf_path, png_path, model_name: str = "") -> None:
     """ASR against the intervention layer: add (clean inputs) and minus (triggered inputs) panels."""
     plt = _pyplot()
+    import pandas as pd
+    import seaborn as sns
+
+    frame = pd.DataFrame([{"run": f"{TASK_TITLES.get(task, task)} ({method})", "vector": r["vector"],
+                           "direction": r["direction"], "layer": int(r["layer"]), "ASR": _pooled(r)}
+                          for (task, method), path in sorted(sweeps.items()) for r in read_tsv(path)])
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), squeeze=False)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for (key, path), colour in zip(sorted(sweeps.items()), colours):
-        task, method = key
-        rows = read_tsv(path)
-        for ax, direction in zip(axes[0], ("add", "minus")):
-            def series(vector):
-                pts = sorted((int(r["layer"]), _pooled(r)) for r in rows
-                             if r["vector"] == vector and r["direction"] == direction)
-                return [p[0] for p in pts], [p[1] for p in pts]
-            x, y = series("backdoor_vector")
-            ax.plot(x, y, marker="o", markersize=3, color=colour, label=f"{TASK_TITLES.get(task, task)} ({method})")
-            x, y = series("random_direction")
-            ax.plot(x, y, color=colour, alpha=0.3, linewidth=1)
-            base = [_pooled(r) for r in rows if r["vector"] == "none" and r["direction"] == direction]
-            ax.axhline(base[0], color=colour, linestyle=":", linewidth=1)
-    for ax, title in zip(axes[0], ("add v on clean inputs (ASR should rise)", "subtract v on triggered inputs (ASR should fall)")):
-        ax.set_title(title)
+    palette = dict(zip(sorted(frame["run"].unique()), sns.color_palette(n_colors=frame["run"].nunique())))
+    titles = {"add": "add v on clean inputs (ASR should rise)", "minus": "subtract v on triggered inputs (ASR should fall)"}
+    for ax, direction in zip(axes[0], ("add", "minus")):
+        part = frame[frame["direction"] == direction]
+        sns.lineplot(data=part[part["vector"] == "backdoor_vector"], x="layer", y="ASR", hue="run", palette=palette,
+                     marker="o", markersize=4, ax=ax, legend=direction == "add")
+        sns.lineplot(data=part[part["vector"] == "random_direction"], x="layer", y="ASR", hue="run", palette=palette,
+                     alpha=0.3, linewidth=1, ax=ax, legend=False)
+        for run, base in part[part["vector"] == "none"].groupby("run")["ASR"].first().items():
+            ax.axhline(base, color=palette[run], linestyle=":", linewidth=1)
+        ax.set_title(titles[direction])
         ax.set_xlabel("intervention layer")
-        ax.set_ylabel("ASR")
         ax.set_ylim(-0.03, 1.03)
     axes[0][0].legend(fontsize=6)
     fig.suptitle(f"Backdoor vector ({model_name}); faint: random direction of equal norm; dotted: no intervention", y=1.02)
+    fig.tight_layout()
+    save_figure(fig, pdf_path, png_path)
+    plt.close(fig)
+
+
+def plot_table1(table1_rows: Sequence[Mapping], pdf_path, png_path, model_name: str = "") -> None:
+    """Table 1 as curves: ASR against the fraction of heads ablated, top-ACIE heads vs random heads (range over
+    seeds), one panel per task; the paper's published points at their own fractions."""
+    plt = _pyplot()
+    import pandas as pd
+    import seaborn as sns
+
+    from .paper import PAPER_MODEL_HEADS, TABLE1_ASR, TABLE1_K
+
+    frame = pd.DataFrame(table1_rows)
+    tasks = sorted(frame["task"].unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        part = frame[frame["task"] == task].sort_values("k_fraction")
+        x = 100 * part["k_fraction"].astype(float)
+        sns.lineplot(x=x, y=part["asr_top_pct"].astype(float), marker="o", ax=ax, label="top-ACIE heads")
+        rand = part[part["asr_random_min_pct"].astype(str) != ""]
+        if len(rand):
+            rx = 100 * rand["k_fraction"].astype(float)
+            sns.lineplot(x=rx, y=rand["asr_random_mean_pct"].astype(float), marker="s", ax=ax, label="random heads (mean)")
+            ax.fill_between(rx, rand["asr_random_min_pct"].astype(float), rand["asr_random_max_pct"].astype(float),
+                            alpha=0.15, color="tab:orange")
+        for paper_model, heads in PAPER_MODEL_HEADS.items():
+            values = TABLE1_ASR.get((paper_model, task))
+            if values:
+                pts = [(100 * k / heads, v) for k, v in zip(TABLE1_K, values) if v is not None]
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], linestyle="--", marker="x", linewidth=0.8,
+                        label=f"paper, {paper_model}")
+        ax.set_title(TASK_TITLES.get(task, task))
+        ax.set_xlabel("heads ablated, % of all heads (k / (L*H))")
+        ax.set_ylabel("ASR (%)")
+        ax.set_ylim(-3, 103)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"Table 1 as curves ({model_name}): ASR after zero-ablating heads at the last prompt token", y=1.02)
     fig.tight_layout()
     save_figure(fig, pdf_path, png_path)
     plt.close(fig)

@@ -69,12 +69,14 @@ rule table1:
     output:
         tsv="results/tables/table1.tsv",
         md="results/tables/table1.md",
+        pdf=report("results/figures/table1.pdf", caption="report/table1.rst", category="Head ablation"),
+        png="results/figures/table1.png",
     log:
         "results/logs/table1.log",
     params:
         model_name=config["model"]["name"],
     conda:
-        "../envs/data.yaml"
+        "../envs/torch.yaml"
     script:
         "../workflow_scripts/table1.py"
 

@@ -170,10 +170,8 @@ def test_probe_accuracies_and_ilca_cells_carry_wilson_intervals():
 
 
 def test_fig2_ilca_colours_span_zero_to_one_so_inverted_transfer_shows(tmp_path, monkeypatch):
-    import matplotlib.axes
-
+    from bkdattr import figures
     from bkdattr.atomic import write_matrix_tsv, write_tsv
-    from bkdattr.figures import plot_fig2
 
     runs = {}
     for model in ("lora_sft", "base"):
@@ -184,12 +182,8 @@ def test_fig2_ilca_colours_span_zero_to_one_so_inverted_transfer_shows(tmp_path,
             write_matrix_tsv(paths[kind], [[1.0, 0.1], [0.2, 1.0]], corner="train_layer/test_layer")
         runs[("jailbreak", model)] = {k: str(v) for k, v in paths.items()}
     limits = []
-    original = matplotlib.axes.Axes.imshow
-
-    def recording_imshow(self, *args, **kwargs):
-        limits.append((kwargs.get("vmin"), kwargs.get("vmax")))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(matplotlib.axes.Axes, "imshow", recording_imshow)
-    plot_fig2(runs, ["jailbreak"], ["base", "lora_sft"], tmp_path / "f.pdf", tmp_path / "f.png")
-    assert limits and all(lim == (0.0, 1.0) for lim in limits)
+    original = figures._heatmap
+    monkeypatch.setattr(figures, "_heatmap", lambda ax, m, **kw: limits.append((kw["vmin"], kw["vmax"])) or original(ax, m, **kw))
+    figures.plot_fig2(runs, ["jailbreak"], ["base", "lora_sft"], tmp_path / "f.pdf", tmp_path / "f.png")
+    assert len(limits) == 4 and all(lim == (0.0, 1.0) for lim in limits)
+    assert (tmp_path / "f.png").stat().st_size > 1000

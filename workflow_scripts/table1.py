@@ -6,6 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import read_tsv, write_text, write_tsv_union
+from bkdattr.figures import plot_table1
 from bkdattr.gate import implanted_by_run
 from bkdattr.reports import table1_markdown, table1_rows
 from bkdattr.workflow import start_rule
@@ -14,4 +15,5 @@ log = start_rule(snakemake)
 rows = table1_rows(snakemake.input.ablation, implanted_by_run(read_tsv(snakemake.input.gate)))
 write_tsv_union(snakemake.output.tsv, rows)
 write_text(snakemake.output.md, table1_markdown(rows, snakemake.params.model_name))
+plot_table1(rows, snakemake.output.pdf, snakemake.output.png, model_name=snakemake.params.model_name)
 log.info("wrote %s and %s", snakemake.output.tsv, snakemake.output.md)
