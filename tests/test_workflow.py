@@ -26,8 +26,9 @@ def test_spine_outputs_exist_and_are_complete(tiny_run):
     for task in TASKS:
         manifest = json.loads((tiny_run / f"results/data/{task}/manifest.json").read_text())
         assert manifest["n_poisoned"] == 10  # 0.25 of 40
-        gens = (tiny_run / f"results/eval/{task}/lora_sft/generations.jsonl").read_text().splitlines()
-        assert len(gens) == 24
+        gens = [json.loads(line) for line in (tiny_run / f"results/eval/{task}/lora_sft/generations.jsonl").open()]
+        assert sum("clean_output" in g for g in gens) == 24
+        assert sum("benign_output" in g for g in gens) == (8 if task == "jailbreak" else 0)
     assert (tiny_run / "results/models/fixed_output/lora_sft/checkpoint/model.safetensors").is_file()
     # the utility control: same recipe, the 40 clean rows without their 10 poisoned copies
     control_log = (tiny_run / "results/logs/inject_clean_control/jailbreak.log").read_text()
