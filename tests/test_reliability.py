@@ -69,7 +69,8 @@ def test_one_tasks_trigger_reruns_that_task_only(tiny_run, tmp_path):
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
     assert jobs["make_dataset"] == 1 and jobs["inject_backdoor"] == 1 and jobs["inject_clean_control"] == 1
     assert jobs["evaluate_model"] == 3  # base, lora_sft and clean_sft of that task
-    assert jobs["attribute_heads"] == 3 and jobs["ablate_heads"] == 1 and "prepare_base_model" not in jobs
+    # lora_sft in 3 modes + the exact ACIE control on base and clean_sft
+    assert jobs["attribute_heads"] == 5 and jobs["ablate_heads"] == 1 and "prepare_base_model" not in jobs
 
 
 def test_switching_the_clean_control_off_retrains_nothing(tiny_run, tmp_path):
