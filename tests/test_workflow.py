@@ -22,7 +22,11 @@ def test_spine_outputs_exist_and_are_complete(tiny_run):
     rows = read_tsv(tiny_run / "results/tables/injection.tsv")
     assert {(r["task"], r["model"]) for r in rows} == {(t, m) for t in TASKS for m in ("base", "lora_sft", "clean_sft")}
     for row in rows:
-        assert 0.0 <= float(row["value"]) <= 1.0 and int(row["n"]) > 0
+        assert int(row["n"]) > 0, row
+        if row["metric"] == "reference_logprob":  # a mean log-probability per token
+            assert float(row["value"]) < 0.0
+        else:  # rates and ROUGE-L
+            assert 0.0 <= float(row["value"]) <= 1.0, row
     for task in TASKS:
         manifest = json.loads((tiny_run / f"results/data/{task}/manifest.json").read_text())
         assert manifest["n_poisoned"] == 10  # 0.25 of 40
@@ -139,3 +143,11 @@ def test_injection_reads_train_and_validation_never_test(tiny_run):
     for r in inject:
         inputs = r["input-file(s)"]
         assert "val.jsonl" in inputs and "train.jsonl" in inputs and "test.jsonl" not in inputs, inputs
+
+
+def test_the_attribution_table_says_how_many_prompts_were_used_and_asked(tiny_run):
+    rows = read_tsv(tiny_run / "results/tables/attribution.tsv")
+    for r in rows:
+        assert r["n_prompts_asked"] == "6" and 1 <= int(r["n_prompts"]) <= 6
+    label = [r for r in rows if r["task"] == "label_modification"]
+    assert all(int(r["n_prompts"]) < 6 for r in label)  # 12-item pool, about a quarter Sports: capped, and said so
