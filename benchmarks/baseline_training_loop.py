@@ -10,7 +10,6 @@ import math
 import random
 import sys
 import time
-from pathlib import Path
 from typing import Sequence
 
 from bkdattr.chat import IGNORE_INDEX, pad_batch

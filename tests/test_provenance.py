@@ -121,9 +121,3 @@ def test_a_file_deleted_from_a_checkpoint_is_named_on_load(tmp_path):
     with pytest.raises(ProvenanceError, match=r"tokenizer.json: missing.*--forcerun inject_backdoor"):
         load_rule_model(tmp_path / "model.json", {"dtype": "float32", "trust_remote_code": False})
 
-
-def test_an_empty_override_config_file_is_named(tmp_path):
-    empty = tmp_path / "override.yaml"
-    empty.write_text("# nothing here yet\n")
-    proc = snakemake(tmp_path, "-n", "--configfile", str(TINY_CONFIG), str(empty), configfile=TINY_CONFIG, check=False)
-    assert proc.returncode != 0 and "override.yaml: the config file is empty" in proc.stdout + proc.stderr
