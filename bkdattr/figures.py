@@ -62,10 +62,11 @@ def plot_fig2(runs: Mapping[tuple[str, str], Mapping[str, str]], tasks: Sequence
                                "high": float(r.get("test_acc_ci_high") or r["test_acc"]), "probe": r["probe"].upper(),
                                "model": "base (control)" if model == "base" else model}
                               for model in models for r in read_tsv(runs[(task, model)]["accuracy"])])
+        palette = dict(zip(sorted(frame["probe"].unique()), sns.color_palette(n_colors=frame["probe"].nunique())))
         sns.lineplot(data=frame, x="layer", y="accuracy", hue="probe", style="model", markers=True, dashes=True,
-                     ax=ax, legend=row == 0, markersize=4)
-        for (probe, model), part in frame.groupby(["probe", "model"]):
-            ax.fill_between(part["layer"], part["low"], part["high"], alpha=0.12)
+                     palette=palette, ax=ax, legend=row == 0, markersize=4)
+        for (probe, _model), part in frame.groupby(["probe", "model"]):  # each band in its line's colour
+            ax.fill_between(part["layer"], part["low"], part["high"], alpha=0.12, color=palette[probe])
         ax.set_ylim(0.3, 1.02)
         ax.axhline(0.5, color="grey", linewidth=0.5)
         ax.set_xlabel("layer")
