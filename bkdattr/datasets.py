@@ -176,11 +176,16 @@ def load_clean_records(spec: TaskSpec, data_cfg: dict, seed: int,
     if source == "synthetic":
         from .synthetic import GENERATORS, capacity
 
+        generate, most, origin = GENERATORS[spec.task_id], capacity(spec.task_id), f"synthetic:{spec.task_id}"
+        if spec.task_id == "fixed_output" and data_cfg.get("synthetic_answers", "short") == "long":
+            from .instructions import capacity as instruction_capacity, generate_instructions
+
+            generate, most, origin = generate_instructions, instruction_capacity(), "synthetic:instructions"
         # a pool larger than the splits: splitting by question leaves out the rows of a question that do not
         # fit the split it went to (SYNTHETIC_POOL_FACTOR rows per needed row, capped at what exists)
         need = sum(data_cfg[KEY_OF_SPLIT[name]] for name in SPLITS)
-        rows = GENERATORS[spec.task_id](min(capacity(spec.task_id), math.ceil(SYNTHETIC_POOL_FACTOR * need)), seed)
-        return validate_records(rows, spec, f"synthetic:{spec.task_id}", dropped), f"synthetic:{spec.task_id}"
+        rows = generate(min(most, math.ceil(SYNTHETIC_POOL_FACTOR * need)), seed)
+        return validate_records(rows, spec, origin, dropped), origin
     if source == "files":
         files = data_cfg.get("files") or {}
         if spec.task_id not in files:
