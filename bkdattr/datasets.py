@@ -9,20 +9,20 @@ dropping them (`data.drop_invalid_rows`), in which case each is counted in the m
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Sequence
 
 from .provenance import json_object_without_duplicates
 from .tasks import KEY_OF_SPLIT, NEWS_LABELS, SPLITS, TaskSpec, poison, split_items
 
-SYNTHETIC_POOL_FACTOR = 1.5
-
 REQUIRED_FIELDS = {
     "fixed_output": ("input", "output"),
     "jailbreak": ("input", "output", "backdoor_output"),
     "label_modification": ("input", "output"),
 }
+
+
+DEFAULT_SYNTHETIC_POOL = 1950  # the schema's default: 1.5 rows per row of the default splits (1300)
 
 
 class DataError(ValueError):
@@ -181,10 +181,12 @@ def load_clean_records(spec: TaskSpec, data_cfg: dict, seed: int,
             from .instructions import capacity as instruction_capacity, generate_instructions
 
             generate, most, origin = generate_instructions, instruction_capacity(), "synthetic:instructions"
-        # a pool larger than the splits: splitting by question leaves out the rows of a question that do not
-        # fit the split it went to (SYNTHETIC_POOL_FACTOR rows per needed row, capped at what exists)
-        need = sum(data_cfg[KEY_OF_SPLIT[name]] for name in SPLITS)
-        rows = generate(min(most, math.ceil(SYNTHETIC_POOL_FACTOR * need)), seed)
+        # A fixed pool (data.synthetic_pool rows, a prefix of the generator's shuffled stream), never sized by
+        # the splits: a pool sized by them reshuffled every split when one size changed (n_test 200 -> 150
+        # moved 200-426 training rows per task). From a fixed pool test and val come from one end of the
+        # question order and train from the other, so each stays put. Not the whole space: that would give a
+        # jailbreak request 40 rewordings, and a test split of 200 rows only 5 distinct requests.
+        rows = generate(min(most, data_cfg.get("synthetic_pool", DEFAULT_SYNTHETIC_POOL)), seed)
         return validate_records(rows, spec, origin, dropped), origin
     if source == "files":
         files = data_cfg.get("files") or {}
@@ -212,7 +214,13 @@ def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int, dropped: list |
     so the test split is read only for reported numbers. Rows dropped under data.drop_invalid_rows are
     appended to `dropped` (required then)."""
     records, source = load_clean_records(spec, data_cfg, seed, dropped)
-    splits = split_items(records, {name: data_cfg[KEY_OF_SPLIT[name]] for name in SPLITS}, seed, source=source)
+    try:
+        splits = split_items(records, {name: data_cfg[KEY_OF_SPLIT[name]] for name in SPLITS}, seed, source=source)
+    except ValueError as err:
+        if source.startswith("synthetic:") and len(records) == data_cfg.get("synthetic_pool", DEFAULT_SYNTHETIC_POOL):
+            raise DataError(f"{err}; for synthetic data, raise data.synthetic_pool "
+                            f"(now {len(records)} rows drawn from the generator)") from err
+        raise
     if data_cfg.get("eval_split", "test") == "train":
         # The paper's setting: evaluate on items drawn from the training pool.
         splits["test"] = splits["train"][: data_cfg["n_test"]]

@@ -169,6 +169,27 @@ def test_no_question_is_shared_between_train_and_any_held_out_split_at_the_defau
     assert len({question_key(r) for r in splits["test"]}) >= 10  # held-out questions, not a handful
 
 
+@pytest.mark.parametrize("task", ["fixed_output", "jailbreak", "label_modification"])
+def test_a_held_out_size_never_moves_training_rows_and_a_training_size_never_moves_held_out_ones(task):
+    """Splits are nested: a smaller test split is a prefix of the larger one, and the training and
+    attribution rows stay put (before, n_test 200 -> 150 moved 200-426 training rows per task)."""
+    from bkdattr.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
+    spec = TaskSpec.from_config(task, config["tasks"][task])
+    ids = lambda splits, name: [r["id"] for r in splits[name]]  # noqa: E731
+    default = build_task_splits(spec, config["data"], config["seed"])
+    fewer_held_out = build_task_splits(spec, {**config["data"], "n_test": 150, "n_val": 60}, config["seed"])
+    more_training = build_task_splits(spec, {**config["data"], "n_clean_train": 900}, config["seed"])
+    assert ids(fewer_held_out, "train") == ids(default, "train")
+    assert ids(fewer_held_out, "attribution") == ids(default, "attribution")
+    assert ids(fewer_held_out, "test") == ids(default, "test")[:150]
+    assert ids(more_training, "test") == ids(default, "test") and ids(more_training, "val") == ids(default, "val")
+    clean_default = [i for i, r in zip(ids(default, "train"), default["train"]) if not r["poisoned"]]
+    clean_more = [i for i, r in zip(ids(more_training, "train"), more_training["train"]) if not r["poisoned"]]
+    assert clean_more[:len(clean_default)] == clean_default
+
+
 def test_eval_split_train_is_the_only_way_test_items_meet_training_questions():
     splits = build_task_splits(JAIL, {**DATA, "eval_split": "train"}, seed=3)
     train_ids = {r["id"] for r in splits["train"]}
