@@ -190,6 +190,11 @@ def test_a_held_out_size_never_moves_training_rows_and_a_training_size_never_mov
     assert clean_more[:len(clean_default)] == clean_default
 
 
+def test_sizes_beyond_the_synthetic_pool_name_the_key():
+    with pytest.raises(DataError, match=r"raise data.synthetic_pool \(now 30 rows"):
+        build_task_splits(JAIL, {**DATA, "synthetic_pool": 30}, seed=0)
+
+
 def test_eval_split_train_is_the_only_way_test_items_meet_training_questions():
     splits = build_task_splits(JAIL, {**DATA, "eval_split": "train"}, seed=3)
     train_ids = {r["id"] for r in splits["train"]}
