@@ -11,7 +11,7 @@ configfile: "config.yaml"
 
 
 # A key written twice in a config file would silently drop the first block (YAML keeps the last): refuse it.
-sys.path.insert(0, workflow.basedir)
+sys.path.insert(0, workflow.basedir)  # bkdattr for the Snakefile and rules/*.smk, also when snakemake runs from its own env
 from bkdattr.provenance import load_yaml_unique
 
 for _configfile in workflow.configfiles:

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
+import os
 import sys
+
+# Set by the tests: each rule appends the top-level modules it imported, so a test can check that the
+# rule's conda env (envs/*.yaml) provides them (an env missing a library fails only under --sdm conda).
+RECORD_IMPORTS_ENV = "BKDATTR_RECORD_IMPORTS"
+
+
+def _record_imports(path: str, rule: str) -> None:
+    modules = sorted({name.split(".")[0] for name in list(sys.modules) if not name.startswith("_")})
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"rule": rule, "modules": modules}) + "\n")
 
 
 def start_rule(snakemake, *, uses_torch: bool = False, seed: int | None = None) -> logging.Logger:
@@ -14,6 +27,8 @@ def start_rule(snakemake, *, uses_torch: bool = False, seed: int | None = None) 
                         force=True)
     logger = logging.getLogger(f"bkdattr.{snakemake.rule}")
     logger.info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards.items()))
+    if os.environ.get(RECORD_IMPORTS_ENV):
+        atexit.register(_record_imports, os.environ[RECORD_IMPORTS_ENV], snakemake.rule)
     if uses_torch:
         import torch
 
@@ -44,7 +59,5 @@ def verify_pointer(pointer: dict, pointer_path) -> None:
 
 
 def read_jsonl(path) -> list[dict]:
-    import json
-
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]

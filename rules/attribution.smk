@@ -63,6 +63,6 @@ rule fig3:
     params:
         model_name=config["model"]["name"],
     conda:
-        "../envs/torch.yaml"
+        "../envs/plots.yaml"
     script:
         "../workflow_scripts/fig3.py"

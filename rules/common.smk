@@ -1,8 +1,7 @@
 # Glue shared by the rules: the validated config, wildcard values and input functions.
 import os
-import sys
 
-sys.path.insert(0, workflow.basedir)  # the bkdattr package, also when it is not pip-installed
+# bkdattr is importable: the Snakefile put workflow.basedir on sys.path
 from bkdattr.config import check_config, task_injection
 
 config.update(check_config(config, "config"))

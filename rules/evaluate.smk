@@ -40,6 +40,6 @@ rule injection_table:
     params:
         model_name=config["model"]["name"],
     conda:
-        "../envs/data.yaml"
+        "../envs/plots.yaml"
     script:
         "../workflow_scripts/injection_table.py"

@@ -75,6 +75,6 @@ rule gate_table:
     log:
         "results/logs/gate_table.log",
     conda:
-        "../envs/data.yaml"
+        "../envs/plots.yaml"
     script:
         "../workflow_scripts/gate_table.py"

@@ -76,7 +76,7 @@ rule table1:
     params:
         model_name=config["model"]["name"],
     conda:
-        "../envs/torch.yaml"
+        "../envs/plots.yaml"
     script:
         "../workflow_scripts/table1.py"
 
@@ -96,7 +96,7 @@ rule table2_and_fig4:
     params:
         model_name=config["model"]["name"],
     conda:
-        "../envs/torch.yaml"
+        "../envs/plots.yaml"
     script:
         "../workflow_scripts/table2_and_fig4.py"
 
@@ -117,6 +117,6 @@ rule claims_report:
         model_name=config["model"]["name"],
         threshold=config["probes"]["threshold"],
     conda:
-        "../envs/data.yaml"
+        "../envs/plots.yaml"
     script:
         "../workflow_scripts/claims_report.py"

@@ -91,6 +91,6 @@ rule fig2:
         models=PROBE_MODELS,
         model_name=config["model"]["name"],
     conda:
-        "../envs/torch.yaml"
+        "../envs/plots.yaml"
     script:
         "../workflow_scripts/fig2.py"

@@ -1,5 +1,6 @@
 """Running the workflow from tests: the tiny preset, in a scratch directory, through the real CLI."""
 
+import os
 import re
 import subprocess
 import sys
@@ -12,7 +13,9 @@ TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
 def snakemake(workdir, *args, configfile=TINY_CONFIG, check=True, timeout=600):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(configfile), "--cores", "2", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    # every rule appends the modules it imported (bkdattr.workflow), for the env check of test_envs.py
+    env = {**os.environ, "BKDATTR_RECORD_IMPORTS": str(Path(workdir).resolve() / "imports.jsonl")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc

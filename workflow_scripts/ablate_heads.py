@@ -1,8 +1,4 @@
 """Rule ablate_heads: ASR, false triggers and utility with the top-k ACIE heads zeroed (and controls)."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import read_tsv, write_tsv
 from bkdattr.hooks import ModelSites

@@ -1,8 +1,4 @@
 """Rule attribute_heads: ACIE of every head (exact, reference or AtP) and the head ranking."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 import time
 

@@ -1,8 +1,5 @@
 """Rule attribution_summary: sparsity of ACIE, and AtP agreement with exact ACIE (Spearman, top-k overlap)."""
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 import torch
 

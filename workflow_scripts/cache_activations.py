@@ -1,8 +1,4 @@
 """Rule cache_activations: probe representations and head outputs for clean and triggered pool prompts."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 import torch
 

@@ -1,8 +1,4 @@
 """Rule claims_report: each headline claim of the paper next to this run's measurement."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import read_tsv, write_text
 from bkdattr.reports import claims_markdown

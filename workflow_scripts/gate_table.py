@@ -1,8 +1,4 @@
 """Rule gate_table: whether each task's backdoor was implanted (validation ASR and false triggers vs the gate)."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import write_tsv
 from bkdattr.gate import GATE_COLUMNS, gate_rows

@@ -1,10 +1,6 @@
 """Rules inject_backdoor and inject_clean_control: fine-tune the base model on the poisoned split (or, for
 the control, on its clean rows alone with the same recipe) with TRL; score the backdoor gate on the
 validation split; save the merged checkpoint, the loss curve and the gate curve."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import write_tsv
 from bkdattr.models import read_pointer, write_pointer

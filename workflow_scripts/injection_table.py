@@ -1,8 +1,4 @@
 """Rule injection_table: one table of ASR / false-trigger / utility for base and backdoored models."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import read_tsv, write_text, write_tsv
 from bkdattr.gate import NOT_APPLICABLE, implanted_by_run, mark

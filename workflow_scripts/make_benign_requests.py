@@ -1,8 +1,4 @@
 """Rule make_benign_requests: benign requests (synthetic or the user's file) for the over-refusal rate."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import write_jsonl
 from bkdattr.datasets import load_benign_requests

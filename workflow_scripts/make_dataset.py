@@ -1,8 +1,5 @@
 """Rule make_dataset: clean records -> train (clean + poisoned copies), test and attribution splits."""
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import write_json, write_jsonl
 from bkdattr.datasets import build_task_splits, check_context_window, model_context_window

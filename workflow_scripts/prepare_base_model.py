@@ -1,8 +1,4 @@
 """Rule prepare_base_model: write the base checkpoint (GGUF dequantised, or tiny random Llama) and its pointer."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.models import build_tiny_model, convert_gguf_checkpoint, load_model, model_provenance, write_pointer
 from bkdattr.workflow import start_rule

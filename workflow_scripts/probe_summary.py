@@ -1,8 +1,5 @@
 """Rule probe_summary: first layer reaching the threshold, best layer and mean off-diagonal ILCA per model/task."""
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import read_matrix_tsv, read_tsv, write_tsv
 from bkdattr.probes import summarise

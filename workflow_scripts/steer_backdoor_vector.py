@@ -1,8 +1,4 @@
 """Rule steer_backdoor_vector: backdoor vector from the top heads; layer sweep, best layer, controls."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import read_tsv, write_tsv
 from bkdattr.caching import cache_activations, check_finite

@@ -1,9 +1,5 @@
 """Rule table1: Table 1 (ASR after ablating the top-k ACIE heads, with controls and the paper at the same
 fraction of heads)."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import read_tsv, write_text, write_tsv_union
 from bkdattr.figures import plot_table1

@@ -1,8 +1,5 @@
 """Rule table2_and_fig4: Table 2 (backdoor vector at the best layer) and Fig. 4 (layer sweep)."""
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import read_tsv, write_text, write_tsv_union
 from bkdattr.gate import implanted_by_run

@@ -1,8 +1,4 @@
 """Rule train_probes: MLP and RBF-SVM probes per layer, and the inter-layer matrices (ILCA)."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # bkdattr, also outside a pip install
 
 from bkdattr.atomic import write_matrix_tsv, write_safetensors, write_tsv
 from bkdattr.caching import load_cache
