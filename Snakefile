@@ -29,6 +29,10 @@ include: "rules/evaluate.smk"
 include: "rules/probes.smk"
 include: "rules/attribution.smk"
 include: "rules/interventions.smk"
+include: "rules/run_record.smk"
+
+
+report: "rules/report/workflow.rst"
 
 
 rule all:

@@ -39,7 +39,8 @@ rule attribution_summary:
         acie=[f"results/attribution/{task}/{model}/acie_{mode}.tsv" for task in TASKS for model, mode in ACIE_TARGETS],
         ranking=[f"results/attribution/{task}/{model}/ranking_{mode}.tsv" for task in TASKS for model, mode in ACIE_TARGETS],
     output:
-        tsv="results/tables/attribution.tsv",
+        tsv=report("results/tables/attribution.tsv", caption="report/attribution_table.rst",
+                   category="3 Head attribution", labels={"table": "attribution"}),
     log:
         "results/logs/attribution_summary.log",
     params:
@@ -56,8 +57,9 @@ rule fig3:
     input:
         acie=expand("results/attribution/{task}/{model}/acie_exact.tsv", task=TASKS, model=METHODS + ACIE_CONTROLS),
     output:
-        pdf=report("results/figures/fig3.pdf", caption="report/fig3.rst", category="Head attribution"),
-        png="results/figures/fig3.png",
+        pdf="results/figures/fig3.pdf",
+        png=report("results/figures/fig3.png", caption="report/fig3.rst", category="3 Head attribution",
+                   labels={"figure": "Fig. 3"}),
     log:
         "results/logs/fig3.log",
     params:

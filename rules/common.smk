@@ -112,4 +112,6 @@ def all_targets():
         "results/tables/table2.tsv",
         "results/figures/fig4.pdf",
         "results/claims.md",
+        "results/report/config.yaml",
+        "results/report/versions.tsv",
     ]

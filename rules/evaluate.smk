@@ -7,7 +7,9 @@ rule evaluate_model:
         test="results/data/{task}/test.jsonl",
         model=model_pointer,
     output:
-        metrics="results/eval/{task}/{model}/metrics.tsv",
+        metrics=report("results/eval/{task}/{model}/metrics.tsv", caption="report/eval_metrics.rst",
+                       category="1 Injection", subcategory="test metrics per model",
+                       labels={"task": "{task}", "model": "{model}"}),
         generations="results/eval/{task}/{model}/generations.jsonl",
     log:
         "results/logs/evaluate_model/{task}/{model}.log",
@@ -33,7 +35,8 @@ rule injection_table:
         gate="results/tables/backdoor_gate.tsv",
         metrics=expand("results/eval/{task}/{model}/metrics.tsv", task=TASKS, model=MODELS),
     output:
-        tsv="results/tables/injection.tsv",
+        tsv=report("results/tables/injection.tsv", caption="report/injection.rst", category="1 Injection",
+                   labels={"table": "injection"}),
         md="results/tables/injection.md",
     log:
         "results/logs/injection_table.log",

@@ -10,7 +10,9 @@ rule inject_backdoor:
         pointer="results/models/{task}/{method}/model.json",
         checkpoint=directory("results/models/{task}/{method}/checkpoint"),
         train_log="results/models/{task}/{method}/train_log.tsv",
-        gate_curve="results/models/{task}/{method}/gate_curve.tsv",
+        gate_curve=report("results/models/{task}/{method}/gate_curve.tsv", caption="report/gate_curve.rst",
+                          category="1 Injection", subcategory="validation gate curves",
+                          labels={"task": "{task}", "method": "{method}"}),
     log:
         "results/logs/inject_backdoor/{task}/{method}.log",
     benchmark:
@@ -71,7 +73,8 @@ rule gate_table:
     input:
         pointers=expand("results/models/{task}/{method}/model.json", task=TASKS, method=METHODS),
     output:
-        tsv="results/tables/backdoor_gate.tsv",
+        tsv=report("results/tables/backdoor_gate.tsv", caption="report/gate.rst", category="1 Injection",
+                   labels={"table": "backdoor gate"}),
     log:
         "results/logs/gate_table.log",
     conda:

@@ -67,10 +67,12 @@ rule table1:
         gate="results/tables/backdoor_gate.tsv",
         ablation=expand("results/interventions/{task}/{method}/ablation.tsv", task=TASKS, method=METHODS),
     output:
-        tsv="results/tables/table1.tsv",
+        tsv=report("results/tables/table1.tsv", caption="report/table1_table.rst", category="4 Head ablation",
+                   labels={"table": "Table 1"}),
         md="results/tables/table1.md",
-        pdf=report("results/figures/table1.pdf", caption="report/table1.rst", category="Head ablation"),
-        png="results/figures/table1.png",
+        pdf="results/figures/table1.pdf",
+        png=report("results/figures/table1.png", caption="report/table1.rst", category="4 Head ablation",
+                   labels={"figure": "Table 1 as curves"}),
     log:
         "results/logs/table1.log",
     params:
@@ -87,10 +89,12 @@ rule table2_and_fig4:
         sweep=expand("results/interventions/{task}/{method}/steering_sweep.tsv", task=TASKS, method=METHODS),
         best=expand("results/interventions/{task}/{method}/steering_best.tsv", task=TASKS, method=METHODS),
     output:
-        table2_tsv="results/tables/table2.tsv",
+        table2_tsv=report("results/tables/table2.tsv", caption="report/table2.rst", category="5 Backdoor vector",
+                          labels={"table": "Table 2"}),
         table2_md="results/tables/table2.md",
-        fig4_pdf=report("results/figures/fig4.pdf", caption="report/fig4.rst", category="Backdoor vector"),
-        fig4_png="results/figures/fig4.png",
+        fig4_pdf="results/figures/fig4.pdf",
+        fig4_png=report("results/figures/fig4.png", caption="report/fig4.rst", category="5 Backdoor vector",
+                        labels={"figure": "Fig. 4"}),
     log:
         "results/logs/table2_and_fig4.log",
     params:
@@ -110,7 +114,7 @@ rule claims_report:
         table1="results/tables/table1.tsv",
         table2="results/tables/table2.tsv",
     output:
-        md=report("results/claims.md", caption="report/claims.rst", category="Summary"),
+        md=report("results/claims.md", caption="report/claims.rst", category="6 Summary", labels={"summary": "claims"}),
     log:
         "results/logs/claims_report.log",
     params:

@@ -65,7 +65,8 @@ rule probe_summary:
         ilca_mlp=expand("results/probes/{task}/{model}/ilca_mlp.tsv", task=TASKS, model=PROBE_MODELS),
         ilca_svm=expand("results/probes/{task}/{model}/ilca_svm.tsv", task=TASKS, model=PROBE_MODELS),
     output:
-        tsv="results/tables/probes.tsv",
+        tsv=report("results/tables/probes.tsv", caption="report/probes_table.rst", category="2 Probes",
+                   labels={"table": "probes"}),
     log:
         "results/logs/probe_summary.log",
     params:
@@ -82,8 +83,8 @@ rule fig2:
         ilca_mlp=expand("results/probes/{task}/{model}/ilca_mlp.tsv", task=TASKS, model=PROBE_MODELS),
         ilca_svm=expand("results/probes/{task}/{model}/ilca_svm.tsv", task=TASKS, model=PROBE_MODELS),
     output:
-        pdf=report("results/figures/fig2.pdf", caption="report/fig2.rst", category="Probes"),
-        png="results/figures/fig2.png",
+        pdf="results/figures/fig2.pdf",
+        png=report("results/figures/fig2.png", caption="report/fig2.rst", category="2 Probes", labels={"figure": "Fig. 2"}),
     log:
         "results/logs/fig2.log",
     params:

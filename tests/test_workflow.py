@@ -151,3 +151,16 @@ def test_the_attribution_table_says_how_many_prompts_were_used_and_asked(tiny_ru
         assert r["n_prompts_asked"] == "6" and 1 <= int(r["n_prompts"]) <= 6
     label = [r for r in rows if r["task"] == "label_modification"]
     assert all(int(r["n_prompts"]) < 6 for r in label)  # 12-item pool, about a quarter Sports: capped, and said so
+
+
+def test_the_html_report_holds_every_stage_with_the_run_record(tiny_run):
+    """`snakemake --report`: one category per stage, the effective config and the package versions."""
+    report = tiny_run / "report.html"
+    snakemake(tiny_run, "--report", str(report))
+    html = report.read_text(encoding="utf-8", errors="replace")
+    for category in ("1 Injection", "2 Probes", "3 Head attribution", "4 Head ablation", "5 Backdoor vector",
+                     "6 Summary", "7 Run record"):
+        assert category in html, category
+    versions = (tiny_run / "results/report/versions.tsv").read_text()
+    assert "torch\t2.13.0" in versions and "trl\t" in versions
+    assert "synthetic_pool: 126" in (tiny_run / "results/report/config.yaml").read_text()
