@@ -100,19 +100,29 @@ def build_tiny_tokenizer():
     return tokenizer
 
 
+TINY_ARCHITECTURES = ("llama", "qwen2", "mistral")
+
+
 def build_tiny_model(out_dir: str | Path, seed: int, sizes: dict | None = None) -> None:
-    """A small random-initialised Llama (grouped KV, tied embeddings) for tests: seconds, not minutes."""
+    """A small random-initialised decoder (grouped KV, tied embeddings) for tests: seconds, not minutes.
+    `sizes` may name its `architecture` (model.tiny.architecture: llama, qwen2, mistral)."""
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    import transformers
+    from transformers import AutoModelForCausalLM, GenerationConfig
 
     tokenizer = build_tiny_tokenizer()
     dims = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
             "intermediate_size": 128, **(sizes or {})}
-    config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=1024, tie_word_embeddings=True,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=None, **dims)
+    architecture = dims.pop("architecture", "llama")
+    if architecture not in TINY_ARCHITECTURES:
+        raise ValueError(f"model.tiny.architecture: {architecture!r}; expected one of {', '.join(TINY_ARCHITECTURES)}")
+    config_class = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config,
+                    "mistral": transformers.MistralConfig}[architecture]
+    config = config_class(vocab_size=len(tokenizer), max_position_embeddings=1024, tie_word_embeddings=True,
+                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                          bos_token_id=None, **dims)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = AutoModelForCausalLM.from_config(config)
     model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     with atomic_path(out_dir, directory=True) as tmp:
         model.save_pretrained(tmp)

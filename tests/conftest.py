@@ -59,7 +59,8 @@ def workdir(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_bf16_run(tmp_path_factory):
     """The whole tiny DAG as the paper preset runs it: the model in bfloat16, AtP on, and every choice of
-    bkdattr.paper.PAPER_CHOICES set to the paper's value, so each of those code paths runs too."""
+    bkdattr.paper.PAPER_CHOICES set to the paper's value, so each of those code paths runs too; on a tiny
+    Qwen2 (the other run is Llama), so one non-Llama architecture goes through every rule."""
     import yaml
     from workflow_utils import snakemake
 
@@ -68,6 +69,7 @@ def tiny_bf16_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny_bf16_run")
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["model"]["dtype"] = "bfloat16"
+    config["model"]["tiny"]["architecture"] = "qwen2"  # and a non-Llama family (q/k/v bias) through every rule
     for dotted, value in PAPER_CHOICES.items():
         *parents, leaf = dotted.split(".")
         node = config

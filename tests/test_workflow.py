@@ -85,6 +85,10 @@ def test_the_whole_tiny_dag_runs_in_bfloat16(tiny_bf16_run):
     assert {"exact", "atp"} <= modes
     log = (tiny_bf16_run / "results/logs/attribute_heads/fixed_output/lora_sft/atp.log")
     assert "ACIE atp took" in log.read_text()
+    import json
+
+    base = json.loads((tiny_bf16_run / "results/models/base/checkpoint/config.json").read_text())
+    assert base["model_type"] == "qwen2" and base["architectures"] == ["Qwen2ForCausalLM"]
 
 
 def test_acie_control_runs_on_the_clean_base_and_clean_sft_models(tiny_run):
