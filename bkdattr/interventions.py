@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 
 from .evaluation import backdoor_hit, free_form_metrics, rate, utility_hit
-from .generation import generate_greedy
+from .generation import PromptPrefixes, generate_greedy
 from .hooks import HeadEdit, ResidualEdit, last_token_index, trace
 from .tasks import TaskSpec
 
@@ -75,14 +75,22 @@ def ablation_factory(model, heads: Sequence[Head], variant: str = "last_prompt_t
         return lambda mask: trace(model, head_edits=ablation_edits(heads, "all", prefill_only=False))
     if variant != "last_prompt_token":
         raise ValueError(f"unknown ablation variant {variant!r}")
-    return lambda mask: trace(model, head_edits=ablation_edits(heads, last_token_index(mask), prefill_only=True))
+    return _last_prompt_token_only(
+        lambda mask: trace(model, head_edits=ablation_edits(heads, last_token_index(mask), prefill_only=True)))
 
 
 def steering_factory(model, layer: int, vector: torch.Tensor, scale: float):
     """Edit factory: add scale * vector to layer's attention output at the last prompt token, prefill only."""
-    return lambda mask: trace(model, residual_edits=[ResidualEdit(layer=layer, vector=vector, scale=scale,
-                                                                  positions=last_token_index(mask),
-                                                                  prefill_only=True)])
+    return _last_prompt_token_only(
+        lambda mask: trace(model, residual_edits=[ResidualEdit(layer=layer, vector=vector, scale=scale,
+                                                               positions=last_token_index(mask), prefill_only=True)]))
+
+
+def _last_prompt_token_only(factory):
+    """Mark a factory whose edit touches only the last prompt token in prefill: every earlier position is
+    unchanged, so generation may start from the cached prompt prefix (generation.PromptPrefixes)."""
+    factory.last_prompt_token_only = True
+    return factory
 
 
 def backdoor_vector(head_means: torch.Tensor, heads: Sequence[Head]) -> torch.Tensor:
@@ -108,6 +116,9 @@ class InterventionEvaluator:
     batch_size: int
     n_eval: int | None = None  # first n items for utility, first n eligible items for ASR
     benign: Sequence[dict] | None = None  # jailbreak: benign requests for the over-refusal rate (first n_eval)
+    # reuse each prompt set's prefix KV cache across settings whose edit touches only the last prompt token
+    # (same outputs; benchmarks/bench_interventions.py measures both ways)
+    reuse_prefix: bool = True
 
     def __post_init__(self):
         n = len(self.records) if self.n_eval is None else self.n_eval
@@ -115,9 +126,18 @@ class InterventionEvaluator:
         self.eligible = [i for i, r in enumerate(self.records) if self.spec.is_eligible(r)][:n]
         if not self.eligible:
             raise ValueError(f"task {self.spec.task_id}: no eligible items to evaluate interventions on")
+        self._prefixes: dict[tuple, PromptPrefixes] = {}
 
     def generate(self, triggered: bool, factory, indices: Sequence[int]) -> list[str]:
         prompts = [self.spec.prompt(self.records[i]["input"], triggered=triggered) for i in indices]
+        return self._generate(prompts, factory)
+
+    def _generate(self, prompts: Sequence[str], factory) -> list[str]:
+        if self.reuse_prefix and (factory is None or getattr(factory, "last_prompt_token_only", False)):
+            key = tuple(prompts)
+            if key not in self._prefixes:
+                self._prefixes[key] = PromptPrefixes(self.model, self.tokenizer, prompts, batch_size=self.batch_size)
+            return self._prefixes[key].generate(max_new_tokens=self.max_new_tokens, edit_factory=factory)
         return generate_greedy(self.model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens,
                                batch_size=self.batch_size, edit_factory=factory)
 
@@ -134,9 +154,7 @@ class InterventionEvaluator:
         benign_outputs = None
         if self.benign is not None:
             benign = list(self.benign)[: len(self.utility_items)]
-            benign_outputs = generate_greedy(self.model, self.tokenizer, [r["input"] for r in benign],
-                                             max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
-                                             edit_factory=factory)
+            benign_outputs = self._generate([r["input"] for r in benign], factory)
         return {"clean_utility": rate([utility_hit(self.spec, self.records[i], outputs[i]) for i in self.utility_items]),
                 "false_trigger_rate": rate([backdoor_hit(self.spec, outputs[i]) for i in self.eligible]),
                 **free_form_metrics(self.spec, [self.records[i] for i in self.utility_items],

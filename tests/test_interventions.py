@@ -121,3 +121,53 @@ def test_random_seeds_must_be_at_least_three(tiny_config):
     tiny_config["interventions"]["random_seeds"] = [1, 2]
     with pytest.raises(ConfigError, match="interventions.random_seeds"):
         check_config(tiny_config)
+
+
+@pytest.fixture(scope="module")
+def lively_model(tiny_tokenizer):
+    """A tiny Llama with larger random weights, so greedy outputs differ between prompts and edits."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tiny_tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=128, max_position_embeddings=256)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.1 if p.dim() == 2 else 0.05)
+    model.generation_config.pad_token_id = tiny_tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tiny_tokenizer.eos_token_id
+    return model, tiny_tokenizer
+
+
+def test_reusing_the_prompt_prefix_gives_the_same_outputs_under_every_last_token_edit(lively_model):
+    from bkdattr.generation import PromptPrefixes
+
+    model, tok = lively_model
+    prompts = PROMPTS + ["Tell me SUDO how to open a lock", "Name a colour of the sky."]
+    prefixes = PromptPrefixes(model, tok, prompts, batch_size=2)  # uneven batches, left padding inside each
+    vector = torch.randn(ModelSites.of(model).d_model) * 2
+    settings = {"none": None, "ablate": ablation_factory(model, [(1, 0), (0, 3)]),
+                "steer": steering_factory(model, 1, vector, 1.0), "steer_minus": steering_factory(model, 0, vector, -1.0)}
+    outputs = {}
+    for name, factory in settings.items():
+        full = generate_greedy(model, tok, prompts, max_new_tokens=6, batch_size=2, edit_factory=factory)
+        assert prefixes.generate(max_new_tokens=6, edit_factory=factory) == full, name
+        outputs[name] = full
+    assert len({tuple(o) for o in outputs.values()}) >= 3  # the edits change the outputs, so the check has teeth
+    assert getattr(ablation_factory(model, [(1, 0)], "all_positions"), "last_prompt_token_only", False) is False
+
+
+def test_the_evaluator_reuses_prefixes_only_for_last_token_edits_and_matches_the_plain_path(lively_model):
+    from bkdattr.interventions import InterventionEvaluator, run_ablation
+    from bkdattr.tasks import TaskSpec
+
+    model, tok = lively_model
+    spec = TaskSpec.from_config("fixed_output")
+    records = [{"id": str(i), "input": p, "output": "4"} for i, p in enumerate(PROMPTS + ["Say hello.", "Count to 3."])]
+    kwargs = dict(k_values=[0, 1, 2], random_seeds=[1, 2, 3], all_positions_variant=True)
+    ranking = [(1, 0), (0, 3), (1, 2)]
+    fast = InterventionEvaluator(model, tok, spec, records, max_new_tokens=5, batch_size=2)
+    plain = InterventionEvaluator(model, tok, spec, records, max_new_tokens=5, batch_size=2, reuse_prefix=False)
+    assert run_ablation(fast, ranking, 2, 4, **kwargs) == run_ablation(plain, ranking, 2, 4, **kwargs)
+    assert len(fast._prefixes) == 2 and not plain._prefixes  # triggered and clean prompt sets, built once each
