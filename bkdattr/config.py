@@ -43,6 +43,12 @@ def check_config(config: dict, source: str = "config") -> dict:
         raise ConfigError(f"{source}: invalid value at key '{key}': {err.message}")
     config = copy.deepcopy(config)
     _set_defaults(config, schema)
+    if config.get("run_tasks"):
+        unknown = [t for t in config["run_tasks"] if t not in config["tasks"]]
+        if unknown:
+            raise ConfigError(f"{source}: run_tasks names {', '.join(map(repr, unknown))}, not a key of `tasks` "
+                              f"({', '.join(config['tasks'])})")
+        config["tasks"] = {t: config["tasks"][t] for t in config["run_tasks"]}  # in run_tasks' order
     for task_id, settings in config["tasks"].items():
         try:
             TaskSpec.from_config(task_id, settings)

@@ -156,3 +156,21 @@ def test_clearer_config_errors(tiny_config):
     with pytest.raises(ConfigError, match=r"data.n_clean_train \+ n_test \+ n_val \+ n_attribution = \d+, but the "
                                           r"synthetic generator of fixed_output has \d+ unique items"):
         check_config(bad)
+
+
+def test_run_tasks_selects_the_tasks_that_run_and_names_an_unknown_one(raw):
+    config = check_config({**raw, "run_tasks": ["label_modification", "fixed_output"]})
+    assert list(config["tasks"]) == ["label_modification", "fixed_output"]
+    assert list(check_config(raw)["tasks"]) == list(raw["tasks"])  # null: every task
+    with pytest.raises(ConfigError, match=r"run_tasks names 'jailbrake', not a key of `tasks`"):
+        check_config({**raw, "run_tasks": ["jailbrake"]})
+
+
+def test_a_preset_listing_one_task_runs_only_that_task(tmp_path):
+    from workflow_utils import planned_jobs, snakemake
+
+    override = tmp_path / "one_task.yaml"
+    override.write_text("run_tasks: [jailbreak]\n")
+    proc = snakemake(tmp_path, "-n", configfile=[TINY_CONFIG, override])
+    jobs = planned_jobs(proc.stdout)
+    assert jobs["make_dataset"] == 1 and jobs["inject_backdoor"] == 1 and jobs["evaluate_model"] == 3

@@ -11,8 +11,9 @@ TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
 
 
 def snakemake(workdir, *args, configfile=TINY_CONFIG, check=True, timeout=600):
+    configfiles = [str(f) for f in (configfile if isinstance(configfile, (list, tuple)) else [configfile])]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(configfile), "--cores", "2", *args]
+           "--configfile", *configfiles, "--cores", "2", *args]
     # every rule appends the modules it imported (bkdattr.workflow), for the env check of test_envs.py
     env = {**os.environ, "BKDATTR_RECORD_IMPORTS": str(Path(workdir).resolve() / "imports.jsonl")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
