@@ -14,6 +14,7 @@ validation split, never the test split).
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 import time
@@ -26,6 +27,8 @@ from .chat import IGNORE_INDEX, encode_example
 from .tasks import TaskSpec
 
 METHODS = ("lora_sft", "full_sft")
+
+log = logging.getLogger("bkdattr.training")
 
 
 def build_examples(tokenizer, spec: TaskSpec, records: Sequence[dict], max_length: int) -> list[dict]:
@@ -113,6 +116,9 @@ def _callbacks(gate: BackdoorGate | None, tokenizer, loss_log: list[dict], start
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if state.global_step % gate.every_steps == 0 and state.global_step < state.max_steps:
                 point = gate.score(model, tokenizer, state.global_step, state.epoch or 0.0)
+                log.info("gate at step %d (epoch %.2f): validation ASR %.3f, false-trigger rate %.3f (n=%d): %s",
+                         point["step"], point["epoch"], point["val_asr"], point["val_false_trigger_rate"], point["n_val"],
+                         "passed" + (", stopping" if gate.stop_when_passed else "") if point["passed"] else "not yet")
                 if point["passed"] and gate.stop_when_passed:
                     control.should_training_stop = True
 
