@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 
@@ -36,6 +36,24 @@ MODES = ("exact", "reference", "atp")
 class AttributionItem:
     prompt_ids: list[int]  # chat-formatted prompt, generation prompt included
     target_ids: list[int]  # backdoor output tokens (teacher-forced)
+
+
+class AttributionInputs(NamedTuple):
+    abar: torch.Tensor      # [L, H, d] mean head output at the last prompt token over triggered pool prompts
+    records: list[dict]     # the clean prompts ACIE is averaged over (each with its backdoor output as target)
+    n_triggered: int        # prompts behind abar
+
+
+def attribution_inputs(cache: dict, pool: Sequence[dict], spec, *, items: str, n_prompts: int) -> AttributionInputs:
+    """abar_{l,j} and the ACIE prompts from the activation cache and the attribution pool (METHOD.md s4).
+
+    items "eligible": abar over the triggered prompts that can carry the backdoor and ACIE over the eligible
+    clean prompts; "all" (the official code): every prompt (differs for the label task only). At most
+    `n_prompts` prompts are used; the tables say how many were."""
+    use_all = items == "all"
+    triggered = (cache["labels"] == 1) & (cache["eligible"] | use_all)
+    records = [r for r in pool if use_all or spec.is_eligible(r)][:n_prompts]
+    return AttributionInputs(cache["heads_prompt_last"][triggered].mean(0), records, int(triggered.sum()))
 
 
 def make_items(tokenizer, prompts: Sequence[str], targets: Sequence[str], max_target_tokens: int | None = None):

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .atomic import atomic_path, read_matrix_tsv, read_tsv
+from .names import BACKDOOR_VECTOR, NO_INTERVENTION, RANDOM_DIRECTION
 
 TASK_TITLES = {"fixed_output": "Fixed output", "jailbreak": "Jailbreak", "label_modification": "Label modification"}
 
@@ -140,11 +141,11 @@ def plot_fig4(sweeps: Mapping[tuple[str, str], str], pdf_path, png_path, model_n
     titles = {"add": "add v on clean inputs (ASR should rise)", "minus": "subtract v on triggered inputs (ASR should fall)"}
     for ax, direction in zip(axes[0], ("add", "minus")):
         part = frame[frame["direction"] == direction]
-        sns.lineplot(data=part[part["vector"] == "backdoor_vector"], x="layer", y="ASR", hue="run", palette=palette,
+        sns.lineplot(data=part[part["vector"] == BACKDOOR_VECTOR], x="layer", y="ASR", hue="run", palette=palette,
                      marker="o", markersize=4, ax=ax, legend=direction == "add")
-        sns.lineplot(data=part[part["vector"] == "random_direction"], x="layer", y="ASR", hue="run", palette=palette,
+        sns.lineplot(data=part[part["vector"] == RANDOM_DIRECTION], x="layer", y="ASR", hue="run", palette=palette,
                      alpha=0.3, linewidth=1, ax=ax, legend=False)
-        for run, base in part[part["vector"] == "none"].groupby("run")["ASR"].first().items():
+        for run, base in part[part["vector"] == NO_INTERVENTION].groupby("run")["ASR"].first().items():
             ax.axhline(base, color=palette[run], linestyle=":", linewidth=1)
         ax.set_title(titles[direction])
         ax.set_xlabel("intervention layer")

@@ -20,6 +20,7 @@ import torch
 from .evaluation import backdoor_hit, free_form_metrics, rate, utility_hit
 from .generation import PromptPrefixes, generate_greedy
 from .hooks import HeadEdit, ResidualEdit, last_token_index, trace
+from .names import BACKDOOR_VECTOR, NO_INTERVENTION, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR, SWEEP_VECTORS
 from .tasks import TaskSpec
 
 Head = tuple[int, int]  # (layer, head)
@@ -102,6 +103,27 @@ def random_direction_like(vector: torch.Tensor, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     direction = torch.randn(vector.shape, generator=g, dtype=vector.dtype)
     return direction / direction.norm() * vector.norm()
+
+
+def mean_head_outputs(model, tokenizer, spec: TaskSpec, records: Sequence[dict], batch_size: int,
+                      origin: str) -> torch.Tensor:
+    """[L, H, d] mean head outputs at the last prompt token over the prompts of `records` (for the backdoor
+    vector: the poisoned training rows, whose inputs already carry the trigger); `origin` names them in errors."""
+    from .caching import cache_activations, check_finite
+
+    heads = cache_activations(model, tokenizer, [spec.prompt(r["input"]) for r in records],
+                              batch_size=batch_size)["heads_prompt_last"]
+    check_finite(heads, "heads_prompt_last", origin)
+    return heads.mean(0)
+
+
+def steering_vectors(head_means: torch.Tensor, ranking: Sequence[Head], k: int, seed: int) -> dict[str, torch.Tensor]:
+    """The backdoor vector of the top-k heads and its two controls (METHOD.md s6), from [L, H, d] head means."""
+    n_layers, n_heads = head_means.shape[:2]
+    vector = backdoor_vector(head_means, ranking[:k])
+    return {BACKDOOR_VECTOR: vector,
+            RANDOM_HEADS_VECTOR: backdoor_vector(head_means, random_heads(n_layers, n_heads, k, seed, exclude=ranking[:k])),
+            RANDOM_DIRECTION: random_direction_like(vector, seed)}
 
 
 @dataclass
@@ -227,8 +249,8 @@ def best_layer_row(rows: Sequence[dict], direction: str, score: str) -> dict:
 
 
 def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tensor], layers: Sequence[int], *,
-                 scale: float, sweep_vectors: Sequence[str], val_fraction: float, seed: int,
-                 select_on: str = "validation", progress=None):
+                 scale: float, val_fraction: float, seed: int, sweep_vectors: Sequence[str] = SWEEP_VECTORS,
+                 select_on: str = "validation", k: int | None = None, progress=None):
     """Layer sweep of add (clean inputs) / minus (triggered inputs) and the best-layer table.
 
     Returns (sweep rows, best rows). The best layer is chosen on the validation half and reported on
@@ -248,7 +270,7 @@ def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tens
 
     directions = {"add": (False, +1.0), "minus": (True, -1.0)}  # (triggered inputs?, sign)
     for direction, (triggered, _) in directions.items():
-        record("none", direction, -1, evaluator.asr_hits(triggered))
+        record(NO_INTERVENTION, direction, -1, evaluator.asr_hits(triggered))
     for name in sweep_vectors:
         for layer in layers:
             for direction, (triggered, sign) in directions.items():
@@ -258,22 +280,22 @@ def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tens
     without = evaluator.clean_metrics()
     utility_without = without["clean_utility"]["value"]
     for direction, (triggered, sign) in directions.items():
-        rows = [r for r in sweep if r["vector"] == "backdoor_vector" and r["direction"] == direction]
+        rows = [r for r in sweep if r["vector"] == BACKDOOR_VECTOR and r["direction"] == direction]
         chosen = best_layer_row(rows, direction, "asr_val")
         paper = best_layer_row(rows, direction, "asr_test")
-        baseline = next(r for r in sweep if r["vector"] == "none" and r["direction"] == direction)
+        baseline = next(r for r in sweep if r["vector"] == NO_INTERVENTION and r["direction"] == direction)
         entry = {"direction": direction, "inputs": "triggered" if triggered else "clean",
                  "best_layer_val": chosen["layer"], "no_intervention_asr_test": baseline["asr_test"],
                  "asr_test": chosen["asr_test"], "asr_test_n": chosen["asr_test_n"],
                  "asr_test_ci_low": chosen["asr_test_ci_low"], "asr_test_ci_high": chosen["asr_test_ci_high"],
                  "paper_style_best_layer_on_test": paper["layer"], "paper_style_asr_test": paper["asr_test"]}
         for name, vector in vectors.items():
-            if name == "backdoor_vector":
+            if name == BACKDOOR_VECTOR:
                 continue
             factory = steering_factory(evaluator.model, chosen["layer"], vector, sign * scale)
             hits = evaluator.asr_hits(triggered, factory)
             entry[f"{name}_asr_test"] = rate([hits[i] for i in test])["value"]
-        clean = evaluator.clean_metrics(steering_factory(evaluator.model, chosen["layer"], vectors["backdoor_vector"],
+        clean = evaluator.clean_metrics(steering_factory(evaluator.model, chosen["layer"], vectors[BACKDOOR_VECTOR],
                                                          sign * scale))
         entry["clean_utility_with_vector"] = clean["clean_utility"]["value"]
         entry["clean_utility_without"] = utility_without
@@ -281,5 +303,8 @@ def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tens
             if name in clean:
                 entry[f"{name}_with_vector"] = clean[name]["value"]
                 entry[f"{name}_without"] = without[name]["value"]
+        if k is not None:
+            entry["k_heads"] = k
+        entry["vector_norm"] = float(vectors[BACKDOOR_VECTOR].norm())
         best.append(entry)
     return sweep, best

@@ -11,6 +11,7 @@ from typing import Sequence
 from .atomic import read_tsv
 from .evaluation import wilson_interval
 from .gate import NOT_IMPLANTED, mark
+from .names import RANDOM_DIRECTION, RANDOM_HEADS_VECTOR
 from .paper import CLAIMS, FRACTION_MATCH_FACTOR, PAPER_MODEL_HEADS, TABLE1_ASR, TABLE1_K
 
 
@@ -158,8 +159,8 @@ def table2_markdown(rows: Sequence[dict], model_name: str) -> str:
         lines.append(
             f"| {r['task']} | {r['method']}{mark(r.get('backdoor_implanted', 'n/a'))} | {r['direction']} | {r['inputs']} | {r['best_layer_val']} | "
             f"{_f(r['no_intervention_asr_test']):.2f} | {_f(r['asr_test']):.2f} [{_f(r['asr_test_ci_low']):.2f}, "
-            f"{_f(r['asr_test_ci_high']):.2f}] (n={r['asr_test_n']}) | {_f(r['random_heads_vector_asr_test']):.2f} | "
-            f"{_f(r['random_direction_asr_test']):.2f} | {r['paper_style_best_layer_on_test']} / "
+            f"{_f(r['asr_test_ci_high']):.2f}] (n={r['asr_test_n']}) | {_f(r[f'{RANDOM_HEADS_VECTOR}_asr_test']):.2f} | "
+            f"{_f(r[f'{RANDOM_DIRECTION}_asr_test']):.2f} | {r['paper_style_best_layer_on_test']} / "
             f"{_f(r['paper_style_asr_test']):.2f} | {_f(r['clean_utility_with_vector']):.2f} / "
             f"{_f(r['clean_utility_without']):.2f} | {_free_form_cell(r)} |")
     return "\n".join(lines) + "\n"
@@ -301,8 +302,8 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
         for r in table2:
             if r["direction"] == direction:
                 n, asr = int(r["asr_test_n"]), _f(r["asr_test"])
-                controls = {"a random-head vector": _f(r["random_heads_vector_asr_test"]),
-                            "a random direction of the same norm": _f(r["random_direction_asr_test"])}
+                controls = {"a random-head vector": _f(r[f"{RANDOM_HEADS_VECTOR}_asr_test"]),
+                            "a random direction of the same norm": _f(r[f"{RANDOM_DIRECTION}_asr_test"])}
                 reading = reader(asr, n, level)
                 if not reading.startswith("not reproduced"):  # a control can only match an effect that is there
                     reading += "; " + _specificity(asr, n, controls, lower=direction == "minus")

@@ -117,3 +117,20 @@ def test_control_comparison_overlap_and_magnitude_ratio():
     assert same["top0.125_overlap_with_backdoored"] == 1.0 and other["top0.125_overlap_with_backdoored"] == 0.0
     assert same["backdoored_max_acie_over_this"] == pytest.approx(10.0)
     assert other["backdoored_max_acie_over_this"] == pytest.approx(10.0)
+
+
+def test_attribution_inputs_average_the_eligible_triggered_prompts_and_cap_the_prompts():
+    from bkdattr.attribution import attribution_inputs
+    from bkdattr.tasks import TaskSpec
+
+    spec = TaskSpec.from_config("label_modification")
+    heads = torch.arange(4 * 2 * 1 * 3, dtype=torch.float32).reshape(4, 2, 1, 3)
+    cache = {"heads_prompt_last": heads, "labels": torch.tensor([0, 1, 0, 1]),
+             "eligible": torch.tensor([True, True, False, False])}
+    pool = [{"input": "a", "output": "Sports", "label": "Sports"}, {"input": "b", "output": "World", "label": "World"},
+            {"input": "c", "output": "Sports", "label": "Sports"}]
+    eligible = attribution_inputs(cache, pool, spec, items="eligible", n_prompts=1)
+    assert torch.equal(eligible.abar, heads[1]) and eligible.n_triggered == 1
+    assert [r["input"] for r in eligible.records] == ["a"]
+    every = attribution_inputs(cache, pool, spec, items="all", n_prompts=10)
+    assert torch.equal(every.abar, heads[[1, 3]].mean(0)) and every.n_triggered == 2 and len(every.records) == 3

@@ -171,3 +171,18 @@ def test_the_evaluator_reuses_prefixes_only_for_last_token_edits_and_matches_the
     plain = InterventionEvaluator(model, tok, spec, records, max_new_tokens=5, batch_size=2, reuse_prefix=False)
     assert run_ablation(fast, ranking, 2, 4, **kwargs) == run_ablation(plain, ranking, 2, 4, **kwargs)
     assert len(fast._prefixes) == 2 and not plain._prefixes  # triggered and clean prompt sets, built once each
+
+
+def test_steering_vectors_are_the_top_heads_sum_and_two_controls_named_once():
+    from bkdattr.interventions import steering_vectors
+    from bkdattr.names import BACKDOOR_VECTOR, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR
+
+    means = torch.randn(3, 4, 8, generator=torch.Generator().manual_seed(0))
+    ranking = [(2, 1), (0, 3), (1, 0)]
+    vectors = steering_vectors(means, ranking, 2, seed=5)
+    assert set(vectors) == {BACKDOOR_VECTOR, RANDOM_HEADS_VECTOR, RANDOM_DIRECTION}
+    assert torch.allclose(vectors[BACKDOOR_VECTOR], means[2, 1] + means[0, 3])
+    assert torch.isclose(vectors[RANDOM_DIRECTION].norm(), vectors[BACKDOOR_VECTOR].norm())
+    random_pair = random_heads(3, 4, 2, 5, exclude=ranking[:2])
+    assert not set(random_pair) & set(ranking[:2])
+    assert torch.allclose(vectors[RANDOM_HEADS_VECTOR], means[random_pair[0]] + means[random_pair[1]])

@@ -1,0 +1,8 @@
+"""Names shared by the tables, figures and reports (torch-free, so the plotting env can import it)."""
+
+# The steering vectors and the no-intervention row of Table 2 / Fig. 4.
+BACKDOOR_VECTOR = "backdoor_vector"          # sum of the top-k ACIE heads' mean outputs on poisoned prompts
+RANDOM_HEADS_VECTOR = "random_heads_vector"  # the same sum over k random heads outside the top k
+RANDOM_DIRECTION = "random_direction"        # a random direction of the backdoor vector's norm
+NO_INTERVENTION = "none"
+SWEEP_VECTORS = (BACKDOOR_VECTOR, RANDOM_DIRECTION)  # swept over layers; the random-heads vector only at the best
