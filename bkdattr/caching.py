@@ -81,6 +81,32 @@ def cache_activations(model, tokenizer, user_texts: Sequence[str], *, batch_size
     return out
 
 
+def cache_pool(model, tokenizer, spec, records: Sequence[dict], *, batch_size: int, position: str, model_name: str,
+               model_path: str, origin: str) -> tuple[dict, dict]:
+    """(tensors, sidecar) of the attribution pool: row 2i is item i clean (label 0), row 2i+1 the same item
+    triggered (label 1), with each item's group and eligibility; the sidecar says what was read and where, and
+    `load_cache` checks it. Non-finite activations fail naming `origin` and the row."""
+    import torch
+
+    texts = [spec.prompt(r["input"], triggered=t) for r in records for t in (False, True)]
+    tensors = cache_activations(model, tokenizer, texts, batch_size=batch_size, position=position, progress="cache")
+    for name, tensor in tensors.items():
+        check_finite(tensor, name, origin)
+    tensors["labels"] = torch.tensor([t for _ in records for t in (0, 1)], dtype=torch.int64)
+    tensors["groups"] = torch.tensor([i for i in range(len(records)) for _ in (0, 1)], dtype=torch.int64)
+    tensors["eligible"] = torch.tensor([spec.is_eligible(r) for r in records for _ in (0, 1)], dtype=torch.bool)
+    sites = ModelSites.of(model)
+    sidecar = {
+        "model": model_name, "model_path": model_path, "task": spec.task_id,
+        "positions": {"resid_probe": f"{position} (config probes.position), after the layer's input norm",
+                      "heads_prompt_last": "last prompt token (generation prompt included), z_j @ W_O[j]"},
+        "dtype": "float32", "n_rows": len(texts), "n_items": len(records), "n_layers": sites.n_layers,
+        "n_heads": sites.n_heads, "head_dim": sites.head_dim, "d_model": sites.d_model,
+        "row_layout": "row 2i = item i clean (label 0), row 2i+1 = item i triggered (label 1)",
+    }
+    return tensors, sidecar
+
+
 def load_cache(tensors_path, sidecar_path, *, model_name: str, task: str) -> dict:
     """Load a cache and check its sidecar: a cache made by another model or task is refused."""
     import json
