@@ -30,7 +30,7 @@ from .datasets import build_task_splits
 from .evaluation import evaluate_generations
 from .models import load_model
 from .tasks import TaskSpec
-from .training import build_examples, train_backdoor
+from .training import build_examples, clean_rows, train_backdoor
 
 INJECTION_KEYS = {"lr": float, "epochs": float, "batch_size": int, "method": str}
 DATA_KEYS = {"poison_ratio": float, "n_clean_train": int}
@@ -92,7 +92,7 @@ def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, lis
             data["poison_ratio"] = config["data"]["poison_ratio"]
         splits = validation_and_train(spec, data, config["seed"])
         if clean_control:
-            splits["train"] = [r for r in splits["train"] if not r["poisoned"]]
+            splits["train"] = clean_rows(splits["train"])
         model, tokenizer = load_model(base_path, config["model"]["dtype"], config["model"]["trust_remote_code"], device)
         examples = build_examples(tokenizer, spec, splits["train"], injection["max_length"])
         started = time.time()

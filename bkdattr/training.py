@@ -36,6 +36,11 @@ def build_examples(tokenizer, spec: TaskSpec, records: Sequence[dict], max_lengt
     return [encode_example(tokenizer, spec.prompt(r["input"]), r["output"], max_length) for r in records]
 
 
+def clean_rows(records: Sequence[dict]) -> list[dict]:
+    """The training rows without their poisoned copies: what the clean-SFT control trains on."""
+    return [r for r in records if not r["poisoned"]]
+
+
 def sft_dataset(examples: Sequence[dict]):
     """A pre-tokenized TRL dataset: input_ids and completion_mask (1 on the response tokens)."""
     from datasets import Dataset
@@ -59,6 +64,13 @@ class BackdoorGate:
     batch_size: int = 32
     stop_when_passed: bool = True  # adaptive schedule; False: the paper's fixed epochs, scored all the same
     curve: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, spec: TaskSpec, validation: Sequence[dict], injection_cfg: dict, batch_size: int) -> "BackdoorGate":
+        """The gate of config `injection.gate`; the adaptive schedule stops once it passes, the fixed one only scores."""
+        gate = injection_cfg["gate"]
+        return cls(spec, validation, gate["asr_min"], gate["ftr_max"], gate["check_every_steps"], gate["max_new_tokens"],
+                   batch_size, stop_when_passed=injection_cfg["schedule"] == "adaptive")
 
     def passed(self, point: dict) -> bool:
         return point["val_asr"] >= self.asr_min and point["val_false_trigger_rate"] <= self.ftr_max

@@ -6,7 +6,7 @@ from bkdattr.atomic import write_tsv
 from bkdattr.models import read_pointer, write_pointer
 from bkdattr.provenance import directory_fingerprint
 from bkdattr.tasks import TaskSpec
-from bkdattr.training import BackdoorGate, build_examples, save_checkpoint, train_backdoor
+from bkdattr.training import BackdoorGate, build_examples, clean_rows, save_checkpoint, train_backdoor
 from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 
 params, cfg = snakemake.params, snakemake.params.injection
@@ -18,12 +18,9 @@ control_of = params.get("clean_control_of")
 method = control_of or snakemake.wildcards.method
 name = "clean_sft" if control_of else method
 if control_of:  # no backdoor to gate: the clean rows, for as many epochs as the backdoored model trained
-    records = [r for r in records if not r["poisoned"]]
+    records = clean_rows(records)
     cfg = {**cfg, "schedule": "fixed", "epochs": read_pointer(snakemake.input.backdoored)["backdoor_gate"]["epoch"]}
-gate = None if control_of else BackdoorGate(
-    spec, read_jsonl(snakemake.input.val), cfg["gate"]["asr_min"], cfg["gate"]["ftr_max"],
-    cfg["gate"]["check_every_steps"], cfg["gate"]["max_new_tokens"], params.eval_batch_size,
-    stop_when_passed=cfg["schedule"] == "adaptive")
+gate = None if control_of else BackdoorGate.from_config(spec, read_jsonl(snakemake.input.val), cfg, params.eval_batch_size)
 examples = build_examples(tokenizer, spec, records, cfg["max_length"])
 log.info("training %s (%s, %s schedule, up to %s epochs) on %d examples (%d poisoned)", name, method, cfg["schedule"],
          cfg["epochs"], len(examples), sum(r["poisoned"] for r in records))
