@@ -20,7 +20,7 @@ from common import REPO, parser, timed
 
 from bkdattr.atomic import write_tsv
 
-K_VALUES = [0, 1, 2, 4, 8]
+K_VALUES = [0, 1, 2, 4]
 SEEDS = [1, 2, 3]
 
 
