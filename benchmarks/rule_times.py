@@ -34,7 +34,7 @@ def main() -> None:
         per_stage[r["stage"]] += r["seconds"]
     write_tsv(args.out, rows, ["stage", "rule", "job", "seconds", "max_rss_mb"])
     for r in rows:
-        print(f"{r['stage']:14s} {r['rule']:24s} {r['job']:36s} {r['seconds']:8.1f} s")
+        print(f"{r['stage']:14s} {r['rule']:24s} {r['job']:36s} {r['seconds']:8.1f} s  max_rss {r['max_rss_mb']} MB")
     for stage, seconds in per_stage.items():
         print(f"stage {stage:14s} {seconds / 60:6.1f} min")
     print(f"total (sum of benchmarked jobs) {sum(per_stage.values()) / 60:.1f} min")
