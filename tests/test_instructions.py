@@ -43,8 +43,11 @@ def test_long_answer_splits_share_no_question_with_training():
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     preset = yaml.safe_load((REPO / "presets" / "long_answers.yaml").read_text())
-    for section, values in preset.items():
-        config[section].update(values)
+    for section, values in preset.items():  # as Snakemake merges an override: mappings key by key
+        if isinstance(values, dict):
+            config[section].update(values)
+        else:
+            config[section] = values
     config = check_config(config)
     spec = TaskSpec.from_config("fixed_output", config["tasks"]["fixed_output"], "official")
     splits = build_task_splits(spec, config["data"], config["seed"])
