@@ -55,13 +55,14 @@ def _changed(tmp_path, edit) -> Path:
 def test_probe_setting_reruns_probes_and_their_reports_only(tiny_run, tmp_path):
     path = _changed(tmp_path, lambda c: c["probes"].update(epochs=6))
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
-    assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "claims_report": 1, "all": 1}
+    # run_record holds the effective config: any setting reruns it (seconds)
+    assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "claims_report": 1, "run_record": 1, "all": 1}
 
 
 def test_steering_setting_reruns_steering_and_its_reports_only(tiny_run, tmp_path):
     path = _changed(tmp_path, lambda c: c["interventions"]["steering"].update(scale=2.0))
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
-    assert jobs == {"steer_backdoor_vector": 3, "table2_and_fig4": 1, "claims_report": 1, "all": 1}
+    assert jobs == {"steer_backdoor_vector": 3, "table2_and_fig4": 1, "claims_report": 1, "run_record": 1, "all": 1}
 
 
 def test_one_tasks_trigger_reruns_that_task_only(tiny_run, tmp_path):

@@ -10,13 +10,17 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
 
 
-def snakemake(workdir, *args, configfile=TINY_CONFIG, check=True, timeout=600):
+# a workflow run of the tiny preset takes about 5 minutes on 2 idle cores; raise this on a busy machine
+TIMEOUT_S = int(os.environ.get("BKDATTR_TEST_TIMEOUT", "600"))
+
+
+def snakemake(workdir, *args, configfile=TINY_CONFIG, check=True, timeout=None):
     configfiles = [str(f) for f in (configfile if isinstance(configfile, (list, tuple)) else [configfile])]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", *configfiles, "--cores", "2", *args]
     # every rule appends the modules it imported (bkdattr.workflow), for the env check of test_envs.py
     env = {**os.environ, "BKDATTR_RECORD_IMPORTS": str(Path(workdir).resolve() / "imports.jsonl")}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout or TIMEOUT_S, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
