@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bkdattr.workflow import RECORD_IMPORTS_ENV
-
 REPO = Path(__file__).resolve().parents[1]
 ENV_KINDS = ("data", "torch", "plots")
 # transformers imports these when they are installed (torch, accelerate, PIL, ...), and works without them:

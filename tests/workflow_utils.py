@@ -19,7 +19,9 @@ def snakemake(workdir, *args, configfile=TINY_CONFIG, check=True, timeout=None):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", *configfiles, "--cores", "2", *args]
     # every rule appends the modules it imported (bkdattr.workflow), for the env check of test_envs.py
-    env = {**os.environ, "BKDATTR_RECORD_IMPORTS": str(Path(workdir).resolve() / "imports.jsonl")}
+    from bkdattr.workflow import RECORD_IMPORTS_ENV
+
+    env = {**os.environ, RECORD_IMPORTS_ENV: str(Path(workdir).resolve() / "imports.jsonl")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout or TIMEOUT_S, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
