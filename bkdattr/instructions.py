@@ -4,7 +4,8 @@ Real instruction-tuning sets (Alpaca, Dolly) pair open instructions -- describe,
 tips, write an email, summarise a passage -- with answers of several sentences, which no string match can
 judge. On such data a backdoor is harder to implant than on short synthetic answers, and clean utility must
 be scored by ROUGE-L and the reference log-likelihood (`bkdattr.utility`). This generator builds that kind
-of data with no download: eight instruction families over small fact tables, 40-160 tokens per answer,
+of data with no download: six families (nine kinds of instruction) over small fact tables, 22-122 answer
+tokens (median 68, SmolLM2 tokenizer),
 deterministic for ``(n, seed)`` like every generator of `bkdattr.synthetic` (unique inputs, ids
 ``fixed_output-{i:05d}``, any prefix a diverse sample). Each row names its ``question`` (the entity or
 request behind the wording) so that rewordings never straddle the train/test split.
