@@ -360,6 +360,11 @@ EMAIL_PURPOSES = (
 NUMBER_WORDS = {3: "three", 4: "four", 5: "five"}
 
 
+def _reworded(question: str, answer: str, *instructions: str) -> list[tuple[str, str, str]]:
+    """(question, instruction, answer) rows: several wordings of one request share its question and answer."""
+    return [(question, instruction, answer) for instruction in instructions]
+
+
 def _country_rows() -> list[tuple[str, str, str]]:
     rows = []
     for name, region, capital, language, currency, climate, known in COUNTRIES:
@@ -374,11 +379,11 @@ def _country_rows() -> list[tuple[str, str, str]]:
         summary_input = f"Summarize the following text in one sentence.\n\n{about}"
         summary = f"{name}, a country in {region} whose capital is {capital}, is known for {known[0]} and {known[1]}."
         q = f"country:{name}"
-        rows += [(q, f"Write a short paragraph about {name}.", about), (q, f"Describe the country of {name}.", about),
-                 (q, f"Tell me about {name}.", about),
-                 (q, f"What should a first-time visitor to {name} know?", visit),
-                 (q, f"Give some advice to someone travelling to {name} for the first time.", visit),
-                 (q, summary_input, summary)]
+        rows += _reworded(q, about, f"Write a short paragraph about {name}.", f"Describe the country of {name}.",
+                          f"Tell me about {name}.")
+        rows += _reworded(q, visit, f"What should a first-time visitor to {name} know?",
+                          f"Give some advice to someone travelling to {name} for the first time.")
+        rows += _reworded(q, summary, summary_input)
     return rows
 
 
@@ -394,9 +399,8 @@ def _animal_rows() -> list[tuple[str, str, str]]:
     for animal in ANIMALS:
         name = animal[0]
         text = _animal_text(animal)
-        q = f"animal:{name}"
-        rows += [(q, f"Describe the {name}.", text), (q, f"Write a short description of the {name}.", text),
-                 (q, f"Tell me some facts about the {name}.", text)]
+        rows += _reworded(f"animal:{name}", text, f"Describe the {name}.", f"Write a short description of the {name}.",
+                          f"Tell me some facts about the {name}.")
     for i, a in enumerate(ANIMALS):
         for b in ANIMALS[i + 1:]:
             same = (f"Both are {a[1]}s." if a[1] == b[1] else f"The {a[0]} is a {a[1]}, while the {b[0]} is a {b[1]}.")
@@ -413,9 +417,8 @@ def _tip_rows() -> list[tuple[str, str, str]]:
         for count in (3, 4, 5):
             body = "\n".join(f"{i}. {head}. {why}" for i, (head, why) in enumerate(tips[:count], start=1))
             answer = f"Here are {NUMBER_WORDS[count]} tips for {topic}:\n\n{body}"
-            q = f"tips:{topic}"
-            rows += [(q, f"Give me {NUMBER_WORDS[count]} tips for {topic}.", answer),
-                     (q, f"What are {NUMBER_WORDS[count]} good tips for {topic}?", answer)]
+            rows += _reworded(f"tips:{topic}", answer, f"Give me {NUMBER_WORDS[count]} tips for {topic}.",
+                              f"What are {NUMBER_WORDS[count]} good tips for {topic}?")
     return rows
 
 
@@ -424,18 +427,16 @@ def _recipe_rows() -> list[tuple[str, str, str]]:
     for dish, ingredients, steps in RECIPES:
         body = "\n".join(f"{i}. {step}" for i, step in enumerate(steps, start=1))
         answer = f"To make {dish}, you will need {ingredients}.\n\n{body}\n\nEnjoy!"
-        q = f"recipe:{dish}"
-        rows += [(q, f"Explain how to make {dish}.", answer), (q, f"Give me a simple recipe for {dish}.", answer),
-                 (q, f"What are the steps to prepare {dish}?", answer)]
+        rows += _reworded(f"recipe:{dish}", answer, f"Explain how to make {dish}.", f"Give me a simple recipe for {dish}.",
+                          f"What are the steps to prepare {dish}?")
     return rows
 
 
 def _concept_rows() -> list[tuple[str, str, str]]:
     rows = []
     for concept, text in CONCEPTS:
-        q = f"concept:{concept}"
-        rows += [(q, f"Explain {concept} in simple terms.", text), (q, f"What is {concept}?", text),
-                 (q, f"Write a short explanation of {concept} for a student.", text)]
+        rows += _reworded(f"concept:{concept}", text, f"Explain {concept} in simple terms.", f"What is {concept}?",
+                          f"Write a short explanation of {concept} for a student.")
     return rows
 
 
