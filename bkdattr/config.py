@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from importlib import resources
 from pathlib import Path
 
@@ -17,6 +18,20 @@ class ConfigError(ValueError):
 
 def schema_path() -> Path:
     return Path(str(resources.files("bkdattr") / "schemas" / "config.schema.yaml"))
+
+
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict:
+    return yaml.safe_load(schema_path().read_text())
+
+
+def schema_default(*keys: str):
+    """The schema's default of a nested key, e.g. schema_default("data", "synthetic_pool"): the one place a
+    default lives, for code that also takes config dicts the schema has not filled."""
+    node = _schema()
+    for key in keys:
+        node = node["properties"][key]
+    return copy.deepcopy(node["default"])
 
 
 def _set_defaults(instance, schema):
@@ -34,7 +49,7 @@ def check_config(config: dict, source: str = "config") -> dict:
     """Validate a config dict; return a copy with schema defaults filled in. Raises ConfigError."""
     import jsonschema
 
-    schema = yaml.safe_load(schema_path().read_text())
+    schema = _schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from .config import schema_default
 from .provenance import json_object_without_duplicates
 from .tasks import KEY_OF_SPLIT, NEWS_LABELS, SPLITS, TaskSpec, poison, split_items
 
@@ -20,9 +21,6 @@ REQUIRED_FIELDS = {
     "jailbreak": ("input", "output", "backdoor_output"),
     "label_modification": ("input", "output"),
 }
-
-
-DEFAULT_SYNTHETIC_POOL = 1950  # the schema's default: 1.5 rows per row of the default splits (1300)
 
 
 class DataError(ValueError):
@@ -177,7 +175,7 @@ def load_clean_records(spec: TaskSpec, data_cfg: dict, seed: int,
         from .synthetic import GENERATORS, capacity
 
         generate, most, origin = GENERATORS[spec.task_id], capacity(spec.task_id), f"synthetic:{spec.task_id}"
-        if spec.task_id == "fixed_output" and data_cfg.get("synthetic_answers", "short") == "long":
+        if spec.task_id == "fixed_output" and data_cfg.get("synthetic_answers", schema_default("data", "synthetic_answers")) == "long":
             from .instructions import capacity as instruction_capacity, generate_instructions
 
             generate, most, origin = generate_instructions, instruction_capacity(), "synthetic:instructions"
@@ -186,7 +184,7 @@ def load_clean_records(spec: TaskSpec, data_cfg: dict, seed: int,
         # moved 200-426 training rows per task). From a fixed pool test and val come from one end of the
         # question order and train from the other, so each stays put. Not the whole space: that would give a
         # jailbreak request 40 rewordings, and a test split of 200 rows only 5 distinct requests.
-        rows = generate(min(most, data_cfg.get("synthetic_pool", DEFAULT_SYNTHETIC_POOL)), seed)
+        rows = generate(min(most, _synthetic_pool(data_cfg)), seed)
         return validate_records(rows, spec, origin, dropped), origin
     if source == "files":
         files = data_cfg.get("files") or {}
@@ -208,6 +206,10 @@ def load_clean_records(spec: TaskSpec, data_cfg: dict, seed: int,
     raise DataError(f"config data.source: unknown source {source!r}; expected synthetic, files or hf")
 
 
+def _synthetic_pool(data_cfg: dict) -> int:
+    return data_cfg.get("synthetic_pool", schema_default("data", "synthetic_pool"))
+
+
 def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int, dropped: list | None = None) -> dict[str, list[dict]]:
     """train (clean + poisoned copies), test, val and attribution splits for one task, no question shared
     between them. `val` serves every choice made by looking at results (calibration, adaptive injection),
@@ -217,7 +219,7 @@ def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int, dropped: list |
     try:
         splits = split_items(records, {name: data_cfg[KEY_OF_SPLIT[name]] for name in SPLITS}, seed, source=source)
     except ValueError as err:
-        if source.startswith("synthetic:") and len(records) == data_cfg.get("synthetic_pool", DEFAULT_SYNTHETIC_POOL):
+        if source.startswith("synthetic:") and len(records) == _synthetic_pool(data_cfg):
             raise DataError(f"{err}; for synthetic data, raise data.synthetic_pool "
                             f"(now {len(records)} rows drawn from the generator)") from err
         raise
