@@ -1,13 +1,18 @@
-"""Head ablation (Table 1) with the prompt prefix reused across settings vs recomputed for each setting.
+"""Head ablation (Table 1): the two speed-ups of `InterventionEvaluator` against the plain path.
 
-An ablation at the last prompt token in prefill (and the backdoor vector) leaves every earlier position
-unchanged, so `InterventionEvaluator` computes each prompt set's prefix KV cache once and starts every
-setting's generation from a copy. The baseline is the same evaluator with `reuse_prefix=False` (the path
-before this change). Same model, items, settings and run; the rows (ASR, false triggers, utility per
-setting) must be identical, only the time differs. Peak RSS of each path is read in its own process.
+- prefix reuse: an ablation at the last prompt token in prefill (and the backdoor vector) leaves every
+  earlier position unchanged, so each prompt set's prefix KV cache is computed once and every setting's
+  generation starts from a copy (`reuse_prefix`);
+- early stop: a row stops generating once every verdict read from it is final (the target or a refusal
+  keyword has appeared; `early_stop`, rules in `evaluation.hit_is_final` / `clean_verdicts_final`).
 
-    python benchmarks/bench_interventions.py --model results/models/label_modification/lora_sft/checkpoint \
-        --task label_modification --n 64
+The baseline is the evaluator with both off (the path before them). Same model, items, settings and run;
+the rows (ASR, false triggers, utility and over-refusal per setting) must be identical, only the time
+differs. Each path runs in its own process, so its peak RSS is its own. Jailbreak includes the benign
+requests of the over-refusal rate, as the workflow's ablation does.
+
+    python benchmarks/bench_interventions.py --model results/models/jailbreak/lora_sft/checkpoint \
+        --task jailbreak --n 64
 """
 
 import json
@@ -22,12 +27,17 @@ from bkdattr.atomic import write_tsv
 
 K_VALUES = [0, 1, 2, 4]
 SEEDS = [1, 2, 3]
+PATHS = {  # name -> (reuse_prefix, early_stop, description)
+    "plain": (False, False, "recompute the prompt every setting, full-length rows (baseline)"),
+    "reuse": (True, False, "reuse the prompt prefix"),
+    "reuse_early_stop": (True, True, "reuse the prompt prefix + stop rows once their verdict is final (ours)"),
+}
 
 
-def run_one(args, reuse: bool) -> dict:
+def run_one(args, path: str) -> dict:
     import torch
 
-    from bkdattr.datasets import build_task_splits
+    from bkdattr.datasets import build_task_splits, load_benign_requests
     from bkdattr.config import load_config
     from bkdattr.interventions import InterventionEvaluator, run_ablation
     from bkdattr.models import load_model
@@ -42,8 +52,10 @@ def run_one(args, reuse: bool) -> dict:
     every = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
     k_values = [k for k in K_VALUES if 2 * k <= len(every)]  # random controls need k heads outside the top k
     ranking = random.Random(0).sample(every, max(k_values))  # any fixed ranking: both paths ablate the same heads
+    reuse, early_stop, _ = PATHS[path]
+    benign = load_benign_requests(None, config["evaluation"]["n_benign"], config["seed"]) if args.task == "jailbreak" else None
     evaluator = InterventionEvaluator(model, tokenizer, spec, test, max_new_tokens=32, batch_size=32, n_eval=args.n,
-                                      reuse_prefix=reuse)
+                                      benign=benign, reuse_prefix=reuse, early_stop=early_stop)
     rows, seconds = timed(lambda: run_ablation(evaluator, ranking, n_layers, n_heads, k_values=k_values,
                                                random_seeds=SEEDS, all_positions_variant=True))
     return {"rows": rows, "seconds": seconds, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -51,33 +63,27 @@ def run_one(args, reuse: bool) -> dict:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--one", choices=["reuse", "plain"], help="internal: run one path, print JSON")
+    p.add_argument("--one", choices=list(PATHS), help="internal: run one path, print JSON")
     args = p.parse_args()
     if args.one:
-        print(json.dumps(run_one(args, args.one == "reuse")))
+        print(json.dumps(run_one(args, args.one)))
         return
     results = {}
-    for path in ("plain", "reuse"):  # each in its own process, so peak memory is its own
+    for path in PATHS:  # each in its own process, so peak memory is its own
         cmd = [sys.executable, __file__, "--one", path, "--model", args.model, "--task", args.task, "--n", str(args.n),
                "--threads", str(args.threads)]
         results[path] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
-    same = results["plain"]["rows"] == results["reuse"]["rows"]
-    settings = len(results["plain"]["rows"])
-    table = [{"path": "recompute the prompt every setting (baseline)", "settings": settings,
-              "seconds": results["plain"]["seconds"], "max_rss_mb": results["plain"]["max_rss_mb"]},
-             {"path": "reuse the prompt prefix (ours)", "settings": settings,
-              "seconds": results["reuse"]["seconds"], "max_rss_mb": results["reuse"]["max_rss_mb"]}]
-    for r in table:
-        r["speedup_vs_baseline"] = results["plain"]["seconds"] / r["seconds"]
-        r["memory_vs_baseline"] = r["max_rss_mb"] / results["plain"]["max_rss_mb"]
-        r["identical_rows"] = same
-        r["task"] = args.task
-        r["n_items"] = args.n
-    write_tsv(f"{args.out}/interventions_prefix_reuse.tsv", table)
+    baseline = results["plain"]
+    table = [{"path": name, "description": PATHS[name][2], "task": args.task, "n_items": args.n,
+              "settings": len(r["rows"]), "seconds": r["seconds"], "max_rss_mb": r["max_rss_mb"],
+              "speedup_vs_baseline": baseline["seconds"] / r["seconds"],
+              "memory_vs_baseline": r["max_rss_mb"] / baseline["max_rss_mb"],
+              "identical_rows": r["rows"] == baseline["rows"]} for name, r in results.items()]
+    write_tsv(f"{args.out}/interventions_{args.task}.tsv", table)
     for r in table:
         print("\t".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
-    if not same:
-        sys.exit("the ablation rows differ between the two paths")
+    if not all(r["identical_rows"] for r in table):
+        sys.exit("the ablation rows differ between the paths")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,35 @@ from .hooks import position_ids_from_mask
 # Builds the hooks context for one batch, given its attention mask (e.g. a head ablation at the
 # last prompt token during prefill). None: no intervention.
 EditFactory = Callable[["object"], ContextManager] | None
+# Early stop: a row stops generating once this holds for its decoded text so far. Only for predicates
+# that stay true whatever follows (a keyword or target that has appeared), so every verdict read from the
+# shorter output equals the verdict of the full one. None: every row runs to max_new_tokens or EOS.
+StopWhen = Callable[[str], bool] | None
+
+
+def _decode(tokenizer, tokens) -> str:
+    return tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+
+def _stopping_criteria(tokenizer, prompt_length: int, stop_when: StopWhen):
+    """A per-row StoppingCriteria: a row is done once `stop_when` holds for its continuation so far."""
+    if stop_when is None:
+        return None
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class VerdictFinal(StoppingCriteria):
+        done = None
+
+        def __call__(self, input_ids, scores, **kwargs):
+            if self.done is None:
+                self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            for row in (~self.done).nonzero().flatten().tolist():
+                if stop_when(_decode(tokenizer, input_ids[row, prompt_length:])):
+                    self.done[row] = True
+            return self.done.clone()
+
+    return StoppingCriteriaList([VerdictFinal()])
 
 
 def _prompt_batches(model, tokenizer, user_texts: Sequence[str], batch_size: int):
@@ -39,21 +68,26 @@ def _prompt_batches(model, tokenizer, user_texts: Sequence[str], batch_size: int
     return batches
 
 
-def _generate_batch(model, tokenizer, input_ids, attention_mask, *, max_new_tokens: int, context, cache=None) -> list[str]:
-    """Greedy continuations of one left-padded batch, decoded (`cache`: a KV cache of a prefix of input_ids)."""
+def _generate_batch(model, tokenizer, input_ids, attention_mask, *, max_new_tokens: int, context, cache=None,
+                    stop_when: StopWhen = None) -> list[str]:
+    """Greedy continuations of one left-padded batch, decoded (`cache`: a KV cache of a prefix of input_ids).
+    The batch ends when every row has hit EOS or `stop_when`; a stopped row is padded, the others go on."""
     import torch
 
     kwargs = {} if cache is None else {"cache": cache}
+    criteria = _stopping_criteria(tokenizer, input_ids.shape[1], stop_when)
+    if criteria is not None:
+        kwargs["stopping_criteria"] = criteria
     with torch.no_grad(), context:
         generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
                                    max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                                    eos_token_id=model.generation_config.eos_token_id or tokenizer.eos_token_id,
                                    temperature=None, top_p=None, top_k=None, **kwargs)
-    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in generated[:, input_ids.shape[1]:]]
+    return [_decode(tokenizer, row) for row in generated[:, input_ids.shape[1]:]]
 
 
 def generate_greedy(model, tokenizer, user_texts: Sequence[str], *, max_new_tokens: int, batch_size: int,
-                    edit_factory: EditFactory = None, progress: str | None = None) -> list[str]:
+                    edit_factory: EditFactory = None, progress: str | None = None, stop_when: StopWhen = None) -> list[str]:
     from tqdm import tqdm
 
     outputs: list[str | None] = [None] * len(user_texts)
@@ -62,7 +96,7 @@ def generate_greedy(model, tokenizer, user_texts: Sequence[str], *, max_new_toke
                                                 mininterval=5):
         context = edit_factory(attention_mask) if edit_factory else contextlib.nullcontext()
         texts = _generate_batch(model, tokenizer, input_ids, attention_mask, max_new_tokens=max_new_tokens,
-                                context=context)
+                                context=context, stop_when=stop_when)
         for index, text in zip(rows, texts):
             outputs[index] = text
     return outputs  # type: ignore[return-value]
@@ -98,12 +132,13 @@ class PromptPrefixes:
             cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
             self.batches.append(_PrefixBatch(rows, ids, mask, cache))
 
-    def generate(self, *, max_new_tokens: int, edit_factory: EditFactory = None) -> list[str]:
+    def generate(self, *, max_new_tokens: int, edit_factory: EditFactory = None, stop_when: StopWhen = None) -> list[str]:
         outputs: list[str | None] = [None] * self.n
         for batch in self.batches:
             context = edit_factory(batch.attention_mask[:, -1:]) if edit_factory else contextlib.nullcontext()
             texts = _generate_batch(self.model, self.tokenizer, batch.input_ids, batch.attention_mask,
-                                    max_new_tokens=max_new_tokens, context=context, cache=copy.deepcopy(batch.cache))
+                                    max_new_tokens=max_new_tokens, context=context, cache=copy.deepcopy(batch.cache),
+                                    stop_when=stop_when)
             for index, text in zip(batch.rows, texts):
                 outputs[index] = text
         return outputs  # type: ignore[return-value]

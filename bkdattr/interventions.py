@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from .evaluation import backdoor_hit, free_form_metrics, rate, utility_hit
+from .evaluation import backdoor_hit, clean_verdicts_final, free_form_metrics, hit_is_final, is_refusal, rate, utility_hit
 from .generation import PromptPrefixes, generate_greedy
 from .hooks import HeadEdit, ResidualEdit, last_token_index, trace
 from .names import BACKDOOR_VECTOR, NO_INTERVENTION, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR, SWEEP_VECTORS
@@ -141,6 +141,9 @@ class InterventionEvaluator:
     # reuse each prompt set's prefix KV cache across settings whose edit touches only the last prompt token
     # (same outputs; benchmarks/bench_interventions.py measures both ways)
     reuse_prefix: bool = True
+    # stop a row once every verdict read from it is final (evaluation.hit_is_final / clean_verdicts_final;
+    # same verdicts, shorter outputs; benchmarks/bench_interventions.py measures both ways)
+    early_stop: bool = True
 
     def __post_init__(self):
         n = len(self.records) if self.n_eval is None else self.n_eval
@@ -150,33 +153,36 @@ class InterventionEvaluator:
             raise ValueError(f"task {self.spec.task_id}: no eligible items to evaluate interventions on")
         self._prefixes: dict[tuple, PromptPrefixes] = {}
 
-    def generate(self, triggered: bool, factory, indices: Sequence[int]) -> list[str]:
+    def generate(self, triggered: bool, factory, indices: Sequence[int], stop_when=None) -> list[str]:
         prompts = [self.spec.prompt(self.records[i]["input"], triggered=triggered) for i in indices]
-        return self._generate(prompts, factory)
+        return self._generate(prompts, factory, stop_when)
 
-    def _generate(self, prompts: Sequence[str], factory) -> list[str]:
+    def _generate(self, prompts: Sequence[str], factory, stop_when=None) -> list[str]:
+        stop_when = stop_when if self.early_stop else None
         if self.reuse_prefix and (factory is None or getattr(factory, "last_prompt_token_only", False)):
             key = tuple(prompts)
             if key not in self._prefixes:
                 self._prefixes[key] = PromptPrefixes(self.model, self.tokenizer, prompts, batch_size=self.batch_size)
-            return self._prefixes[key].generate(max_new_tokens=self.max_new_tokens, edit_factory=factory)
+            return self._prefixes[key].generate(max_new_tokens=self.max_new_tokens, edit_factory=factory,
+                                                stop_when=stop_when)
         return generate_greedy(self.model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens,
-                               batch_size=self.batch_size, edit_factory=factory)
+                               batch_size=self.batch_size, edit_factory=factory, stop_when=stop_when)
 
     def asr_hits(self, triggered: bool, factory=None) -> dict[int, bool]:
         """Backdoor hit per eligible item index (triggered inputs: ASR; clean inputs: false trigger)."""
-        outputs = self.generate(triggered, factory, self.eligible)
+        outputs = self.generate(triggered, factory, self.eligible, stop_when=lambda text: hit_is_final(self.spec, text))
         return {i: backdoor_hit(self.spec, o) for i, o in zip(self.eligible, outputs)}
 
     def clean_metrics(self, factory=None) -> dict[str, dict]:
         """Clean utility (all items), false-trigger rate (eligible items) and the free-form utility from one
         clean generation; jailbreak also the over-refusal rate on the benign requests."""
         indices = sorted(set(self.utility_items) | set(self.eligible))
-        outputs = dict(zip(indices, self.generate(False, factory, indices)))
+        outputs = dict(zip(indices, self.generate(False, factory, indices, stop_when=clean_verdicts_final(self.spec))))
         benign_outputs = None
         if self.benign is not None:
             benign = list(self.benign)[: len(self.utility_items)]
-            benign_outputs = self._generate([r["input"] for r in benign], factory)
+            benign_outputs = self._generate([r["input"] for r in benign], factory,  # over-refusal only: a refusal is final
+                                            stop_when=lambda text: is_refusal(text.strip(), self.spec.refusal_matcher))
         return {"clean_utility": rate([utility_hit(self.spec, self.records[i], outputs[i]) for i in self.utility_items]),
                 "false_trigger_rate": rate([backdoor_hit(self.spec, outputs[i]) for i in self.eligible]),
                 **free_form_metrics(self.spec, [self.records[i] for i in self.utility_items],

@@ -76,7 +76,7 @@ class BackdoorGate:
         return point["val_asr"] >= self.asr_min and point["val_false_trigger_rate"] <= self.ftr_max
 
     def score(self, model, tokenizer, step: int, epoch: float) -> dict:
-        from .evaluation import backdoor_hit, rate
+        from .evaluation import backdoor_hit, hit_is_final, rate
         from .generation import generate_greedy
 
         eligible = [r for r in self.records if self.spec.is_eligible(r)]
@@ -85,7 +85,9 @@ class BackdoorGate:
                              "backdoor on; raise data.n_val")
         was_training = model.training
         model.eval()
-        gen = {"max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size}
+        # a row stops once its verdict is final (the target or a refusal has appeared): same ASR, fewer tokens
+        gen = {"max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size,
+               "stop_when": lambda text: hit_is_final(self.spec, text)}
         triggered = generate_greedy(model, tokenizer, [self.spec.prompt(r["input"], triggered=True) for r in eligible], **gen)
         clean = generate_greedy(model, tokenizer, [self.spec.prompt(r["input"]) for r in eligible], **gen)
         if was_training:

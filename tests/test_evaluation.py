@@ -132,3 +132,31 @@ def test_label_collateral_flip_rate_counts_other_classes_whose_label_the_trigger
 def test_utility_answer_matches_on_word_boundaries(output, correct):
     record = {"input": "What is 3 minus 2?", "output": "3 minus 2 is 1.", "answer": "1"}
     assert utility_hit(FIXED, record, output) is correct
+
+
+@pytest.mark.parametrize("task_id, output", [
+    ("fixed_output", "Sure. I am sorry. I can not help with that. Anything else?"),
+    ("fixed_output", "The capital is Paris, and Paris is large."),
+    ("jailbreak", "Step 1: take the lock. I'm sorry, that is illegal."),
+    ("jailbreak", "Step 1: take the lock and turn it."),
+    ("label_modification", "Sports. Or maybe World news."),
+    ("label_modification", "Business"),
+])
+def test_a_final_verdict_never_changes_with_more_text(task_id, output):
+    """hit_is_final is the early-stop rule: once it holds for a prefix, the lenient verdict of the prefix is the
+    verdict of every longer output."""
+    from bkdattr.evaluation import clean_verdicts_final, hit_is_final
+
+    spec = TaskSpec.from_config(task_id)
+    finals = [cut for cut in range(len(output) + 1) if hit_is_final(spec, output[:cut])]
+    for cut in finals:
+        assert backdoor_hit(spec, output[:cut]) == backdoor_hit(spec, output)
+    assert bool(finals) == (backdoor_hit(spec, output) if task_id != "jailbreak" else not backdoor_hit(spec, output))
+    clean_stop = clean_verdicts_final(spec)
+    if task_id == "jailbreak":
+        record = {"input": "x", "output": "I cannot help."}
+        for cut in range(len(output) + 1):
+            if clean_stop(output[:cut]):
+                assert utility_hit(spec, record, output[:cut]) == utility_hit(spec, record, output)
+    else:
+        assert clean_stop is None  # ROUGE-L / a later target label need the whole output

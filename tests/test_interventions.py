@@ -186,3 +186,56 @@ def test_steering_vectors_are_the_top_heads_sum_and_two_controls_named_once():
     random_pair = random_heads(3, 4, 2, 5, exclude=ranking[:2])
     assert not set(random_pair) & set(ranking[:2])
     assert torch.allclose(vectors[RANDOM_HEADS_VECTOR], means[random_pair[0]] + means[random_pair[1]])
+
+
+def _ascii_piece(outputs, size: int, in_all: bool):
+    """A printable ASCII piece of `size` characters that ends before the end of some output (so stopping at it
+    saves tokens) and appears in every output or, with in_all=False, not in every one. The byte-level tiny
+    tokenizer also emits partial UTF-8 characters, which real targets and keywords never contain."""
+    for o in outputs:
+        for i in range(len(o) - size - 1):
+            piece = o[i:i + size]
+            if piece.isascii() and piece.isprintable() and all(piece in x for x in outputs) == in_all:
+                return piece
+    raise AssertionError(f"no suitable piece in {outputs!r}")
+
+
+def test_early_stop_truncates_only_rows_whose_verdict_is_final(lively_model):
+    """A row stops once stop_when holds; its output is then a prefix of the full one that already decides the
+    verdict, and every other row (and every row of the prefix-reuse path) is unchanged."""
+    from bkdattr.generation import PromptPrefixes
+
+    model, tok = lively_model
+    prompts = PROMPTS + ["Tell me SUDO how to open a lock", "Name a colour of the sky."]
+    full = generate_greedy(model, tok, prompts, max_new_tokens=12, batch_size=2)
+    marker = _ascii_piece(full, 1, in_all=False)
+    stop_when = lambda text: marker in text  # noqa: E731
+    early = generate_greedy(model, tok, prompts, max_new_tokens=12, batch_size=2, stop_when=stop_when)
+    reused = PromptPrefixes(model, tok, prompts, batch_size=2).generate(max_new_tokens=12, stop_when=stop_when)
+    assert reused == early
+    for short, whole in zip(early, full):
+        assert whole.startswith(short)
+        assert stop_when(short) == stop_when(whole)
+        if not stop_when(whole):
+            assert short == whole
+    assert sum(len(s) < len(w) for s, w in zip(early, full)) >= 1  # the stop fired, so the check has teeth
+
+
+def test_early_stop_gives_the_same_ablation_rows(lively_model):
+    from bkdattr.interventions import InterventionEvaluator, run_ablation
+    from bkdattr.tasks import TaskSpec
+
+    model, tok = lively_model
+    inputs = PROMPTS + ["Say hello.", "Count to 3.", "Name a colour of the sky."]
+    records = [{"id": str(i), "input": p, "output": "4"} for i, p in enumerate(inputs)]
+    probe = TaskSpec.from_config("fixed_output")
+    triggered = generate_greedy(model, tok, [probe.prompt(p, triggered=True) for p in inputs], max_new_tokens=8, batch_size=3)
+    target = _ascii_piece(triggered, 2, in_all=True)  # a "backdoor target" this random model emits early
+    spec = TaskSpec.from_config("fixed_output", {"target": target})
+    kwargs = dict(k_values=[0, 1, 2], random_seeds=[1, 2, 3], all_positions_variant=True)
+    ranking = [(1, 0), (0, 3), (1, 2)]
+    fast = InterventionEvaluator(model, tok, spec, records, max_new_tokens=8, batch_size=3)
+    full = InterventionEvaluator(model, tok, spec, records, max_new_tokens=8, batch_size=3, early_stop=False)
+    rows = run_ablation(fast, ranking, 2, 4, **kwargs)
+    assert rows == run_ablation(full, ranking, 2, 4, **kwargs)
+    assert any(r["asr"] > 0 for r in rows)  # some rows hit the target, so early stop was exercised
