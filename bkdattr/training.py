@@ -41,6 +41,16 @@ def clean_rows(records: Sequence[dict]) -> list[dict]:
     return [r for r in records if not r["poisoned"]]
 
 
+def micro_batch_rows(batch_size: int, longest: int, token_budget: int | None) -> int:
+    """Rows per forward pass: the largest divisor of `batch_size` whose padded micro-batch (rows x the longest
+    example) fits `token_budget` tokens, at least 1; the whole batch when there is no budget. A divisor, so
+    gradient accumulation over the micro-batches reproduces the batch's optimiser step exactly."""
+    if token_budget is None:
+        return batch_size
+    fitting = [rows for rows in range(1, batch_size + 1) if batch_size % rows == 0 and rows * longest <= token_budget]
+    return max(fitting, default=1)
+
+
 def sft_dataset(examples: Sequence[dict]):
     """A pre-tokenized TRL dataset: input_ids and completion_mask (1 on the response tokens)."""
     from datasets import Dataset
@@ -162,12 +172,19 @@ def train_backdoor(model, tokenizer, examples: Sequence[dict], *, method: str, i
         peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                                  target_modules=lora["target_modules"], task_type="CAUSAL_LM")
     on_gpu = next(model.parameters()).is_cuda or torch.cuda.is_available()
+    batch_size = injection_cfg["batch_size"]
+    rows = micro_batch_rows(batch_size, max(len(e["input_ids"]) for e in examples), injection_cfg.get("micro_batch_tokens"))
+    accumulation = injection_cfg["grad_accum"] * (batch_size // rows)
+    log.info("optimiser batch %d rows x %d accumulation = %d rows per step, run as micro-batches of %d rows",
+             batch_size, injection_cfg["grad_accum"], batch_size * injection_cfg["grad_accum"], rows)
     loss_log: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bkdattr-sft-") as scratch:
         args = SFTConfig(
             output_dir=scratch, save_strategy="no", eval_strategy="no", report_to="none", logging_steps=1,
-            per_device_train_batch_size=injection_cfg["batch_size"],
-            gradient_accumulation_steps=injection_cfg["grad_accum"], num_train_epochs=injection_cfg["epochs"],
+            # micro-batches + accumulation: TRL normalises the loss by the response tokens of the whole
+            # accumulated batch (num_items_in_batch), so the step equals the one-pass step
+            per_device_train_batch_size=rows, gradient_accumulation_steps=accumulation,
+            num_train_epochs=injection_cfg["epochs"],
             learning_rate=injection_cfg["lr"], lr_scheduler_type="linear",
             warmup_steps=float(injection_cfg["warmup_ratio"]),  # a float in [0, 1) is a ratio of all steps
             weight_decay=0.0, max_grad_norm=1.0, seed=seed, data_seed=seed, max_length=injection_cfg["max_length"],

@@ -71,3 +71,42 @@ def test_downstream_stages_stop_on_a_failed_gate_or_go_on_marked_in_warn_mode():
     assert enforce_gate(pointer, "warn", "ablate_heads") == "no"
     assert gate_status({"name": "base"}) == "n/a"
     assert enforce_gate({**pointer, "backdoor_gate": {**pointer["backdoor_gate"], "passed": True}}, "stop", "x") == "yes"
+
+
+def test_micro_batch_rows_fit_the_token_budget_and_divide_the_batch():
+    from bkdattr.training import micro_batch_rows
+
+    assert micro_batch_rows(16, 91, None) == 16
+    assert micro_batch_rows(16, 91, 512) == 4  # 8 x 91 > 512
+    assert micro_batch_rows(16, 256, 512) == 2
+    assert micro_batch_rows(12, 100, 500) == 4  # 5 rows would fit but do not divide 12
+    assert micro_batch_rows(16, 1000, 512) == 1  # a row longer than the budget still trains, one at a time
+
+
+def test_micro_batches_with_accumulation_give_the_whole_batch_step(tiny_model_dir):
+    """Same rows per optimiser step, same loss normalisation: the losses and the trained weights match the
+    one-pass batch up to float rounding."""
+    from bkdattr.models import load_model
+
+    from bkdattr.training import micro_batch_rows
+
+    cfg = {**CFG, "epochs": 1}
+    trained = {}
+    for split in (False, True):
+        model, tok = load_model(str(tiny_model_dir), device="cpu")
+        examples = build_examples(tok, SPEC, RECORDS, 128)
+        longest = max(len(e["input_ids"]) for e in examples)
+        budget = 2 * longest if split else None
+        assert micro_batch_rows(cfg["batch_size"], longest, budget) == (2 if split else 4)
+        trained[split] = train_backdoor(model, tok, examples, method="lora_sft",
+                                        injection_cfg={**cfg, "micro_batch_tokens": budget}, seed=0)
+    whole, micro = trained[False], trained[True]
+    assert [r["step"] for r in whole.loss_log] == [r["step"] for r in micro.loss_log] == [1, 2, 3]
+    for a, b in zip(whole.loss_log, micro.loss_log):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    moved = 0
+    start = load_model(str(tiny_model_dir), device="cpu")[0].state_dict()
+    for name, value in whole.model.state_dict().items():
+        torch.testing.assert_close(micro.model.state_dict()[name], value, rtol=1e-4, atol=1e-5)
+        moved += not torch.equal(value, start[name])
+    assert moved  # training moved the weights, so the comparison has teeth
