@@ -1,7 +1,6 @@
 # bkdattr-workflow: Backdoor Attribution (arXiv 2509.21761), from poisoned data to figures.
 # Usage: snakemake --cores all [--configfile presets/paper.yaml] [target]
-import sys
-
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -10,9 +9,13 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+try:  # the Snakefile and rules/*.smk use the package: it must be installed where snakemake runs
+    from bkdattr.provenance import load_yaml_unique
+except ImportError as err:
+    raise WorkflowError(f"the bkdattr package is not importable by this snakemake ({err}); install it into "
+                        "snakemake's Python with `pip install -e .` from the repository root (README)") from err
+
 # A key written twice in a config file would silently drop the first block (YAML keeps the last): refuse it.
-sys.path.insert(0, workflow.basedir)  # bkdattr for the Snakefile and rules/*.smk, also when snakemake runs from its own env
-from bkdattr.provenance import load_yaml_unique
 
 for _configfile in workflow.configfiles:
     load_yaml_unique(_configfile)

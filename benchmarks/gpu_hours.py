@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[1]  # bkdattr itself is imported installed (pip install -e .)
 
 
 def arguments(argv=None):

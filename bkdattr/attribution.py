@@ -274,3 +274,60 @@ def control_comparison(backdoored: torch.Tensor, control: torch.Tensor, fraction
     control_max = control.abs().max().item()
     return {f"top{fraction:g}_overlap_with_backdoored": top_k_overlap(control, backdoored, fraction),
             "backdoored_max_acie_over_this": backdoored.max().item() / control_max if control_max > 0 else float("inf")}
+
+
+def summary_rows(maps: dict[tuple[str, str, str], torch.Tensor], rankings: dict[tuple[str, str, str], list[dict]],
+                 implanted: dict[tuple[str, str], str], *, methods: Sequence[str], controls: Sequence[str],
+                 top_fractions: Sequence[float]) -> list[dict]:
+    """results/tables/attribution.tsv: per (task, model, mode) ACIE map, its sparsity; for a clean control model
+    its overlap with and magnitude against the first backdoored method's exact map; for an estimate (AtP, the
+    reference loop) its agreement with exact ACIE (Spearman, top-k overlap)."""
+    from .gate import NOT_APPLICABLE
+
+    rows = []
+    for (task, model, mode), acie in sorted(maps.items()):
+        ranking = rankings[(task, model, mode)]
+        row = {"task": task, "method": model, "mode": mode, "n_heads": acie.numel(),
+               "n_prompts": ranking[0]["n_prompts"], "n_prompts_asked": ranking[0]["n_prompts_asked"],
+               "backdoor_implanted": implanted.get((task, model), NOT_APPLICABLE),
+               "max_acie": acie.max().item(), "sum_positive_acie": acie.clamp(min=0).sum().item(),
+               "fraction_of_heads_for_half_positive_acie": sparsity(acie, 0.5)}
+        if model in controls:  # a clean model: compared with the backdoored model's exact map
+            row["role"] = "control"
+            row["compared_with"] = methods[0]
+            for fraction in sorted({*top_fractions, 0.03}):  # 0.03: the paper's 32 of 1024 heads
+                row.update(control_comparison(maps[(task, methods[0], "exact")], acie, fraction))
+        else:
+            row["role"] = "backdoored"
+        exact = maps.get((task, model, "exact"))
+        if exact is not None and mode != "exact":
+            row["max_abs_diff_vs_exact"] = (acie - exact).abs().max().item()
+            row["spearman_vs_exact"] = spearman(acie, exact)
+            for fraction in top_fractions:
+                row[f"top{fraction:g}_overlap_vs_exact"] = top_k_overlap(acie, exact, fraction)
+        rows.append(row)
+    return rows
+
+
+RANKING_COLUMNS = ["rank", "layer", "head", "acie", "share_of_positive", "n_prompts", "n_prompts_asked"]
+
+
+def attribute(model, tokenizer, spec, cache: dict, pool: Sequence[dict], mode: str, settings: dict,
+              log=None) -> tuple[torch.Tensor, list[dict]]:
+    """One attribution job: the [L, H] ACIE map of `mode` and the head ranking (RANKING_COLUMNS), from the
+    activation cache (abar) and the attribution pool, with config `attribution` settings."""
+    import time
+
+    asked = settings["n_prompts"]
+    abar, records, n_triggered = attribution_inputs(cache, pool, spec, items=settings["items"], n_prompts=asked)
+    if log:
+        log.info("ACIE (%s) over %d clean prompts (%d asked), abar from %d triggered prompts", mode, len(records),
+                 asked, n_triggered)
+    items = make_items(tokenizer, [spec.prompt(r["input"]) for r in records], [spec.backdoor_output(r) for r in records],
+                       settings["max_target_tokens"])
+    started = time.perf_counter()
+    acie = compute_acie(mode, model, items, abar, pad_id=tokenizer.pad_token_id, batch_size=settings["batch_size"],
+                        progress=True)
+    if log:
+        log.info("ACIE %s took %.1f s", mode, time.perf_counter() - started)
+    return acie, [{**r, "n_prompts": len(records), "n_prompts_asked": asked} for r in rank_heads(acie)]

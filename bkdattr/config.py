@@ -34,6 +34,43 @@ def schema_default(*keys: str):
     return copy.deepcopy(node["default"])
 
 
+RERUN_KEY = "x-rerun"  # schema annotation: the rules whose results a key changes (inherited by nested keys)
+
+
+def rerun_scope(*keys: str) -> list[str]:
+    """The rules whose results the key at `keys` changes, e.g. rerun_scope("attribution", "top_fractions"): its own
+    `x-rerun` list in the schema, else the nearest enclosing one's ([] = changes no result)."""
+    node, scope = _schema(), []
+    for key in keys:
+        node = node["properties"][key]
+        scope = node.get(RERUN_KEY, scope)
+    return list(scope)
+
+
+def settings_for(config: dict, rule: str, section: str) -> dict:
+    """The keys of config[section] that change the results of `rule`, by the schema's `x-rerun` scopes.
+
+    A rule's params are built from this, so a rule reruns exactly when a key in its scope changes, and a key
+    added to the schema joins the params of every rule of its section's scope without another file edited."""
+    dropped = object()  # not None: null is a real setting (e.g. max_target_tokens: null)
+
+    def keep(value, node: dict, scope: list[str]):
+        properties = node.get("properties")
+        if not isinstance(value, dict) or not properties:
+            return value if rule in scope else dropped
+        kept = {}
+        for key, item in value.items():
+            child = properties.get(key, {})
+            picked = keep(item, child, child.get(RERUN_KEY, scope))
+            if picked is not dropped:
+                kept[key] = picked
+        return kept or dropped
+
+    node = _schema()["properties"][section]
+    kept = keep(config[section], node, node.get(RERUN_KEY, []))
+    return {} if kept is dropped else kept
+
+
 def _set_defaults(instance, schema):
     """Fill `default` values of the schema into the instance (objects only, recursively)."""
     if not isinstance(instance, dict) or schema.get("type") != "object":
@@ -112,10 +149,9 @@ def load_config(path: str | Path) -> dict:
 
 
 def task_injection(config: dict, task: str) -> dict:
-    """Injection hyper-parameters for one task: the global ones with the task's overrides. The method list
-    and the control switch are left out: they choose which models exist, not how one is trained."""
-    merged = {k: v for k, v in config["injection"].items() if k not in ("methods", "clean_control")}
-    return {**merged, **config["tasks"][task].get("injection", {})}
+    """Injection hyper-parameters for one task: the global ones in inject_backdoor's scope (not the method list
+    or the control switch, which choose which models exist) with the task's overrides."""
+    return {**settings_for(config, "inject_backdoor", "injection"), **config["tasks"][task].get("injection", {})}
 
 
 def task_specs(config: dict) -> dict[str, TaskSpec]:

@@ -284,3 +284,15 @@ def model_context_window(model_path: str, trust_remote_code: bool = False) -> in
         if getattr(config, key, None):
             return int(getattr(config, key))
     raise DataError(f"{model_path}: the model config names no context window (max_position_embeddings)")
+
+
+def split_manifest(spec, splits: dict[str, list[dict]], dropped: Sequence[dict], data: dict, seed: int) -> dict:
+    """manifest.json of make_dataset: what the splits hold and the settings that made them."""
+    return {
+        "task": spec.task_id, "trigger": spec.trigger, "placement": spec.placement,
+        "counts": {name: len(rows) for name, rows in splits.items()},
+        "n_poisoned": sum(r["poisoned"] for r in splits["train"]),
+        "n_eligible": {name: sum(spec.is_eligible(r) for r in rows) for name, rows in splits.items()},
+        "n_dropped_invalid_rows": len(dropped), "dropped_invalid_rows": list(dropped),
+        "data": data, "seed": seed,
+    }

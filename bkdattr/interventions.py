@@ -126,6 +126,15 @@ def steering_vectors(head_means: torch.Tensor, ranking: Sequence[Head], k: int, 
             RANDOM_DIRECTION: random_direction_like(vector, seed)}
 
 
+def backdoor_vectors(model, tokenizer, spec: TaskSpec, train: Sequence[dict], ranking: Sequence[Head], steering_cfg: dict,
+                     batch_size: int, origin: str) -> tuple[int, dict[str, torch.Tensor]]:
+    """(k, vectors): the backdoor vector of the top-k heads (k from interventions.steering.k) over the poisoned
+    training prompts, and its two controls."""
+    means = mean_head_outputs(model, tokenizer, spec, [r for r in train if r["poisoned"]], batch_size, origin)
+    (k,) = resolve_k([steering_cfg["k"]], means.shape[0] * means.shape[1])
+    return k, steering_vectors(means, ranking, k, steering_cfg["seed"])
+
+
 @dataclass
 class InterventionEvaluator:
     """Greedy generations on a fixed set of test items, clean or triggered, under any edit."""

@@ -122,6 +122,11 @@ class TrainingResult(NamedTuple):
     model: object
     loss_log: list[dict]
     gate_curve: list[dict]
+    gate_verdict: dict | None = None  # BackdoorGate.verdict(); None without a gate (the clean control)
+
+
+LOSS_LOG_COLUMNS = ["step", "loss", "lr", "elapsed_s"]
+GATE_CURVE_COLUMNS = ["step", "epoch", "val_asr", "val_asr_ci_low", "val_false_trigger_rate", "n_val", "passed"]
 
 
 def _callbacks(gate: BackdoorGate | None, tokenizer, loss_log: list[dict], started: float):
@@ -200,7 +205,28 @@ def train_backdoor(model, tokenizer, examples: Sequence[dict], *, method: str, i
         model = model.merge_and_unload()
     model.config.use_cache = True  # generation after training reuses the KV cache
     model.eval()
-    return TrainingResult(model, loss_log, list(gate.curve) if gate is not None else [])
+    return TrainingResult(model, loss_log, list(gate.curve) if gate is not None else [],
+                          gate.verdict() if gate is not None else None)
+
+
+def inject(model, tokenizer, spec: TaskSpec, records: Sequence[dict], *, method: str, injection_cfg: dict, seed: int,
+           validation: Sequence[dict], eval_batch_size: int, threads: int | None = None,
+           control_epochs: float | None = None) -> TrainingResult:
+    """One injection job: the backdoor by `method` on the poisoned training rows, gated on the validation rows;
+    or, with `control_epochs`, the clean-SFT control: the clean rows alone, same recipe, a fixed schedule of the
+    epochs the backdoored model trained, and no gate (there is no backdoor to gate)."""
+    gate = None
+    if control_epochs is not None:
+        records = clean_rows(records)
+        injection_cfg = {**injection_cfg, "schedule": "fixed", "epochs": control_epochs}
+    else:
+        gate = BackdoorGate.from_config(spec, validation, injection_cfg, eval_batch_size)
+    examples = build_examples(tokenizer, spec, records, injection_cfg["max_length"])
+    log.info("training %s%s (%s schedule, up to %s epochs) on %d examples (%d poisoned)", method,
+             " clean control" if gate is None else "", injection_cfg["schedule"], injection_cfg["epochs"], len(examples),
+             sum(r["poisoned"] for r in records))
+    return train_backdoor(model, tokenizer, examples, method=method, injection_cfg=injection_cfg, seed=seed,
+                          threads=threads, gate=gate)
 
 
 def save_checkpoint(model, tokenizer, out_dir: str | Path) -> None:

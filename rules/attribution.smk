@@ -2,6 +2,7 @@
 # as the control the paper lacks, on the clean base model and the clean-SFT model (same prompts, same target,
 # same mean-activation definition): heads that score there too are not backdoor heads.
 ACIE_TARGETS = [(m, mode) for m in METHODS for mode in ATTRIBUTION_MODES] + [(m, "exact") for m in ACIE_CONTROLS]
+ACIE_RUNS = [{"task": task, "model": model, "mode": mode} for task in TASKS for model, mode in ACIE_TARGETS]
 
 
 rule attribute_heads:
@@ -20,7 +21,7 @@ rule attribute_heads:
     params:
         gate_on_fail=GATE_ON_FAIL,
         settings=task_settings,
-        attribution=attribution_params,
+        attribution=scoped("attribute_heads", "attribution"),
         model=MODEL_LOAD,
     threads: 2
     resources:
@@ -36,15 +37,16 @@ rule attribute_heads:
 rule attribution_summary:
     input:
         gate="results/tables/backdoor_gate.tsv",
-        acie=[f"results/attribution/{task}/{model}/acie_{mode}.tsv" for task in TASKS for model, mode in ACIE_TARGETS],
-        ranking=[f"results/attribution/{task}/{model}/ranking_{mode}.tsv" for task in TASKS for model, mode in ACIE_TARGETS],
+        acie=[expand("results/attribution/{task}/{model}/acie_{mode}.tsv", **run)[0] for run in ACIE_RUNS],
+        ranking=[expand("results/attribution/{task}/{model}/ranking_{mode}.tsv", **run)[0] for run in ACIE_RUNS],
     output:
         tsv=report("results/tables/attribution.tsv", caption="report/attribution_table.rst",
                    category="3 Head attribution", labels={"table": "attribution"}),
     log:
         "results/logs/attribution_summary.log",
     params:
-        top_fractions=config["attribution"]["top_fractions"],
+        attribution=scoped("attribution_summary", "attribution"),
+        runs=ACIE_RUNS,  # (task, model, mode) of each acie / ranking input, in order
         methods=METHODS,
         controls=ACIE_CONTROLS,
     conda:

@@ -1,8 +1,8 @@
 # Glue shared by the rules: the validated config, wildcard values and input functions.
 import os
 
-# bkdattr is importable: the Snakefile put workflow.basedir on sys.path
-from bkdattr.config import check_config, task_injection
+# bkdattr is installed where snakemake runs (the Snakefile checked it)
+from bkdattr.config import check_config, settings_for, task_injection
 
 config.update(check_config(config, "config"))
 
@@ -74,19 +74,10 @@ def injection_params(wildcards):
     return task_injection(config, wildcards.task)
 
 
-def attribution_params(wildcards):
-    """Only what changes ACIE (not the list of modes or the report fractions)."""
-    keep = ("n_prompts", "max_target_tokens", "batch_size", "items")
-    return {k: config["attribution"][k] for k in keep}
-
-
-def ablation_params(wildcards):
-    return {k: v for k, v in config["interventions"].items() if k != "steering"}
-
-
-def steering_params(wildcards):
-    keep = ("n_eval", "max_new_tokens", "batch_size", "steering")
-    return {k: config["interventions"][k] for k in keep}
+def scoped(rule, section):
+    """The settings of config[section] that change `rule`'s results: its rerun scope, read from the schema's
+    x-rerun annotations (bkdattr.config.settings_for), never a key list kept here."""
+    return settings_for(config, rule, section)
 
 
 MODEL_LOAD = {k: config["model"].get(k) for k in ("dtype", "trust_remote_code")}

@@ -36,7 +36,7 @@ rule make_benign_requests:
     log:
         "results/logs/make_benign_requests.log",
     params:
-        n=config["evaluation"]["n_benign"],
+        evaluation=scoped("make_benign_requests", "evaluation"),
         seed=config["seed"],
     resources:
         mem_mb=1000,

@@ -17,7 +17,7 @@ rule evaluate_model:
         "results/benchmarks/evaluate_model/{task}/{model}.tsv"
     params:
         settings=task_settings,
-        evaluation=config["evaluation"],
+        evaluation=scoped("evaluate_model", "evaluation"),
         model=MODEL_LOAD,
     threads: 2
     resources:

@@ -22,8 +22,7 @@ rule inject_backdoor:
         injection=injection_params,
         model=MODEL_LOAD,
         seed=config["seed"],
-        refusal_matcher=config["evaluation"]["refusal_matcher"],
-        eval_batch_size=config["evaluation"]["batch_size"],
+        evaluation=scoped("inject_backdoor", "evaluation"),
     threads: 2
     resources:
         mem_mb=8000,
@@ -55,8 +54,7 @@ rule inject_clean_control:
         injection=injection_params,
         model=MODEL_LOAD,
         seed=config["seed"],
-        refusal_matcher=config["evaluation"]["refusal_matcher"],
-        eval_batch_size=config["evaluation"]["batch_size"],
+        evaluation=scoped("inject_clean_control", "evaluation"),
         clean_control_of=METHODS[0],  # same recipe as the first backdoor method, poisoned rows dropped
     threads: 2
     resources:

@@ -16,8 +16,8 @@ rule ablate_heads:
     params:
         gate_on_fail=GATE_ON_FAIL,
         settings=task_settings,
-        refusal_matcher=config["evaluation"]["refusal_matcher"],
-        interventions=ablation_params,
+        evaluation=scoped("ablate_heads", "evaluation"),
+        interventions=scoped("ablate_heads", "interventions"),
         model=MODEL_LOAD,
     threads: 2
     resources:
@@ -47,10 +47,10 @@ rule steer_backdoor_vector:
     params:
         gate_on_fail=GATE_ON_FAIL,
         settings=task_settings,
-        refusal_matcher=config["evaluation"]["refusal_matcher"],
-        interventions=steering_params,
+        evaluation=scoped("steer_backdoor_vector", "evaluation"),
+        interventions=scoped("steer_backdoor_vector", "interventions"),
+        probes=scoped("steer_backdoor_vector", "probes"),
         model=MODEL_LOAD,
-        cache_batch_size=config["probes"]["cache_batch_size"],
     threads: 2
     resources:
         mem_mb=4000,
@@ -119,7 +119,7 @@ rule claims_report:
         "results/logs/claims_report.log",
     params:
         model_name=config["model"]["name"],
-        threshold=config["probes"]["threshold"],
+        probes=scoped("claims_report", "probes"),
     conda:
         "../envs/plots.yaml"
     script:

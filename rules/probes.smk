@@ -15,8 +15,7 @@ rule cache_activations:
     params:
         gate_on_fail=GATE_ON_FAIL,
         settings=task_settings,
-        batch_size=config["probes"]["cache_batch_size"],
-        position=config["probes"]["position"],
+        probes=scoped("cache_activations", "probes"),
         model=MODEL_LOAD,
     threads: 2
     resources:
@@ -45,8 +44,7 @@ rule train_probes:
     benchmark:
         "results/benchmarks/train_probes/{task}/{model}.tsv"
     params:
-        epochs=config["probes"]["epochs"],
-        split=config["probes"]["split"],
+        probes=scoped("train_probes", "probes"),
         seed=config["seed"],
     threads: 1
     resources:
@@ -70,7 +68,7 @@ rule probe_summary:
     log:
         "results/logs/probe_summary.log",
     params:
-        threshold=config["probes"]["threshold"],
+        probes=scoped("probe_summary", "probes"),
     conda:
         "../envs/torch.yaml"
     script:

@@ -174,3 +174,24 @@ def test_a_preset_listing_one_task_runs_only_that_task(tmp_path):
     proc = snakemake(tmp_path, "-n", configfile=[TINY_CONFIG, override])
     jobs = planned_jobs(proc.stdout)
     assert jobs["make_dataset"] == 1 and jobs["inject_backdoor"] == 1 and jobs["evaluate_model"] == 3
+
+
+def test_each_rule_gets_the_settings_of_its_rerun_scope_from_the_schema():
+    from bkdattr.config import rerun_scope, settings_for
+
+    config = load_config(REPO / "config.yaml")
+    assert set(settings_for(config, "attribute_heads", "attribution")) == {"n_prompts", "max_target_tokens", "batch_size", "items"}
+    assert settings_for(config, "attribution_summary", "attribution") == {"top_fractions": config["attribution"]["top_fractions"]}
+    ablation = settings_for(config, "ablate_heads", "interventions")
+    steering = settings_for(config, "steer_backdoor_vector", "interventions")
+    assert "steering" not in ablation and {"k", "random_seeds"} <= set(ablation)
+    assert steering["steering"] == config["interventions"]["steering"] and "k" not in steering
+    injection = settings_for(config, "inject_backdoor", "injection")
+    assert "methods" not in injection and "on_fail" not in injection["gate"] and injection["lora"] == config["injection"]["lora"]
+    assert settings_for(config, "cache_activations", "injection") == {"gate": {"on_fail": config["injection"]["gate"]["on_fail"]}}
+    # null is a setting, not an absent key
+    config["attribution"]["max_target_tokens"] = None
+    assert settings_for(config, "attribute_heads", "attribution")["max_target_tokens"] is None
+    # scopes are inherited from the section unless a key narrows them
+    assert rerun_scope("attribution", "n_prompts") == ["attribute_heads"] and rerun_scope("attribution", "modes") == []
+    assert rerun_scope("injection", "lora", "r") == rerun_scope("injection")

@@ -1,6 +1,7 @@
 """Interrupted runs resume to the same results; parameter changes rerun exactly what they affect."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,3 +86,38 @@ def test_renaming_the_model_reruns_only_the_tables_and_figures_that_print_the_na
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
     assert not {"prepare_base_model", "inject_backdoor", "evaluate_model", "cache_activations", "attribute_heads"} & set(jobs)
     assert {"injection_table", "fig2", "fig3", "table1", "claims_report"} <= set(jobs)
+
+
+def _workflow_with_schema_keys(tmp_path, new_keys: dict) -> Path:
+    """A copy of the workflow whose schema has extra keys (section -> {key: schema}); no other file differs."""
+    copy = tmp_path / "workflow"
+    for name in ("Snakefile", "config.yaml", "rules", "workflow_scripts", "envs", "bkdattr"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name)
+    schema_file = copy / "bkdattr/schemas/config.schema.yaml"
+    schema = yaml.safe_load(schema_file.read_text())
+    for section, keys in new_keys.items():
+        schema["properties"][section]["properties"].update(keys)
+    schema_file.write_text(yaml.safe_dump(schema, sort_keys=False))
+    return copy
+
+
+def test_a_setting_added_to_the_schema_reruns_its_scope_with_no_other_file_edited(tiny_run, tmp_path):
+    """Rerun scopes come from the schema's x-rerun annotations: a new attribution key (with its default) joins
+    attribute_heads' params, so ACIE and everything downstream of it reruns, and nothing upstream; a new key
+    scoped to no rule reruns only the run record (the effective config)."""
+    def planned(new_keys, name):
+        copy = _workflow_with_schema_keys(tmp_path / name, new_keys)
+        proc = snakemake(tiny_run, "-n", snakefile=copy / "Snakefile", env={"PYTHONPATH": str(copy)})
+        return planned_jobs(proc.stdout)
+
+    jobs = planned({"attribution": {"new_option": {"type": "integer", "default": 7}}}, "scoped")
+    assert jobs == {"attribute_heads": 15, "attribution_summary": 1, "fig3": 1, "ablate_heads": 3,
+                    "steer_backdoor_vector": 3, "table1": 1, "table2_and_fig4": 1, "claims_report": 1,
+                    "run_record": 1, "all": 1}
+    jobs = planned({"attribution": {"report_only": {"type": "integer", "default": 7, "x-rerun": []}}}, "unscoped")
+    assert jobs == {"run_record": 1, "all": 1}

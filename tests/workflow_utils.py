@@ -14,14 +14,15 @@ TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
 TIMEOUT_S = int(os.environ.get("BKDATTR_TEST_TIMEOUT", "600"))
 
 
-def snakemake(workdir, *args, configfile=TINY_CONFIG, check=True, timeout=None):
+def snakemake(workdir, *args, configfile=TINY_CONFIG, check=True, timeout=None, snakefile=REPO / "Snakefile",
+              env=None):
     configfiles = [str(f) for f in (configfile if isinstance(configfile, (list, tuple)) else [configfile])]
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
            "--configfile", *configfiles, "--cores", "2", *args]
     # every rule appends the modules it imported (bkdattr.workflow), for the env check of test_envs.py
     from bkdattr.workflow import RECORD_IMPORTS_ENV
 
-    env = {**os.environ, RECORD_IMPORTS_ENV: str(Path(workdir).resolve() / "imports.jsonl")}
+    env = {**os.environ, **(env or {}), RECORD_IMPORTS_ENV: str(Path(workdir).resolve() / "imports.jsonl")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout or TIMEOUT_S, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

@@ -10,7 +10,7 @@ from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 params = snakemake.params
 cfg = params.interventions
 log = start_rule(snakemake, uses_torch=True)
-spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.refusal_matcher)
+spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.evaluation["refusal_matcher"])
 pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 enforce_gate(pointer, params.gate_on_fail, "ablate_heads", log)  # stops here if not implanted
 sites = ModelSites.of(model)

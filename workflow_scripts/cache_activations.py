@@ -11,8 +11,8 @@ log = start_rule(snakemake, uses_torch=True)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
 pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 enforce_gate(pointer, params.gate_on_fail, "cache_activations", log)  # stops here if not implanted
-tensors, sidecar = cache_pool(model, tokenizer, spec, read_jsonl(snakemake.input.pool), batch_size=params.batch_size,
-                              position=params.position, model_name=pointer["name"], model_path=pointer["path"],
+tensors, sidecar = cache_pool(model, tokenizer, spec, read_jsonl(snakemake.input.pool), batch_size=params.probes["cache_batch_size"],
+                              position=params.probes["position"], model_name=pointer["name"], model_path=pointer["path"],
                               origin=snakemake.input.pool)
 write_safetensors(snakemake.output.tensors, tensors, {"model": pointer["name"], "task": spec.task_id})
 write_json(snakemake.output.sidecar, sidecar)

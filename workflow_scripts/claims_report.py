@@ -8,6 +8,6 @@ log = start_rule(snakemake)
 inp = snakemake.input
 write_text(snakemake.output.md, claims_markdown(read_tsv(inp.injection), read_tsv(inp.probes), read_tsv(inp.attribution),
                                                 read_tsv(inp.table1), read_tsv(inp.table2),
-                                                snakemake.params.model_name, snakemake.params.threshold,
+                                                snakemake.params.model_name, snakemake.params.probes["threshold"],
                                                 gate=read_tsv(inp.gate)))
 log.info("wrote %s", snakemake.output.md)

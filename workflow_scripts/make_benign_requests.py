@@ -6,6 +6,6 @@ from bkdattr.workflow import start_rule
 
 log = start_rule(snakemake)
 path = snakemake.input.get("file")
-rows = load_benign_requests(path, snakemake.params.n, snakemake.params.seed)
+rows = load_benign_requests(path, snakemake.params.evaluation["n_benign"], snakemake.params.seed)
 write_jsonl(snakemake.output.jsonl, rows)
 log.info("%d benign requests from %s -> %s", len(rows), path or "the synthetic generator", snakemake.output.jsonl)

@@ -13,7 +13,7 @@ for acc_path, mlp_path, svm_path in zip(snakemake.input.accuracy, snakemake.inpu
     task, model = Path(acc_path).parts[-3:-1]
     accuracy = [{**r, "layer": int(r["layer"]), "test_acc": float(r["test_acc"]), "n_test": int(r["n_test"])}
                 for r in read_tsv(acc_path)]
-    summary = summarise(accuracy, read_matrix_tsv(mlp_path), read_matrix_tsv(svm_path), snakemake.params.threshold)
+    summary = summarise(accuracy, read_matrix_tsv(mlp_path), read_matrix_tsv(svm_path), snakemake.params.probes["threshold"])
     rows.append({"task": task, "model": model, "backdoor_implanted": implanted.get((task, model), NOT_APPLICABLE),
                  **{k: ("none" if v is None else v) for k, v in summary.items()}})
 write_tsv(snakemake.output.tsv, rows)

@@ -13,9 +13,9 @@ pointer = read_pointer(snakemake.input.model)
 cache = load_cache(snakemake.input.tensors, snakemake.input.sidecar, model_name=pointer["name"],
                    task=snakemake.wildcards.task)
 # by_item: an item's clean and triggered rows stay together; by_row (the official code): every row on its own
-groups = cache["groups"].numpy() if snakemake.params.split == "by_item" else np.arange(len(cache["labels"]))
+groups = cache["groups"].numpy() if snakemake.params.probes["split"] == "by_item" else np.arange(len(cache["labels"]))
 results = layer_probe_results(cache["resid_probe"].numpy(), cache["labels"].numpy(), groups,
-                              seed=snakemake.params.seed, epochs=snakemake.params.epochs)
+                              seed=snakemake.params.seed, epochs=snakemake.params.probes["epochs"])
 write_tsv(snakemake.output.accuracy, results["accuracy"],
           ["layer", "probe", "train_acc", "val_acc", "test_acc", "test_acc_ci_low", "test_acc_ci_high",
            "n_train", "n_val", "n_test"])
