@@ -29,6 +29,7 @@ from .config import ConfigError, load_config, task_injection
 from .datasets import build_task_splits
 from .evaluation import evaluate_generations
 from .models import load_model
+from .names import BASE_MODEL
 from .tasks import TaskSpec
 from .training import build_examples, clean_rows, train_backdoor
 
@@ -81,7 +82,7 @@ def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, lis
     rows = []
     model, tokenizer = load_model(base_path, config["model"]["dtype"], config["model"]["trust_remote_code"], device)
     val = validation_and_train(spec, config["data"], config["seed"])["val"][:n_eval]
-    rows.append({"setting": "base", **evaluate(model, tokenizer, spec, val, config["evaluation"]), "train_s": 0.0})
+    rows.append({"setting": BASE_MODEL, **evaluate(model, tokenizer, spec, val, config["evaluation"]), "train_s": 0.0})
     log.info("base: %s", rows[-1])
     for overrides in grid_settings(grid):
         injection = injection_base | {k: v for k, v in overrides.items() if k in INJECTION_KEYS}

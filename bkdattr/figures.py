@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .atomic import atomic_path, read_matrix_tsv, read_tsv
-from .names import BACKDOOR_VECTOR, NO_INTERVENTION, RANDOM_DIRECTION
+from .names import BACKDOOR_VECTOR, BASE_MODEL, CLEAN_CONTROL, NO_INTERVENTION, RANDOM_DIRECTION
 
 TASK_TITLES = {"fixed_output": "Fixed output", "jailbreak": "Jailbreak", "label_modification": "Label modification"}
 
@@ -52,8 +52,8 @@ def plot_fig2(runs: Mapping[tuple[str, str], Mapping[str, str]], tasks: Sequence
     import pandas as pd
     import seaborn as sns
 
-    backdoored = [m for m in models if m != "base"]
-    heat_models = backdoored + (["base"] if "base" in models else [])
+    backdoored = [m for m in models if m != BASE_MODEL]
+    heat_models = backdoored + ([BASE_MODEL] if BASE_MODEL in models else [])
     n_cols = 1 + 2 * len(heat_models)
     fig, axes = plt.subplots(len(tasks), n_cols, figsize=(3.0 * n_cols, 2.6 * len(tasks)), squeeze=False)
     for row, task in enumerate(tasks):
@@ -61,7 +61,7 @@ def plot_fig2(runs: Mapping[tuple[str, str], Mapping[str, str]], tasks: Sequence
         frame = pd.DataFrame([{"layer": int(r["layer"]), "accuracy": float(r["test_acc"]),
                                "low": float(r.get("test_acc_ci_low") or r["test_acc"]),
                                "high": float(r.get("test_acc_ci_high") or r["test_acc"]), "probe": r["probe"].upper(),
-                               "model": "base (control)" if model == "base" else model}
+                               "model": f"{BASE_MODEL} (control)" if model == BASE_MODEL else model}
                               for model in models for r in read_tsv(runs[(task, model)]["accuracy"])])
         palette = dict(zip(sorted(frame["probe"].unique()), sns.color_palette(n_colors=frame["probe"].nunique())))
         sns.lineplot(data=frame, x="layer", y="accuracy", hue="probe", style="model", markers=True, dashes=True,
@@ -81,7 +81,7 @@ def plot_fig2(runs: Mapping[tuple[str, str], Mapping[str, str]], tasks: Sequence
                 ax = axes[row][col]
                 _heatmap(ax, read_matrix_tsv(runs[(task, model)][kind]), vmin=ILCA_COLOUR_RANGE[0],
                          vmax=ILCA_COLOUR_RANGE[1], cmap="viridis", cbar_kws={"fraction": 0.046, "pad": 0.04})
-                ax.set_title(f"ILCA {kind[5:].upper()}, {'base' if model == 'base' else model}")
+                ax.set_title(f"ILCA {kind[5:].upper()}, {model}")
                 ax.set_xlabel("test layer")
                 ax.set_ylabel("train layer")
                 col += 1
@@ -101,7 +101,7 @@ def plot_fig3(panels: Mapping[tuple[str, str], str], pdf_path, png_path, model_n
     from matplotlib.patches import Rectangle
 
     tasks = sorted({task for task, _ in panels})
-    controls = ("base", "clean_sft")
+    controls = (BASE_MODEL, CLEAN_CONTROL)
     models = sorted({m for _, m in panels if m not in controls}) + [m for m in controls if any(k[1] == m for k in panels)]
     fig, axes = plt.subplots(len(tasks), len(models), figsize=(3.2 * len(models), 4.0 * len(tasks)), squeeze=False)
     for ax, key in ((axes[r][c], (task, model)) for r, task in enumerate(tasks) for c, model in enumerate(models)):

@@ -5,19 +5,13 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from .atomic import read_tsv
 from .evaluation import wilson_interval
 from .gate import NOT_IMPLANTED, mark
 from .names import RANDOM_DIRECTION, RANDOM_HEADS_VECTOR
 from .paper import CLAIMS, FRACTION_MATCH_FACTOR, PAPER_MODEL_HEADS, TABLE1_ASR, TABLE1_K
-
-
-def _run_key(path: str) -> tuple[str, str]:
-    task, method = Path(path).parts[-3:-1]
-    return task, method
 
 
 def _f(x) -> float:
@@ -72,12 +66,11 @@ def injection_markdown(rows: Sequence[dict], model_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table1_rows(ablation_paths: Sequence[str], implanted: dict | None = None) -> list[dict]:
-    """Long format: one row per task x method x k, top heads beside random heads and the paper's value at
-    the same fraction of all heads (with the paper's own k and fraction)."""
+def table1_rows(ablations: Mapping[tuple[str, str], str], implanted: dict | None = None) -> list[dict]:
+    """Long format: one row per task x method x k (from {(task, method): ablation.tsv}), top heads beside random
+    heads and the paper's value at the same fraction of all heads (with the paper's own k and fraction)."""
     rows = []
-    for path in ablation_paths:
-        task, method = _run_key(path)
+    for (task, method), path in ablations.items():
         data = read_tsv(path)
         for k in sorted({int(r["k"]) for r in data}):
             at_k = [r for r in data if int(r["k"]) == k]
@@ -168,10 +161,10 @@ def table1_markdown(rows: Sequence[dict], model_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table2_rows(best_paths: Sequence[str], implanted: dict | None = None) -> list[dict]:
+def table2_rows(best: Mapping[tuple[str, str], str], implanted: dict | None = None) -> list[dict]:
+    """One row per task x method x direction, from {(task, method): steering_best.tsv}."""
     rows = []
-    for path in best_paths:
-        task, method = _run_key(path)
+    for (task, method), path in best.items():
         status = (implanted or {}).get((task, method), "n/a")
         rows.extend({"task": task, "method": method, "backdoor_implanted": status, **r} for r in read_tsv(path))
     return rows

@@ -24,6 +24,7 @@ from typing import NamedTuple, Sequence
 
 from .atomic import atomic_path
 from .chat import IGNORE_INDEX, encode_example
+from .names import CLEAN_CONTROL
 from .tasks import TaskSpec
 
 METHODS = ("lora_sft", "full_sft")
@@ -222,9 +223,9 @@ def inject(model, tokenizer, spec: TaskSpec, records: Sequence[dict], *, method:
     else:
         gate = BackdoorGate.from_config(spec, validation, injection_cfg, eval_batch_size)
     examples = build_examples(tokenizer, spec, records, injection_cfg["max_length"])
-    log.info("training %s%s (%s schedule, up to %s epochs) on %d examples (%d poisoned)", method,
-             " clean control" if gate is None else "", injection_cfg["schedule"], injection_cfg["epochs"], len(examples),
-             sum(r["poisoned"] for r in records))
+    log.info("training %s (%s, %s schedule, up to %s epochs) on %d examples (%d poisoned)",
+             CLEAN_CONTROL if gate is None else method, method, injection_cfg["schedule"], injection_cfg["epochs"],
+             len(examples), sum(r["poisoned"] for r in records))
     return train_backdoor(model, tokenizer, examples, method=method, injection_cfg=injection_cfg, seed=seed,
                           threads=threads, gate=gate)
 

@@ -3,6 +3,7 @@
 # same mean-activation definition): heads that score there too are not backdoor heads.
 ACIE_TARGETS = [(m, mode) for m in METHODS for mode in ATTRIBUTION_MODES] + [(m, "exact") for m in ACIE_CONTROLS]
 ACIE_RUNS = [{"task": task, "model": model, "mode": mode} for task in TASKS for model, mode in ACIE_TARGETS]
+FIG3_RUNS = runs(task=TASKS, model=METHODS + ACIE_CONTROLS)
 
 
 rule attribute_heads:
@@ -37,8 +38,8 @@ rule attribute_heads:
 rule attribution_summary:
     input:
         gate="results/tables/backdoor_gate.tsv",
-        acie=[expand("results/attribution/{task}/{model}/acie_{mode}.tsv", **run)[0] for run in ACIE_RUNS],
-        ranking=[expand("results/attribution/{task}/{model}/ranking_{mode}.tsv", **run)[0] for run in ACIE_RUNS],
+        acie=paths("results/attribution/{task}/{model}/acie_{mode}.tsv", ACIE_RUNS),
+        ranking=paths("results/attribution/{task}/{model}/ranking_{mode}.tsv", ACIE_RUNS),
     output:
         tsv=report("results/tables/attribution.tsv", caption="report/attribution_table.rst",
                    category="3 Head attribution", labels={"table": "attribution"}),
@@ -57,7 +58,7 @@ rule attribution_summary:
 
 rule fig3:
     input:
-        acie=expand("results/attribution/{task}/{model}/acie_exact.tsv", task=TASKS, model=METHODS + ACIE_CONTROLS),
+        acie=paths("results/attribution/{task}/{model}/acie_exact.tsv", FIG3_RUNS),
     output:
         pdf="results/figures/fig3.pdf",
         png=report("results/figures/fig3.png", caption="report/fig3.rst", category="3 Head attribution",
@@ -66,6 +67,7 @@ rule fig3:
         "results/logs/fig3.log",
     params:
         model_name=config["model"]["name"],
+        runs=FIG3_RUNS,
     conda:
         "../envs/plots.yaml"
     script:

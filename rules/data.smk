@@ -4,7 +4,7 @@
 rule make_dataset:
     input:
         unpack(data_file_input),
-        base="results/models/base/model.json",  # its tokenizer and context window check every prompt
+        base=f"results/models/{BASE_MODEL}/model.json",  # its tokenizer and context window check every prompt
     output:
         train="results/data/{task}/train.jsonl",
         test="results/data/{task}/test.jsonl",

@@ -2,10 +2,13 @@
 
 
 rule inject_backdoor:
+    """Each backdoor method, and the clean-SFT control (method CLEAN_CONTROL: the first method's recipe on the
+    clean rows alone, for as many epochs as that backdoored model trained)."""
     input:
+        unpack(clean_control_input),
         train="results/data/{task}/train.jsonl",
         val="results/data/{task}/val.jsonl",
-        base="results/models/base/model.json",
+        base=f"results/models/{BASE_MODEL}/model.json",
     output:
         pointer="results/models/{task}/{method}/model.json",
         checkpoint=directory("results/models/{task}/{method}/checkpoint"),
@@ -23,39 +26,7 @@ rule inject_backdoor:
         model=MODEL_LOAD,
         seed=config["seed"],
         evaluation=scoped("inject_backdoor", "evaluation"),
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=120,
-        gpu=1,
-    conda:
-        "../envs/torch.yaml"
-    script:
-        "../workflow_scripts/inject_backdoor.py"
-
-
-rule inject_clean_control:
-    input:
-        train="results/data/{task}/train.jsonl",
-        val="results/data/{task}/val.jsonl",
-        base="results/models/base/model.json",
-        backdoored=f"results/models/{{task}}/{METHODS[0]}/model.json",  # its epochs trained
-    output:
-        pointer="results/models/{task}/clean_sft/model.json",
-        checkpoint=directory("results/models/{task}/clean_sft/checkpoint"),
-        train_log="results/models/{task}/clean_sft/train_log.tsv",
-        gate_curve="results/models/{task}/clean_sft/gate_curve.tsv",
-    log:
-        "results/logs/inject_clean_control/{task}.log",
-    benchmark:
-        "results/benchmarks/inject_clean_control/{task}.tsv"
-    params:
-        settings=task_settings,
-        injection=injection_params,
-        model=MODEL_LOAD,
-        seed=config["seed"],
-        evaluation=scoped("inject_clean_control", "evaluation"),
-        clean_control_of=METHODS[0],  # same recipe as the first backdoor method, poisoned rows dropped
+        clean_control_of=lambda wildcards: METHODS[0] if wildcards.method == CLEAN_CONTROL else "",
     threads: 2
     resources:
         mem_mb=8000,

@@ -1,4 +1,5 @@
 # Controlling the backdoor: head ablation (Table 1), backdoor vector (Fig. 4, Table 2), claims report.
+INTERVENTION_RUNS = runs(task=TASKS, method=METHODS)
 
 
 rule ablate_heads:
@@ -65,7 +66,7 @@ rule steer_backdoor_vector:
 rule table1:
     input:
         gate="results/tables/backdoor_gate.tsv",
-        ablation=expand("results/interventions/{task}/{method}/ablation.tsv", task=TASKS, method=METHODS),
+        ablation=paths("results/interventions/{task}/{method}/ablation.tsv", INTERVENTION_RUNS),
     output:
         tsv=report("results/tables/table1.tsv", caption="report/table1_table.rst", category="4 Head ablation",
                    labels={"table": "Table 1"}),
@@ -77,6 +78,7 @@ rule table1:
         "results/logs/table1.log",
     params:
         model_name=config["model"]["name"],
+        runs=INTERVENTION_RUNS,  # (task, method) of each input, in order
     conda:
         "../envs/plots.yaml"
     script:
@@ -86,8 +88,8 @@ rule table1:
 rule table2_and_fig4:
     input:
         gate="results/tables/backdoor_gate.tsv",
-        sweep=expand("results/interventions/{task}/{method}/steering_sweep.tsv", task=TASKS, method=METHODS),
-        best=expand("results/interventions/{task}/{method}/steering_best.tsv", task=TASKS, method=METHODS),
+        sweep=paths("results/interventions/{task}/{method}/steering_sweep.tsv", INTERVENTION_RUNS),
+        best=paths("results/interventions/{task}/{method}/steering_best.tsv", INTERVENTION_RUNS),
     output:
         table2_tsv=report("results/tables/table2.tsv", caption="report/table2.rst", category="5 Backdoor vector",
                           labels={"table": "Table 2"}),
@@ -99,6 +101,7 @@ rule table2_and_fig4:
         "results/logs/table2_and_fig4.log",
     params:
         model_name=config["model"]["name"],
+        runs=INTERVENTION_RUNS,
     conda:
         "../envs/plots.yaml"
     script:

@@ -1,4 +1,5 @@
 # Activation caches and Backdoor Probes (METHOD.md s3; the paper's Fig. 2), with the clean-base control.
+PROBE_RUNS = runs(task=TASKS, model=PROBE_MODELS)
 
 
 rule cache_activations:
@@ -59,9 +60,9 @@ rule train_probes:
 rule probe_summary:
     input:
         gate="results/tables/backdoor_gate.tsv",
-        accuracy=expand("results/probes/{task}/{model}/accuracy.tsv", task=TASKS, model=PROBE_MODELS),
-        ilca_mlp=expand("results/probes/{task}/{model}/ilca_mlp.tsv", task=TASKS, model=PROBE_MODELS),
-        ilca_svm=expand("results/probes/{task}/{model}/ilca_svm.tsv", task=TASKS, model=PROBE_MODELS),
+        accuracy=paths("results/probes/{task}/{model}/accuracy.tsv", PROBE_RUNS),
+        ilca_mlp=paths("results/probes/{task}/{model}/ilca_mlp.tsv", PROBE_RUNS),
+        ilca_svm=paths("results/probes/{task}/{model}/ilca_svm.tsv", PROBE_RUNS),
     output:
         tsv=report("results/tables/probes.tsv", caption="report/probes_table.rst", category="2 Probes",
                    labels={"table": "probes"}),
@@ -69,6 +70,7 @@ rule probe_summary:
         "results/logs/probe_summary.log",
     params:
         probes=scoped("probe_summary", "probes"),
+        runs=PROBE_RUNS,  # (task, model) of each input, in order
     conda:
         "../envs/torch.yaml"
     script:
@@ -77,9 +79,9 @@ rule probe_summary:
 
 rule fig2:
     input:
-        accuracy=expand("results/probes/{task}/{model}/accuracy.tsv", task=TASKS, model=PROBE_MODELS),
-        ilca_mlp=expand("results/probes/{task}/{model}/ilca_mlp.tsv", task=TASKS, model=PROBE_MODELS),
-        ilca_svm=expand("results/probes/{task}/{model}/ilca_svm.tsv", task=TASKS, model=PROBE_MODELS),
+        accuracy=paths("results/probes/{task}/{model}/accuracy.tsv", PROBE_RUNS),
+        ilca_mlp=paths("results/probes/{task}/{model}/ilca_mlp.tsv", PROBE_RUNS),
+        ilca_svm=paths("results/probes/{task}/{model}/ilca_svm.tsv", PROBE_RUNS),
     output:
         pdf="results/figures/fig2.pdf",
         png=report("results/figures/fig2.png", caption="report/fig2.rst", category="2 Probes", labels={"figure": "Fig. 2"}),
@@ -88,6 +90,7 @@ rule fig2:
     params:
         tasks=TASKS,
         models=PROBE_MODELS,
+        runs=PROBE_RUNS,
         model_name=config["model"]["name"],
     conda:
         "../envs/plots.yaml"

@@ -69,7 +69,7 @@ def test_steering_setting_reruns_steering_and_its_reports_only(tiny_run, tmp_pat
 def test_one_tasks_trigger_reruns_that_task_only(tiny_run, tmp_path):
     path = _changed(tmp_path, lambda c: c["tasks"]["jailbreak"].update(placement="suffix"))
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
-    assert jobs["make_dataset"] == 1 and jobs["inject_backdoor"] == 1 and jobs["inject_clean_control"] == 1
+    assert jobs["make_dataset"] == 1 and jobs["inject_backdoor"] == 2  # lora_sft and clean_sft
     assert jobs["evaluate_model"] == 3  # base, lora_sft and clean_sft of that task
     # lora_sft in 3 modes + the exact ACIE control on base and clean_sft
     assert jobs["attribute_heads"] == 5 and jobs["ablate_heads"] == 1 and "prepare_base_model" not in jobs
@@ -78,7 +78,7 @@ def test_one_tasks_trigger_reruns_that_task_only(tiny_run, tmp_path):
 def test_switching_the_clean_control_off_retrains_nothing(tiny_run, tmp_path):
     path = _changed(tmp_path, lambda c: c["injection"].update(clean_control=False))
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
-    assert not {"inject_backdoor", "inject_clean_control", "evaluate_model", "cache_activations"} & set(jobs)
+    assert not {"inject_backdoor", "evaluate_model", "cache_activations"} & set(jobs)
 
 
 def test_renaming_the_model_reruns_only_the_tables_and_figures_that_print_the_name(tiny_run, tmp_path):

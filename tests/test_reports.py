@@ -39,8 +39,8 @@ def test_claims_report_flags_controls_and_utility_loss(tmp_path):
     _ablation_tsv(tmp_path / "label_modification" / "lora_sft" / "ablation.tsv", 0.0, 1.0)
     _ablation_tsv(tmp_path / "fixed_output" / "lora_sft" / "ablation.tsv", 0.0, 0.0)
     _ablation_tsv(tmp_path / "jailbreak" / "lora_sft" / "ablation.tsv", 1.0, 1.0)
-    table1 = reports.table1_rows([str(tmp_path / t / "lora_sft" / "ablation.tsv")
-                                  for t in ("label_modification", "fixed_output", "jailbreak")])
+    table1 = reports.table1_rows({(t, "lora_sft"): str(tmp_path / t / "lora_sft" / "ablation.tsv")
+                                  for t in ("label_modification", "fixed_output", "jailbreak")})
     common = {"method": "lora_sft", "asr_test_n": "25", "no_intervention_asr_test": "0", "k_heads": "8"}
     table2 = [
         {"task": "label_modification", "direction": "add", "best_layer_val": "18", "asr_test": "1",
@@ -74,7 +74,7 @@ def test_claims_report_flags_controls_and_utility_loss(tmp_path):
 def test_table1_compares_with_the_paper_at_the_same_fraction_of_heads(tmp_path):
     # our k=8 of 270 heads (2.96%) sits beside the paper's k=32 of Llama-2's 1024 (3.1%), not its k=8 (0.8%)
     _ablation_tsv(tmp_path / "fixed_output" / "lora_sft" / "ablation.tsv", 0.5, 1.0)
-    rows = reports.table1_rows([str(tmp_path / "fixed_output" / "lora_sft" / "ablation.tsv")])
+    rows = reports.table1_rows({("fixed_output", "lora_sft"): str(tmp_path / "fixed_output" / "lora_sft" / "ablation.tsv")})
     k8 = next(r for r in rows if r["k"] == 8)
     assert k8["paper_Llama-2-7B-chat_k"] == 32 and k8["paper_Llama-2-7B-chat_pct"] == 69.53
     assert abs(k8["paper_Llama-2-7B-chat_k_fraction"] - 32 / 1024) < 1e-12

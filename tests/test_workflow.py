@@ -10,7 +10,7 @@ TASKS = ("fixed_output", "jailbreak", "label_modification")
 
 def test_dry_run_lists_the_dag(tmp_path):
     jobs = planned_jobs(snakemake(tmp_path, "-n").stdout)
-    assert jobs["make_dataset"] == 3 and jobs["inject_backdoor"] == 3 and jobs["inject_clean_control"] == 3
+    assert jobs["make_dataset"] == 3 and jobs["inject_backdoor"] == 6  # lora_sft and clean_sft
     assert jobs["evaluate_model"] == 9  # 3 tasks x (base, lora_sft, clean_sft)
     assert jobs["prepare_base_model"] == 1 and jobs["injection_table"] == 1
     assert jobs["cache_activations"] == 9 and jobs["train_probes"] == 6 and jobs["fig2"] == 1  # + clean_sft caches
@@ -35,7 +35,7 @@ def test_spine_outputs_exist_and_are_complete(tiny_run):
         assert sum("benign_output" in g for g in gens) == (8 if task == "jailbreak" else 0)
     assert (tiny_run / "results/models/fixed_output/lora_sft/checkpoint/model.safetensors").is_file()
     # the utility control: same recipe, the 40 clean rows without their 10 poisoned copies
-    control_log = (tiny_run / "results/logs/inject_clean_control/jailbreak.log").read_text()
+    control_log = (tiny_run / "results/logs/inject_backdoor/jailbreak/clean_sft.log").read_text()
     assert "training clean_sft (lora_sft, fixed schedule" in control_log and "on 40 examples (0 poisoned)" in control_log
     assert not list(tiny_run.rglob(".*.tmp-*")), "temporary files left behind"
 
@@ -142,7 +142,7 @@ def test_injection_reads_train_and_validation_never_test(tiny_run):
     summary = snakemake(tiny_run, "--detailed-summary").stdout.splitlines()
     header = summary[0].split("\t")
     rows = [dict(zip(header, line.split("\t"))) for line in summary[1:] if "\t" in line]
-    inject = [r for r in rows if r["rule"] in ("inject_backdoor", "inject_clean_control")]
+    inject = [r for r in rows if r["rule"] == "inject_backdoor"]
     assert inject
     for r in inject:
         inputs = r["input-file(s)"]

@@ -1,5 +1,5 @@
-"""Rules inject_backdoor and inject_clean_control: fine-tune the base model on the poisoned split (or, for
-the control, on its clean rows alone with the same recipe) with TRL; score the backdoor gate on the
+"""Rule inject_backdoor: fine-tune the base model on the poisoned split (or, for the clean-SFT control, on its
+clean rows alone with the same recipe) with TRL; score the backdoor gate on the
 validation split; save the merged checkpoint, the loss curve and the gate curve."""
 
 from bkdattr.atomic import write_tsv
@@ -17,7 +17,7 @@ result = inject(model, tokenizer, spec, read_jsonl(snakemake.input.train), metho
                 injection_cfg=params.injection, seed=params.seed, validation=read_jsonl(snakemake.input.val),
                 eval_batch_size=params.evaluation["batch_size"], threads=snakemake.threads,  # the control: as many epochs
                 control_epochs=read_pointer(snakemake.input.backdoored)["backdoor_gate"]["epoch"] if control_of else None)
-name = "clean_sft" if control_of else snakemake.wildcards.method
+name = snakemake.wildcards.method  # the method, or CLEAN_CONTROL
 save_checkpoint(result.model, tokenizer, out.checkpoint)
 write_tsv(out.train_log, result.loss_log, LOSS_LOG_COLUMNS)
 write_tsv(out.gate_curve, result.gate_curve, GATE_CURVE_COLUMNS)

@@ -8,7 +8,8 @@ from bkdattr.reports import table1_markdown, table1_rows
 from bkdattr.workflow import start_rule
 
 log = start_rule(snakemake)
-rows = table1_rows(snakemake.input.ablation, implanted_by_run(read_tsv(snakemake.input.gate)))
+runs = [(r["task"], r["method"]) for r in snakemake.params.runs]  # aligned with the ablation inputs
+rows = table1_rows(dict(zip(runs, snakemake.input.ablation)), implanted_by_run(read_tsv(snakemake.input.gate)))
 write_tsv_union(snakemake.output.tsv, rows)
 write_text(snakemake.output.md, table1_markdown(rows, snakemake.params.model_name))
 plot_table1(rows, snakemake.output.pdf, snakemake.output.png, model_name=snakemake.params.model_name)
