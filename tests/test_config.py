@@ -173,7 +173,7 @@ def test_a_preset_listing_one_task_runs_only_that_task(tmp_path):
     override.write_text("run_tasks: [jailbreak]\n")
     proc = snakemake(tmp_path, "-n", configfile=[TINY_CONFIG, override])
     jobs = planned_jobs(proc.stdout)
-    assert jobs["make_dataset"] == 1 and jobs["inject_backdoor"] == 1 and jobs["evaluate_model"] == 3
+    assert jobs["make_dataset"] == 1 and jobs["inject_backdoor"] == 2 and jobs["evaluate_model"] == 3  # lora_sft + clean_sft
 
 
 def test_each_rule_gets_the_settings_of_its_rerun_scope_from_the_schema():
