@@ -106,6 +106,9 @@ def check_config(config: dict, source: str = "config") -> dict:
             TaskSpec.from_config(task_id, settings)
         except ValueError as err:
             raise ConfigError(f"{source}: {err}") from err
+    if config["interventions"]["ranking"] not in config["attribution"]["modes"]:
+        raise ConfigError(f"{source}: interventions.ranking is {config['interventions']['ranking']!r}, which "
+                          f"attribution.modes ({', '.join(config['attribution']['modes'])}) does not compute; add it there")
     model = config["model"]
     tiny = model.get("tiny") or {}
     if tiny.get("num_attention_heads") and tiny.get("num_key_value_heads") and \

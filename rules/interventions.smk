@@ -6,7 +6,7 @@ rule ablate_heads:
     input:
         unpack(benign_input),
         test="results/data/{task}/test.jsonl",
-        ranking="results/attribution/{task}/{method}/ranking_exact.tsv",
+        ranking=f"results/attribution/{{task}}/{{method}}/ranking_{config['interventions']['ranking']}.tsv",
         model="results/models/{task}/{method}/model.json",
     output:
         tsv="results/interventions/{task}/{method}/ablation.tsv",
@@ -36,7 +36,7 @@ rule steer_backdoor_vector:
         unpack(benign_input),
         train="results/data/{task}/train.jsonl",
         test="results/data/{task}/test.jsonl",
-        ranking="results/attribution/{task}/{method}/ranking_exact.tsv",
+        ranking=f"results/attribution/{{task}}/{{method}}/ranking_{config['interventions']['ranking']}.tsv",
         model="results/models/{task}/{method}/model.json",
     output:
         sweep="results/interventions/{task}/{method}/steering_sweep.tsv",

@@ -195,3 +195,12 @@ def test_each_rule_gets_the_settings_of_its_rerun_scope_from_the_schema():
     # scopes are inherited from the section unless a key narrows them
     assert rerun_scope("attribution", "n_prompts") == ["attribute_heads"] and rerun_scope("attribution", "modes") == []
     assert rerun_scope("injection", "lora", "r") == rerun_scope("injection")
+
+
+def test_the_ranking_used_by_the_interventions_must_be_computed(raw):
+    raw["interventions"]["ranking"] = "atp"
+    raw["attribution"]["modes"] = ["exact", "reference"]
+    with pytest.raises(ConfigError, match="interventions.ranking is 'atp'.*attribution.modes"):
+        check_config(raw)
+    raw["attribution"]["modes"] = ["exact", "atp"]
+    assert check_config(raw)["interventions"]["ranking"] == "atp"

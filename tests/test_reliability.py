@@ -121,3 +121,10 @@ def test_a_setting_added_to_the_schema_reruns_its_scope_with_no_other_file_edite
                     "run_record": 1, "all": 1}
     jobs = planned({"attribution": {"report_only": {"type": "integer", "default": 7, "x-rerun": []}}}, "unscoped")
     assert jobs == {"run_record": 1, "all": 1}
+
+
+def test_choosing_another_ranking_reruns_the_interventions_only(tiny_run, tmp_path):
+    path = _changed(tmp_path, lambda c: c["interventions"].update(ranking="atp"))
+    jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
+    assert jobs == {"ablate_heads": 3, "steer_backdoor_vector": 3, "table1": 1, "table2_and_fig4": 1, "claims_report": 1,
+                    "run_record": 1, "all": 1}
