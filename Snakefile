@@ -38,6 +38,22 @@ include: "rules/run_record.smk"
 report: "rules/report/workflow.rst"
 
 
+# Summaries, tables and figures read small TSVs: on a cluster they run on the submitting node, not as jobs.
+localrules:
+    all,
+    make_benign_requests,
+    gate_table,
+    injection_table,
+    probe_summary,
+    fig2,
+    attribution_summary,
+    fig3,
+    table1,
+    table2_and_fig4,
+    claims_report,
+    run_record,
+
+
 rule all:
     input:
         all_targets(),
