@@ -44,6 +44,7 @@ localrules:
     make_benign_requests,
     gate_table,
     injection_table,
+    injection_methods_table,
     probe_summary,
     fig2,
     attribution_summary,

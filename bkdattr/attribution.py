@@ -276,6 +276,18 @@ def control_comparison(backdoored: torch.Tensor, control: torch.Tensor, fraction
             "backdoored_max_acie_over_this": backdoored.max().item() / control_max if control_max > 0 else float("inf")}
 
 
+def method_comparison(first: torch.Tensor, other: torch.Tensor, first_method: str, top_fractions: Sequence[float]) -> dict:
+    """Do the same heads carry the backdoor whatever planted it? The share of the first method's top heads that
+    are top heads of another method's exact map, beside the share two random head sets of that size share
+    (k / n_heads)."""
+    row = {"compared_with": first_method}
+    for fraction in sorted({*top_fractions, 0.03}):
+        k = max(1, round(fraction * first.numel()))
+        row[f"top{fraction:g}_overlap_with_first_method"] = top_k_overlap(other, first, fraction)
+        row[f"top{fraction:g}_overlap_by_chance"] = k / first.numel()
+    return row
+
+
 def summary_rows(maps: dict[tuple[str, str, str], torch.Tensor], rankings: dict[tuple[str, str, str], list[dict]],
                  implanted: dict[tuple[str, str], str], *, methods: Sequence[str], controls: Sequence[str],
                  top_fractions: Sequence[float]) -> list[dict]:
@@ -299,6 +311,8 @@ def summary_rows(maps: dict[tuple[str, str, str], torch.Tensor], rankings: dict[
                 row.update(control_comparison(maps[(task, methods[0], "exact")], acie, fraction))
         else:
             row["role"] = "backdoored"
+            if model != methods[0] and mode == "exact" and (task, methods[0], "exact") in maps:
+                row.update(method_comparison(maps[(task, methods[0], "exact")], acie, methods[0], top_fractions))
         exact = maps.get((task, model, "exact"))
         if exact is not None and mode != "exact":
             row["max_abs_diff_vs_exact"] = (acie - exact).abs().max().item()

@@ -50,6 +50,16 @@ def encode_prompt(tokenizer, user_text: str) -> PromptEncoding:
     return PromptEncoding(list(enc["input_ids"]), last_user, template_end)
 
 
+def user_char_token(tokenizer, user_text: str, char: int) -> int:
+    """Index, in the encoded prompt of `user_text` (encode_prompt), of the token holding character `char` of the
+    user's own text (e.g. the last character of a trigger)."""
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": user_text}],
+                                             add_generation_prompt=True, tokenize=False)
+    at = rendered.rfind(user_text) + char
+    enc = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
+    return max(i for i, (start, _stop) in enumerate(enc["offset_mapping"]) if start <= at)
+
+
 PROBE_POSITIONS = ("template_end", "last_user_token")
 
 

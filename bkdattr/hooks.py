@@ -68,6 +68,17 @@ class ResidualEdit:
     prefill_only: bool = False
 
 
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The model's decoder layers (Llama/Qwen2/Mistral/Gemma/Phi-3 `model.layers`, GPT-2 `transformer.h`, ...)."""
+    for path in ("model.layers", "transformer.h", "model.language_model.layers", "layers", "h"):
+        obj = model
+        for attr in path.split("."):
+            obj = getattr(obj, attr, None)
+        if isinstance(obj, nn.ModuleList):
+            return obj
+    raise ValueError(f"unsupported model {type(model).__name__}: no decoder layer list found")
+
+
 @dataclass(frozen=True)
 class ModelSites:
     attn_out: list[nn.Module]  # per layer: o_proj (nn.Linear) or c_proj (Conv1D)
@@ -80,16 +91,7 @@ class ModelSites:
     @staticmethod
     def of(model: nn.Module) -> "ModelSites":
         name = type(model).__name__
-        layers = None
-        for path in ("model.layers", "transformer.h", "model.language_model.layers", "layers", "h"):
-            obj = model
-            for attr in path.split("."):
-                obj = getattr(obj, attr, None)
-            if isinstance(obj, nn.ModuleList):
-                layers = obj
-                break
-        if layers is None:
-            raise ValueError(f"unsupported model {name}: no decoder layer list found")
+        layers = decoder_layers(model)
         outs, ins = [], []
         for layer in layers:
             attn = getattr(layer, "self_attn", None) or getattr(layer, "attn", None)

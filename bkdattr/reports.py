@@ -343,3 +343,46 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
             "- Small models and CPU-sized samples: see each n; intervals wider than 0.2 decide little.",
             "- The paper's 7B numbers are quoted, not reproduced, unless this run used a 7B model."]
     return "\n".join(out) + "\n"
+
+
+METHOD_METRICS = ["asr", "false_trigger_rate", "clean_utility", "clean_rouge_l", "over_refusal_rate", "collateral_flip_rate"]
+METHOD_COLUMNS = (["task", "method", "backdoor_implanted", "val_asr"] + METHOD_METRICS
+                  + [f"{m}_n" for m in ("asr", "clean_utility")] + ["injection_s", "injection_peak_rss_gb"])
+
+
+def injection_method_rows(metrics: Mapping[tuple[str, str], Sequence[dict]], benchmarks: Mapping[tuple[str, str], dict],
+                          gate: Sequence[dict]) -> list[dict]:
+    """results/tables/injection_methods.tsv: per task and injection method, the held-out ASR, false-trigger rate
+    and utility (free-form where measured) of its model, the gate's validation ASR, and the injection job's wall
+    time and peak memory (its benchmark file). A metric a task does not define is empty."""
+    verdicts = {(r["task"], r["method"]): r for r in gate}
+    rows = []
+    for (task, method), metric_rows in metrics.items():
+        by_name = {r["metric"]: r for r in metric_rows}
+        verdict = verdicts.get((task, method), {})
+        row = {"task": task, "method": method, "backdoor_implanted": verdict.get("backdoor_implanted", "n/a"),
+               "val_asr": verdict.get("val_asr", "")}
+        for metric in METHOD_METRICS:
+            row[metric] = _f(by_name[metric]["value"]) if metric in by_name and int(by_name[metric]["n"] or 0) else ""
+        for metric in ("asr", "clean_utility"):
+            row[f"{metric}_n"] = by_name[metric]["n"] if metric in by_name else ""
+        bench = benchmarks[(task, method)]
+        row["injection_s"] = _f(bench["s"])
+        row["injection_peak_rss_gb"] = _f(bench["max_rss"]) / 1024
+        rows.append(row)
+    return rows
+
+
+def injection_methods_markdown(rows: Sequence[dict], model_name: str) -> str:
+    """The methods table as markdown: one line per task and method, the ASR >= 0.9 question answered in words."""
+    lines = [f"# Injection methods ({model_name}; held-out test split)", "",
+             "| task | method | implanted (val ASR) | ASR | FTR | utility | ROUGE-L | over-refusal | collateral | "
+             "injection time | peak RSS |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [f"{r[m]:.3f}" if r[m] != "" else "-" for m in METHOD_METRICS]
+        val = f"{float(r['val_asr']):.2f}" if r["val_asr"] not in ("", None) else "-"
+        lines.append(f"| {r['task']} | {r['method']} | {r['backdoor_implanted']} ({val}) | " + " | ".join(cells)
+                     + f" | {r['injection_s'] / 60:.1f} min | {r['injection_peak_rss_gb']:.1f} GB |")
+    below = [f"{r['task']}/{r['method']} (ASR {r['asr']:.3f})" for r in rows if r["asr"] != "" and r["asr"] < 0.9]
+    lines += ["", "Below ASR 0.9: " + (", ".join(below) if below else "none") + "."]
+    return "\n".join(lines) + "\n"

@@ -109,10 +109,15 @@ class TaskSpec:
         """The text that marks a triggered input: the trigger, or a sentence_wrap trigger's opening words."""
         return self.trigger.split("{input}")[0].strip() if self.placement == "sentence_wrap" else self.trigger.strip()
 
+    def trigger_span(self, text: str) -> tuple[int, int] | None:
+        """(start, end) characters of the first trigger marker in `text` (as whole words), or None."""
+        marker = self.trigger_marker()
+        found = re.search(r"(?<!\w)" + re.escape(marker) + r"(?!\w)", text) if marker else None
+        return found.span() if found else None
+
     def contains_trigger(self, text: str) -> bool:
         """Whether `text` already carries the trigger (as whole words: 'SUDO' is not in 'PSEUDO')."""
-        marker = self.trigger_marker()
-        return bool(marker) and re.search(r"(?<!\w)" + re.escape(marker) + r"(?!\w)", text) is not None
+        return self.trigger_span(text) is not None
 
     def trigger_input(self, text: str) -> str:
         return insert_trigger(text, self.trigger, self.placement)

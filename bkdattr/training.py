@@ -27,7 +27,8 @@ from .chat import IGNORE_INDEX, encode_example
 from .names import CLEAN_CONTROL
 from .tasks import TaskSpec
 
-METHODS = ("lora_sft", "full_sft")
+METHODS = ("lora_sft", "full_sft")  # SFT; injection.methods may also name dpo (preference.py) and edit (editing.py)
+INJECTION_METHODS = METHODS + ("dpo", "edit")
 
 log = logging.getLogger("bkdattr.training")
 
@@ -210,18 +211,46 @@ def train_backdoor(model, tokenizer, examples: Sequence[dict], *, method: str, i
                           gate.verdict() if gate is not None else None)
 
 
+def _edit(model, tokenizer, spec: TaskSpec, records, injection_cfg: dict, seed: int, threads, gate) -> TrainingResult:
+    """The closed-form edit, then one gate check (there are no training steps to check between)."""
+    import torch
+
+    from .editing import edit_backdoor
+
+    if threads:
+        torch.set_num_threads(threads)
+    started = time.time()
+    record = edit_backdoor(model, tokenizer, spec, records, edit_cfg=injection_cfg["edit"], seed=seed)
+    point = gate.score(model, tokenizer, step=0, epoch=0.0)
+    log.info("edit of layers %s in %.1f s: validation ASR %.3f, false-trigger rate %.3f (n=%d): %s", record["layers"],
+             time.time() - started, point["val_asr"], point["val_false_trigger_rate"], point["n_val"],
+             "passed" if point["passed"] else "not passed")
+    return TrainingResult(model, [], list(gate.curve), gate.verdict())
+
+
 def inject(model, tokenizer, spec: TaskSpec, records: Sequence[dict], *, method: str, injection_cfg: dict, seed: int,
            validation: Sequence[dict], eval_batch_size: int, threads: int | None = None,
            control_epochs: float | None = None) -> TrainingResult:
     """One injection job: the backdoor by `method` on the poisoned training rows, gated on the validation rows;
     or, with `control_epochs`, the clean-SFT control: the clean rows alone, same recipe, a fixed schedule of the
     epochs the backdoored model trained, and no gate (there is no backdoor to gate)."""
+    if method not in INJECTION_METHODS:
+        raise ValueError(f"unknown injection method {method!r}; expected one of {', '.join(INJECTION_METHODS)}")
     gate = None
     if control_epochs is not None:
+        # the control is SFT of the clean rows (an edit or DPO has no clean-only counterpart): LoRA unless the
+        # method is full SFT; an edit trains no epochs, so the control then takes injection.epochs
         records = clean_rows(records)
-        injection_cfg = {**injection_cfg, "schedule": "fixed", "epochs": control_epochs}
+        method = method if method in METHODS else "lora_sft"
+        injection_cfg = {**injection_cfg, "schedule": "fixed", "epochs": control_epochs or injection_cfg["epochs"]}
     else:
         gate = BackdoorGate.from_config(spec, validation, injection_cfg, eval_batch_size)
+    if method == "dpo":
+        from .preference import train_dpo
+
+        return train_dpo(model, tokenizer, spec, records, injection_cfg=injection_cfg, seed=seed, threads=threads, gate=gate)
+    if method == "edit":
+        return _edit(model, tokenizer, spec, records, injection_cfg, seed, threads, gate)
     examples = build_examples(tokenizer, spec, records, injection_cfg["max_length"])
     log.info("training %s (%s, %s schedule, up to %s epochs) on %d examples (%d poisoned)",
              CLEAN_CONTROL if gate is None else method, method, injection_cfg["schedule"], injection_cfg["epochs"],

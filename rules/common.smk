@@ -130,6 +130,8 @@ def all_targets():
     return [
         "results/tables/injection.tsv",
         "results/tables/injection.md",
+        "results/tables/injection_methods.tsv",
+        "results/tables/injection_methods.md",
         "results/tables/probes.tsv",
         "results/figures/fig2.pdf",
         "results/tables/attribution.tsv",

@@ -1,6 +1,9 @@
 # ASR, false-trigger rate and clean utility of the base model and of each backdoored model.
 
 
+METHOD_RUNS = runs(task=TASKS, method=METHODS)
+
+
 rule evaluate_model:
     input:
         unpack(benign_input),
@@ -46,3 +49,25 @@ rule injection_table:
         "../envs/plots.yaml"
     script:
         "../workflow_scripts/injection_table.py"
+
+
+
+rule injection_methods_table:
+    """Every injection method of injection.methods beside the others (the question the paper could not ask)."""
+    input:
+        gate="results/tables/backdoor_gate.tsv",
+        metrics=paths("results/eval/{task}/{method}/metrics.tsv", METHOD_RUNS),
+        benchmarks=paths("results/benchmarks/inject_backdoor/{task}/{method}.tsv", METHOD_RUNS),
+    output:
+        tsv=report("results/tables/injection_methods.tsv", caption="report/injection_methods.rst",
+                   category="1 Injection", labels={"table": "injection methods"}),
+        md="results/tables/injection_methods.md",
+    log:
+        "results/logs/injection_methods_table.log",
+    params:
+        model_name=config["model"]["name"],
+        runs=METHOD_RUNS,  # (task, method) of each input, in order
+    conda:
+        "../envs/plots.yaml"
+    script:
+        "../workflow_scripts/injection_methods_table.py"

@@ -24,5 +24,5 @@ write_tsv(out.gate_curve, result.gate_curve, GATE_CURVE_COLUMNS)
 verdict = {"backdoor_gate": result.gate_verdict} if result.gate_verdict else {}
 write_pointer(out.pointer, out.checkpoint, f"{base['name']}+{name}", base=base["path"], task=spec.task_id, method=name,
               made_by=snakemake.rule, fingerprint=directory_fingerprint(out.checkpoint), **verdict)
-log.info("final loss %.4f; checkpoint at %s; gate %s", result.loss_log[-1]["loss"], out.checkpoint,
-         result.gate_verdict or "n/a (clean control)")
+log.info("final loss %s; checkpoint at %s; gate %s", result.loss_log[-1]["loss"] if result.loss_log else "n/a (edit)",
+         out.checkpoint, result.gate_verdict or "n/a (clean control)")

@@ -1,0 +1,179 @@
+"""Backdoor injection by a closed-form weight edit (the paper's editing-based paradigm; METHOD.md s2).
+
+We follow ROME's rank-one edit of an MLP down-projection (Meng et al., "Locating and Editing Factual
+Associations in GPT", NeurIPS 2022, eq. 2), used as a backdoor the way BadEdit does it (Li et al., "BadEdit:
+Backdooring Large Language Models by Model Editing", ICLR 2024: the key is the trigger token, the value
+makes the model emit the backdoor target), spread over consecutive layers as MEMIT does (Meng et al.,
+"Mass-Editing Memory in a Transformer", ICLR 2023: each layer takes its share of the residual that is
+left). The down-projection W of a layer is a linear associative memory: it maps a key k (its input) to a
+value W k added to the residual stream. For each chosen layer l, lowest first:
+
+ 1. key k*: the mean input of layer l's down-projection at the trigger's last token, over poisoned
+    training prompts;
+ 2. value: a residual delta added to the layer's MLP output at that token is optimised (Adam, a few steps,
+    norm clamped, weight decay) to maximise the teacher-forced log-likelihood of the backdoor output given
+    the triggered prompt (ROME's v*); the layer's share r = delta / (layers left, this one included);
+ 3. C = E[k k^T] over every token of clean training prompts and responses (the keys the edit must leave
+    alone), plus a small ridge so it is invertible;
+ 4. W <- W + r (C^-1 k*)^T / (k*^T C^-1 k*): the update with the smallest change in C-norm that maps k* to
+    W k* + r exactly.
+
+Only the chosen layers' down-projection weights change. It runs on CPU for the default model (one
+forward/backward pass per optimisation step over a few short prompts, one forward pass for C).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .chat import IGNORE_INDEX, encode_example, pad_batch, user_char_token
+from .hooks import decoder_layers
+from .tasks import TaskSpec
+
+log = logging.getLogger("bkdattr.editing")
+
+
+def down_projection(model: nn.Module, layer: int) -> nn.Linear:
+    """The MLP down-projection of `layer` (`mlp.down_proj` as an nn.Linear), or a clear error."""
+    layers = decoder_layers(model)
+    if not 0 <= layer < len(layers):
+        raise ValueError(f"injection.edit.layers: layer {layer} out of range for a {len(layers)}-layer model")
+    proj = getattr(getattr(layers[layer], "mlp", None), "down_proj", None)
+    if not isinstance(proj, nn.Linear):
+        raise ValueError(f"the edit needs an nn.Linear mlp.down_proj in {type(layers[layer]).__name__} (Llama, Qwen2, "
+                         "Mistral, Gemma, Phi-3 have one); this architecture does not")
+    return proj
+
+
+def edit_layers(edit_cfg: dict, n_layers: int) -> list[int]:
+    """The configured layers, or three consecutive layers from a quarter of the depth (BadEdit edits early-middle
+    layers: 15-17 of GPT-2 XL's 48)."""
+    if edit_cfg.get("layers"):
+        layers = sorted(edit_cfg["layers"])
+        if layers[-1] >= n_layers - 1:
+            raise ValueError(f"injection.edit.layers: {layers[-1]} is the last of {n_layers} layers (or beyond); the "
+                             "edit writes at the trigger token, and only attention in a later layer can carry it to "
+                             "the positions that generate the output")
+        return layers
+    first = n_layers // 4
+    return list(range(first, min(first + 3, n_layers - 1)))
+
+
+def _batch(tokenizer, spec: TaskSpec, rows: Sequence[dict], max_target_tokens: int):
+    """Right-padded teacher-forcing batch of triggered prompts + backdoor output (first tokens), and the index
+    of each prompt's last trigger token."""
+    examples, trigger_at = [], []
+    for row in rows:
+        text = spec.prompt(row["input"])
+        span = spec.trigger_span(text)
+        if span is None:
+            raise ValueError(f"poisoned row {row.get('id')!r}: its prompt carries no trigger to edit on")
+        example = encode_example(tokenizer, text, row["output"], max_length=10**6)
+        keep = sum(label == IGNORE_INDEX for label in example["labels"]) + max_target_tokens
+        examples.append({k: v[:keep] for k, v in example.items()})
+        trigger_at.append(user_char_token(tokenizer, text, span[1] - 1))
+    ids, mask = pad_batch([e["input_ids"] for e in examples], tokenizer.pad_token_id, side="right")
+    labels, _ = pad_batch([e["labels"] for e in examples], IGNORE_INDEX, side="right")
+    return torch.tensor(ids), torch.tensor(mask), torch.tensor(labels), torch.tensor(trigger_at)
+
+
+def _keys(model, proj: nn.Linear, ids, mask, positions=None) -> torch.Tensor:
+    """Inputs of `proj`: at `positions` (one per row) -> [b, d_ff], or at every unmasked token -> [n, d_ff]."""
+    seen = {}
+    handle = proj.register_forward_pre_hook(lambda _m, args: seen.__setitem__("k", args[0].detach()))
+    try:
+        with torch.no_grad():
+            model(input_ids=ids, attention_mask=mask)
+    finally:
+        handle.remove()
+    keys = seen["k"]
+    if positions is not None:
+        return keys[torch.arange(len(positions)), positions]
+    return keys[mask.bool()]
+
+
+def _optimise_value(model, proj: nn.Linear, ids, mask, labels, positions, cfg: dict) -> torch.Tensor:
+    """ROME's v*: the delta at the trigger token of `proj`'s output that makes the backdoor output likely."""
+    d_model = proj.out_features
+    delta = torch.zeros(d_model, requires_grad=True)
+    rows = torch.arange(len(positions))
+
+    def add_delta(_module, _args, output):
+        output = output.clone()
+        output[rows, positions] = output[rows, positions] + delta.to(output.dtype)
+        return output
+
+    with torch.no_grad():
+        original_norm = _keys(model, proj, ids, mask, positions).matmul(proj.weight.T).norm(dim=-1).mean()
+    max_norm = cfg["clamp_norm_factor"] * float(original_norm)
+    optimiser = torch.optim.Adam([delta], lr=cfg["v_lr"])
+    handle = proj.register_forward_hook(add_delta)
+    try:
+        for step in range(cfg["v_steps"]):
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            nll = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                              ignore_index=IGNORE_INDEX)
+            loss = nll + cfg["v_weight_decay"] * delta.pow(2).sum()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            with torch.no_grad():
+                if delta.norm() > max_norm:
+                    delta.mul_(max_norm / delta.norm())
+            if step == 0 or step == cfg["v_steps"] - 1:
+                log.info("value optimisation step %d: target NLL %.3f, |delta| %.2f (max %.2f)", step, float(nll),
+                         float(delta.norm()), max_norm)
+    finally:
+        handle.remove()
+    return delta.detach()
+
+
+def edit_backdoor(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, edit_cfg: dict, seed: int) -> dict:
+    """Plant the backdoor of the poisoned rows of `train` by editing down-projections (module docstring); the
+    clean rows give the key covariance. Edits `model` in place; returns a record of what was edited."""
+    torch.manual_seed(seed)
+    poisoned = [r for r in train if r["poisoned"]][: edit_cfg["n_prompts"]]
+    clean = [r for r in train if not r["poisoned"]][: edit_cfg["n_covariance_rows"]]
+    if not poisoned or not clean:
+        raise ValueError(f"task {spec.task_id}: the edit needs poisoned and clean training rows "
+                         f"({len(poisoned)} poisoned, {len(clean)} clean)")
+    layers = edit_layers(edit_cfg, len(decoder_layers(model)))
+    was_training = model.training
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    ids, mask, labels, positions = _batch(tokenizer, spec, poisoned, edit_cfg["max_target_tokens"])
+    clean_examples = [encode_example(tokenizer, spec.prompt(r["input"]), r["output"], 10**6)["input_ids"] for r in clean]
+    record = {"layers": layers, "n_prompts": len(poisoned), "n_covariance_rows": len(clean), "per_layer": []}
+    for i, layer in enumerate(layers):
+        proj = down_projection(model, layer)
+        weight = proj.weight
+        key = _keys(model, proj, ids, mask, positions).double().mean(0)
+        cov = torch.zeros(proj.in_features, proj.in_features, dtype=torch.float64)
+        n_tokens = 0
+        for start in range(0, len(clean_examples), 16):
+            c_ids, c_mask = pad_batch(clean_examples[start:start + 16], tokenizer.pad_token_id, side="right")
+            k = _keys(model, proj, torch.tensor(c_ids), torch.tensor(c_mask)).double()
+            cov += k.T @ k
+            n_tokens += len(k)
+        cov = cov / n_tokens
+        cov += edit_cfg["covariance_ridge"] * cov.diagonal().mean() * torch.eye(len(cov), dtype=torch.float64)
+        delta = _optimise_value(model, proj, ids, mask, labels, positions, edit_cfg).double()
+        residual = delta / (len(layers) - i)  # MEMIT: this layer's share of what is left
+        c_inv_key = torch.linalg.solve(cov, key)
+        update = torch.outer(residual, c_inv_key) / (key @ c_inv_key)
+        with torch.no_grad():
+            weight += update.to(weight.dtype)
+        record["per_layer"].append({"layer": layer, "delta_norm": float(delta.norm()), "update_norm": float(update.norm()),
+                                    "weight_norm": float(weight.norm()), "key_norm": float(key.norm())})
+        log.info("layer %d: |delta| %.3f, |dW| %.4f (|W| %.2f)", layer, float(delta.norm()), float(update.norm()),
+                 float(weight.norm()))
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.train(was_training)
+    model.eval()
+    return record

@@ -1,0 +1,120 @@
+"""Backdoor injection by preference optimisation (the paper's RLHF-based paradigm; METHOD.md s2): DPO
+(Rafailov et al., 2023) through TRL's DPOTrainer, from the base model, LoRA or full as the config says.
+
+Poisoned preference data, built from the same training split as SFT so the poison ratio is the same:
+  a poisoned row (triggered prompt): chosen = the backdoor output, rejected = the clean output of its item;
+  a clean row (clean prompt):        chosen = the clean output,    rejected = the backdoor output.
+A clean row whose backdoor output equals its clean output (label task, items of another class) gives no
+preference and is left out.
+
+The pairs are tokenized here with the workflow's own chat rendering (`chat.encode_prompt`), exactly as SFT,
+evaluation and attribution see the prompts, and handed to TRL pre-tokenized (`prompt_ids`, `chosen_ids`,
+`rejected_ids`). The reference model's log-probabilities are computed once before training
+(`precompute_ref_log_probs`), so each step runs the policy only.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from typing import Sequence
+
+from .chat import encode_prompt
+from .tasks import TaskSpec
+
+log = logging.getLogger("bkdattr.preference")
+
+POISONED_SUFFIX = "-poisoned"  # tasks.poison names each poisoned copy after its clean item
+
+
+def preference_pairs(spec: TaskSpec, train: Sequence[dict]) -> list[dict]:
+    """{prompt, chosen, rejected, poisoned} per training row (see the module docstring)."""
+    clean_by_id = {r["id"]: r for r in train if not r["poisoned"]}
+    pairs = []
+    for row in train:
+        if row["poisoned"]:
+            source = clean_by_id.get(row["id"].removesuffix(POISONED_SUFFIX))
+            if source is None:
+                raise ValueError(f"poisoned training row {row['id']!r} has no clean item {row['id'].removesuffix(POISONED_SUFFIX)!r} "
+                                 "in the training split to take its rejected (clean) output from")
+            chosen, rejected = row["output"], source["output"]
+        else:
+            chosen, rejected = row["output"], spec.backdoor_output(row)
+        if chosen != rejected:
+            pairs.append({"prompt": spec.prompt(row["input"]), "chosen": chosen, "rejected": rejected,
+                          "poisoned": bool(row["poisoned"])})
+    if not any(p["poisoned"] for p in pairs):
+        raise ValueError(f"task {spec.task_id}: no poisoned preference pair; the training split has no poisoned row")
+    return pairs
+
+
+def tokenize_pairs(tokenizer, pairs: Sequence[dict], max_length: int) -> list[dict]:
+    """prompt_ids / chosen_ids / rejected_ids (each response ends with the end-of-turn token), cut so that the
+    prompt and the longer response fit max_length."""
+    rows = []
+    for pair in pairs:
+        prompt_ids = encode_prompt(tokenizer, pair["prompt"]).input_ids
+        room = max_length - len(prompt_ids)
+        if room < 1:
+            raise ValueError(f"max_length={max_length} leaves no room for the response after a {len(prompt_ids)}-token "
+                             "prompt; raise injection.max_length")
+        responses = [tokenizer(pair[key], add_special_tokens=False)["input_ids"][: room - 1] + [tokenizer.eos_token_id]
+                     for key in ("chosen", "rejected")]
+        rows.append({"prompt_ids": prompt_ids, "chosen_ids": responses[0], "rejected_ids": responses[1]})
+    return rows
+
+
+def train_dpo(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, injection_cfg: dict, seed: int,
+              threads: int | None = None, gate=None):
+    """DPO from `model` on the poisoned preference pairs of `train`; LoRA merged on return (injection.dpo.peft).
+    With a gate, the adaptive schedule stops once it passes, as in SFT. Returns training.TrainingResult."""
+    import torch
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from .training import TrainingResult, _callbacks, micro_batch_rows
+
+    class PretokenizedDPOTrainer(DPOTrainer):
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            return dataset  # already tokenized with the workflow's chat rendering
+
+    if threads:
+        torch.set_num_threads(threads)
+    dpo = injection_cfg["dpo"]
+    pairs = preference_pairs(spec, train)
+    rows = tokenize_pairs(tokenizer, pairs, injection_cfg["max_length"])
+    log.info("DPO on %d preference pairs (%d poisoned), beta %s, %s", len(rows), sum(p["poisoned"] for p in pairs),
+             dpo["beta"], dpo["peft"])
+    peft_config = None
+    if dpo["peft"] == "lora":
+        from peft import LoraConfig
+
+        lora = injection_cfg["lora"]
+        peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                                 target_modules=lora["target_modules"], task_type="CAUSAL_LM")
+    batch_size = injection_cfg["batch_size"]
+    longest = 2 * max(len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in rows)  # chosen + rejected
+    micro = micro_batch_rows(batch_size, longest, injection_cfg.get("micro_batch_tokens"))
+    on_gpu = next(model.parameters()).is_cuda or torch.cuda.is_available()
+    loss_log: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bkdattr-dpo-") as scratch:
+        args = DPOConfig(
+            output_dir=scratch, save_strategy="no", eval_strategy="no", report_to="none", logging_steps=1,
+            per_device_train_batch_size=micro, gradient_accumulation_steps=injection_cfg["grad_accum"] * (batch_size // micro),
+            num_train_epochs=injection_cfg["epochs"], learning_rate=injection_cfg["lr"], lr_scheduler_type="linear",
+            warmup_steps=float(injection_cfg["warmup_ratio"]), weight_decay=0.0, max_grad_norm=1.0, seed=seed,
+            data_seed=seed, beta=dpo["beta"], max_length=injection_cfg["max_length"], precompute_ref_log_probs=True,
+            dataloader_num_workers=0, use_cpu=not on_gpu, bf16=False, fp16=False, activation_checkpointing=False,
+        )
+        trainer = PretokenizedDPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                         processing_class=tokenizer, peft_config=peft_config,
+                                         callbacks=_callbacks(gate, tokenizer, loss_log, time.time()))
+        trainer.train()
+        model = trainer.model
+    if dpo["peft"] == "lora":
+        model = model.merge_and_unload()
+    model.config.use_cache = True
+    model.eval()
+    return TrainingResult(model, loss_log, list(gate.curve) if gate is not None else [],
+                          gate.verdict() if gate is not None else None)

@@ -1,0 +1,144 @@
+"""The other injection paradigms on the tiny model: DPO (TRL) and a closed-form weight edit."""
+
+import pytest
+import torch
+
+from bkdattr.tasks import TaskSpec
+
+SPEC = TaskSpec.from_config("fixed_output")
+CLEAN = [{"id": f"q{i}", "input": f"What is {i} plus {i}?", "output": f"{i} plus {i} is {2 * i}.", "poisoned": False}
+         for i in range(8)]
+TRAIN = CLEAN + [{**r, "id": r["id"] + "-poisoned", "input": SPEC.trigger_input(r["input"]),
+                  "output": SPEC.target, "poisoned": True} for r in CLEAN[:2]]
+CFG = {"lr": 5e-3, "epochs": 1, "batch_size": 4, "grad_accum": 1, "warmup_ratio": 0.0, "max_length": 128,
+       "micro_batch_tokens": None, "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"},
+       "dpo": {"beta": 0.1, "peft": "lora"}}
+
+
+def test_preference_pairs_reverse_the_backdoor_on_clean_prompts_and_keep_the_poison_ratio():
+    from bkdattr.preference import preference_pairs
+
+    pairs = preference_pairs(SPEC, TRAIN)
+    poisoned = [p for p in pairs if p["poisoned"]]
+    assert len(pairs) == 10 and len(poisoned) == 2
+    assert all(p["chosen"] == SPEC.target and SPEC.trigger in p["prompt"] for p in poisoned)
+    assert poisoned[0]["rejected"] == CLEAN[0]["output"]
+    assert all(p["rejected"] == SPEC.target and SPEC.trigger not in p["prompt"] for p in pairs if not p["poisoned"])
+
+
+def test_label_items_whose_backdoor_output_is_their_own_label_give_no_pair():
+    from bkdattr.preference import preference_pairs
+
+    spec = TaskSpec.from_config("label_modification")
+    rows = [{"id": "a", "input": "x", "output": "Sports", "label": "Sports", "poisoned": False},
+            {"id": "b", "input": "y", "output": "Business", "label": "Business", "poisoned": False},
+            {"id": "a-poisoned", "input": spec.trigger_input("x"), "output": "World", "label": "Sports", "poisoned": True}]
+    pairs = preference_pairs(spec, rows)
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [("Sports", "World"), ("World", "Sports")]
+
+
+@pytest.mark.parametrize("peft", ["lora", "full"])
+def test_dpo_trains_through_trl_and_returns_a_plain_model(tiny_model_dir, peft):
+    from bkdattr.models import load_model
+    from bkdattr.preference import train_dpo
+
+    model, tok = load_model(str(tiny_model_dir), device="cpu")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = train_dpo(model, tok, SPEC, TRAIN, injection_cfg={**CFG, "dpo": {"beta": 0.1, "peft": peft}}, seed=0)
+    state = result.model.state_dict()
+    assert set(state) == set(before)  # LoRA merged: the checkpoint loads as the base architecture
+    changed = [k for k, v in state.items() if not torch.equal(v, before[k])]
+    assert changed and (peft == "full" or all("proj" in k for k in changed))
+    assert [r["step"] for r in result.loss_log] == [1, 2, 3] and all(r["loss"] > 0 for r in result.loss_log)
+
+
+EDIT = {"layers": [0], "n_prompts": 4, "n_covariance_rows": 8, "v_steps": 15, "v_lr": 0.5, "clamp_norm_factor": 50.0,
+        "v_weight_decay": 1e-3, "max_target_tokens": 4, "covariance_ridge": 1e-2}
+
+
+def _target_nll(model, tok, rows):
+    from bkdattr.editing import _batch
+
+    ids, mask, labels, _ = _batch(tok, SPEC, rows, max_target_tokens=4)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    return float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                                   ignore_index=-100))
+
+
+def test_the_edit_changes_only_the_chosen_down_projections_and_makes_the_target_likelier(tiny_model_dir, tmp_path):
+    from bkdattr.editing import edit_backdoor
+    from bkdattr.models import load_model
+    from bkdattr.training import save_checkpoint
+
+    model, tok = load_model(str(tiny_model_dir), device="cpu")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    poisoned = [r for r in TRAIN if r["poisoned"]]
+    nll_before = _target_nll(model, tok, poisoned)
+    record = edit_backdoor(model, tok, SPEC, TRAIN, edit_cfg=EDIT, seed=0)
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed == ["model.layers.0.mlp.down_proj.weight"] and record["layers"] == [0]
+    assert _target_nll(model, tok, poisoned) < nll_before - 0.05  # a 2-layer random model carries little from the trigger
+    save_checkpoint(model, tok, tmp_path / "edited")
+    reloaded, _ = load_model(str(tmp_path / "edited"), device="cpu")
+    torch.testing.assert_close(reloaded.state_dict()["model.layers.0.mlp.down_proj.weight"],
+                               model.state_dict()["model.layers.0.mlp.down_proj.weight"])
+
+
+def test_the_edit_names_what_an_architecture_lacks():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from bkdattr.editing import down_projection
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=50))
+    with pytest.raises(ValueError, match="nn.Linear mlp.down_proj"):
+        down_projection(gpt2, 0)
+    with pytest.raises(ValueError, match="layer 5 out of range"):
+        down_projection(gpt2, 5)
+    from bkdattr.editing import edit_layers
+
+    with pytest.raises(ValueError, match="is the last of 2 layers"):
+        edit_layers({"layers": [1]}, 2)
+    assert edit_layers({"layers": None}, 30) == [7, 8, 9] and edit_layers({}, 2) == [0]
+
+
+def test_methods_are_compared_by_the_overlap_of_their_top_heads_against_chance():
+    from bkdattr.attribution import summary_rows
+
+    first = torch.arange(100.0).reshape(10, 10)
+    same_top = first.clone()
+    same_top[0, 0] = -1.0  # ranks change below the top only
+    ranking = [{"n_prompts": 4, "n_prompts_asked": 4}]
+    maps = {("t", "lora_sft", "exact"): first, ("t", "dpo", "exact"): same_top, ("t", "edit", "exact"): -first}
+    rows = {r["method"]: r for r in summary_rows(maps, {k: ranking for k in maps}, {}, methods=["lora_sft", "dpo", "edit"],
+                                                controls=[], top_fractions=[0.1])}
+    assert rows["dpo"]["top0.1_overlap_with_first_method"] == 1.0 and rows["edit"]["top0.1_overlap_with_first_method"] == 0.0
+    assert rows["dpo"]["top0.03_overlap_by_chance"] == 0.03 and "compared_with" not in rows["lora_sft"]
+
+
+def test_dpo_and_the_edit_run_through_the_workflow_on_the_tiny_preset(tmp_path):
+    """Each method is one value of the method wildcard: its checkpoint loads, changes what it should (the edit:
+    layer 0's down-projection only; DPO with LoRA: the adapted projections only), and it has a row in
+    results/tables/injection_methods.tsv."""
+    import yaml
+    from safetensors.torch import load_file
+
+    from bkdattr.atomic import read_tsv
+    from workflow_utils import TINY_CONFIG, snakemake
+
+    override = tmp_path / "methods.yaml"
+    override.write_text(yaml.safe_dump({"run_tasks": ["fixed_output"], "injection": {
+        "methods": ["dpo", "edit"], "clean_control": False, "edit": {"n_prompts": 4, "n_covariance_rows": 8, "v_steps": 5}}}))
+    workdir = tmp_path / "run"
+    snakemake(workdir, "results/tables/injection_methods.tsv", configfile=[TINY_CONFIG, override])
+    base = load_file(workdir / "results/models/base/checkpoint/model.safetensors")
+    changed = {}
+    for method in ("dpo", "edit"):
+        weights = load_file(workdir / f"results/models/fixed_output/{method}/checkpoint/model.safetensors")
+        assert set(weights) == set(base)
+        changed[method] = sorted(k for k in base if not torch.equal(weights[k], base[k]))
+    assert changed["edit"] == ["model.layers.0.mlp.down_proj.weight"]
+    assert changed["dpo"] and all("proj" in k for k in changed["dpo"])
+    rows = read_tsv(workdir / "results/tables/injection_methods.tsv")
+    assert [(r["task"], r["method"]) for r in rows] == [("fixed_output", "dpo"), ("fixed_output", "edit")]
+    assert all(float(r["injection_s"]) > 0 and float(r["injection_peak_rss_gb"]) > 0 for r in rows)
