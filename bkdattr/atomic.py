@@ -79,11 +79,25 @@ def read_tsv(path: str | os.PathLike) -> list[dict[str, str]]:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
+SAFETENSORS_METADATA_KEY = "bkdattr"
+
+
 def write_safetensors(path: str | os.PathLike, tensors: Mapping, metadata: Mapping[str, str] | None = None) -> None:
+    """Tensors with `metadata` stored as one sorted JSON string under SAFETENSORS_METADATA_KEY: safetensors writes
+    a metadata mapping in hash order, which differs from run to run, so several keys would make the same
+    tensors give different bytes (read back with `read_safetensors_metadata`)."""
     from safetensors.torch import save_file
 
+    packed = {SAFETENSORS_METADATA_KEY: json.dumps(dict(metadata), sort_keys=True)} if metadata else {}
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=dict(metadata or {}))
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=packed)
+
+
+def read_safetensors_metadata(path: str | os.PathLike) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as fh:
+        return json.loads((fh.metadata() or {}).get(SAFETENSORS_METADATA_KEY, "{}"))
 
 
 def write_matrix_tsv(path: str | os.PathLike, matrix, corner: str = "row\\col") -> None:

@@ -43,3 +43,16 @@ def test_tsv_round_trips(tmp_path):
     assert read_matrix_tsv(tmp_path / "m.tsv").tolist() == [[1.0, 2.0], [3.0, 4.0]]
     write_tsv_union(tmp_path / "u.tsv", [{"a": 1}, {"b": 2}])
     assert read_tsv(tmp_path / "u.tsv") == [{"a": "1", "b": ""}, {"a": "", "b": "2"}]
+
+
+def test_safetensors_with_metadata_are_byte_identical_from_write_to_write(tmp_path):
+    import torch
+
+    from bkdattr.atomic import read_safetensors_metadata, write_safetensors
+
+    tensors = {"a": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2)}
+    metadata = {f"key{i}": str(i) for i in range(12)}  # enough keys that hash order would differ between processes
+    write_safetensors(tmp_path / "one.safetensors", tensors, metadata)
+    write_safetensors(tmp_path / "two.safetensors", tensors, dict(reversed(list(metadata.items()))))
+    assert (tmp_path / "one.safetensors").read_bytes() == (tmp_path / "two.safetensors").read_bytes()
+    assert read_safetensors_metadata(tmp_path / "one.safetensors") == metadata
