@@ -15,7 +15,7 @@ TIMEOUT_S = int(os.environ.get("BKDATTR_TEST_TIMEOUT", "600"))
 
 
 def snakemake(workdir, *args, configfile=TINY_CONFIG, check=True, timeout=None, snakefile=REPO / "Snakefile",
-              env=None):
+              env=None, cwd=None):
     configfiles = [str(f) for f in (configfile if isinstance(configfile, (list, tuple)) else [configfile])]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
            "--configfile", *configfiles, "--cores", "2", *args]
@@ -23,7 +23,7 @@ def snakemake(workdir, *args, configfile=TINY_CONFIG, check=True, timeout=None, 
     from bkdattr.workflow import RECORD_IMPORTS_ENV
 
     env = {**os.environ, **(env or {}), RECORD_IMPORTS_ENV: str(Path(workdir).resolve() / "imports.jsonl")}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout or TIMEOUT_S, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout or TIMEOUT_S, env=env, cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
