@@ -115,7 +115,7 @@ def test_a_setting_added_to_the_schema_reruns_its_scope_with_no_other_file_edite
     scoped to no rule reruns only the run record (the effective config)."""
     def planned(new_keys, name):
         copy = _workflow_with_schema_keys(tmp_path / name, new_keys)
-        # run from the copy: `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH
+        # run from the copy: `python -m` imports from the working directory first, ahead of PYTHONPATH
         proc = snakemake(tiny_run, "-n", snakefile=copy / "Snakefile", env={"PYTHONPATH": str(copy)}, cwd=copy)
         return planned_jobs(proc.stdout)
 
