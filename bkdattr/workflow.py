@@ -22,7 +22,8 @@ def _record_imports(path: str, rule: str) -> None:
 def start_rule(snakemake, *, uses_torch: bool = False, seed: int | None = None) -> logging.Logger:
     """Redirect stdout/stderr to `log[0]`; for torch rules set threads to the rule's `threads` and seed."""
     log_file = open(snakemake.log[0], "w", buffering=1, encoding="utf-8")
-    sys.stderr = sys.stdout = log_file
+    sys.stderr = sys.stdout = log_file  # a rule script is its own process: its output belongs in the rule's log
+    atexit.register(log_file.close)
     logging.basicConfig(stream=log_file, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         force=True)
     logger = logging.getLogger(f"bkdattr.{snakemake.rule}")
