@@ -125,8 +125,8 @@ def _optimise_value(model, proj: nn.Linear, ids, mask, labels, positions, cfg: d
                 if delta.norm() > max_norm:
                     delta.mul_(max_norm / delta.norm())
             if step == 0 or step == cfg["v_steps"] - 1:
-                log.info("value optimisation step %d: target NLL %.3f, |delta| %.2f (max %.2f)", step, float(nll),
-                         float(delta.norm()), max_norm)
+                log.info("value optimisation step %d: target NLL %.3f, |delta| %.2f (max %.2f)", step, nll.item(),
+                         delta.norm().item(), max_norm)
     finally:
         handle.remove()
     return delta.detach()
@@ -142,9 +142,9 @@ def edit_backdoor(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, ed
         raise ValueError(f"task {spec.task_id}: the edit needs poisoned and clean training rows "
                          f"({len(poisoned)} poisoned, {len(clean)} clean)")
     layers = edit_layers(edit_cfg, len(decoder_layers(model)))
-    was_training = model.training
     model.eval()
-    for p in model.parameters():
+    trainable = {name: p.requires_grad for name, p in model.named_parameters()}
+    for p in model.parameters():  # only the value delta is optimised
         p.requires_grad_(False)
     ids, mask, labels, positions = _batch(tokenizer, spec, poisoned, edit_cfg["max_target_tokens"])
     clean_examples = [encode_example(tokenizer, spec.prompt(r["input"]), r["output"], 10**6)["input_ids"] for r in clean]
@@ -172,8 +172,6 @@ def edit_backdoor(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, ed
                                     "weight_norm": float(weight.norm()), "key_norm": float(key.norm())})
         log.info("layer %d: |delta| %.3f, |dW| %.4f (|W| %.2f)", layer, float(delta.norm()), float(update.norm()),
                  float(weight.norm()))
-    for p in model.parameters():
-        p.requires_grad_(True)
-    model.train(was_training)
-    model.eval()
+    for name, p in model.named_parameters():
+        p.requires_grad_(trainable[name])
     return record

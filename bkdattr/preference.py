@@ -73,7 +73,7 @@ def train_dpo(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, inject
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from .training import TrainingResult, _callbacks, micro_batch_rows
+    from .training import _callbacks, lora_config, trainer_arguments, trained_result
 
     class PretokenizedDPOTrainer(DPOTrainer):
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
@@ -86,35 +86,16 @@ def train_dpo(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, inject
     rows = tokenize_pairs(tokenizer, pairs, injection_cfg["max_length"])
     log.info("DPO on %d preference pairs (%d poisoned), beta %s, %s", len(rows), sum(p["poisoned"] for p in pairs),
              dpo["beta"], dpo["peft"])
-    peft_config = None
-    if dpo["peft"] == "lora":
-        from peft import LoraConfig
-
-        lora = injection_cfg["lora"]
-        peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                                 target_modules=lora["target_modules"], task_type="CAUSAL_LM")
-    batch_size = injection_cfg["batch_size"]
-    longest = 2 * max(len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in rows)  # chosen + rejected
-    micro = micro_batch_rows(batch_size, longest, injection_cfg.get("micro_batch_tokens"))
-    on_gpu = next(model.parameters()).is_cuda or torch.cuda.is_available()
+    # a row puts its chosen and its rejected sequence in the batch
+    longest = 2 * max(len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in rows)
     loss_log: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bkdattr-dpo-") as scratch:
-        args = DPOConfig(
-            output_dir=scratch, save_strategy="no", eval_strategy="no", report_to="none", logging_steps=1,
-            per_device_train_batch_size=micro, gradient_accumulation_steps=injection_cfg["grad_accum"] * (batch_size // micro),
-            num_train_epochs=injection_cfg["epochs"], learning_rate=injection_cfg["lr"], lr_scheduler_type="linear",
-            warmup_steps=float(injection_cfg["warmup_ratio"]), weight_decay=0.0, max_grad_norm=1.0, seed=seed,
-            data_seed=seed, beta=dpo["beta"], max_length=injection_cfg["max_length"], precompute_ref_log_probs=True,
-            dataloader_num_workers=0, use_cpu=not on_gpu, bf16=False, fp16=False, activation_checkpointing=False,
-        )
+        args = DPOConfig(**trainer_arguments(model, injection_cfg, seed=seed, longest=longest, output_dir=scratch),
+                         beta=dpo["beta"], precompute_ref_log_probs=True)
         trainer = PretokenizedDPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                                         processing_class=tokenizer, peft_config=peft_config,
+                                         processing_class=tokenizer,
+                                         peft_config=lora_config(injection_cfg) if dpo["peft"] == "lora" else None,
                                          callbacks=_callbacks(gate, tokenizer, loss_log, time.time()))
         trainer.train()
         model = trainer.model
-    if dpo["peft"] == "lora":
-        model = model.merge_and_unload()
-    model.config.use_cache = True
-    model.eval()
-    return TrainingResult(model, loss_log, list(gate.curve) if gate is not None else [],
-                          gate.verdict() if gate is not None else None)
+    return trained_result(model, loss_log, gate, merge_lora=dpo["peft"] == "lora")

@@ -160,6 +160,49 @@ def _callbacks(gate: BackdoorGate | None, tokenizer, loss_log: list[dict], start
     return [LossLog()] + ([GateCheck()] if gate is not None else [])
 
 
+def lora_config(injection_cfg: dict):
+    """peft's LoraConfig of config `injection.lora` (SFT and DPO share it)."""
+    from peft import LoraConfig
+
+    lora = injection_cfg["lora"]
+    return LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                      target_modules=lora["target_modules"], task_type="CAUSAL_LM")
+
+
+def trainer_arguments(model, injection_cfg: dict, *, seed: int, longest: int, output_dir: str) -> dict:
+    """The TrainingArguments that TRL's SFT and DPO configs share: schedule, seeds, device flags, and each batch
+    run as micro-batches of at most injection.micro_batch_tokens padded tokens (`longest`: the longest
+    sequence a row puts in a batch) with gradient accumulation. TRL normalises the loss by the response
+    tokens of the whole accumulated batch (num_items_in_batch), so the step equals the one-pass step."""
+    import torch
+
+    batch_size = injection_cfg["batch_size"]
+    rows = micro_batch_rows(batch_size, longest, injection_cfg.get("micro_batch_tokens"))
+    log.info("optimiser batch %d rows x %d accumulation = %d rows per step, run as micro-batches of %d rows",
+             batch_size, injection_cfg["grad_accum"], batch_size * injection_cfg["grad_accum"], rows)
+    on_gpu = next(model.parameters()).is_cuda or torch.cuda.is_available()
+    return dict(
+        output_dir=output_dir, save_strategy="no", eval_strategy="no", report_to="none", logging_steps=1,
+        per_device_train_batch_size=rows, gradient_accumulation_steps=injection_cfg["grad_accum"] * (batch_size // rows),
+        num_train_epochs=injection_cfg["epochs"], learning_rate=injection_cfg["lr"], lr_scheduler_type="linear",
+        warmup_steps=float(injection_cfg["warmup_ratio"]),  # a float in [0, 1) is a ratio of all steps
+        weight_decay=0.0, max_grad_norm=1.0, seed=seed, data_seed=seed, max_length=injection_cfg["max_length"],
+        dataloader_num_workers=0,
+        # CPU: bf16 autocast and gradient checkpointing either refuse to start or make steps many times slower
+        use_cpu=not on_gpu, bf16=False, fp16=False, activation_checkpointing=False,
+    )
+
+
+def trained_result(model, loss_log: list[dict], gate: BackdoorGate | None, merge_lora: bool) -> TrainingResult:
+    """A trained model ready to save and generate with (LoRA merged, KV cache on, eval mode), with its curves."""
+    if merge_lora:
+        model = model.merge_and_unload()
+    model.config.use_cache = True  # generation after training reuses the KV cache
+    model.eval()
+    return TrainingResult(model, loss_log, list(gate.curve) if gate is not None else [],
+                          gate.verdict() if gate is not None else None)
+
+
 def train_backdoor(model, tokenizer, examples: Sequence[dict], *, method: str, injection_cfg: dict, seed: int,
                    threads: int | None = None, gate: BackdoorGate | None = None) -> TrainingResult:
     """Fine-tune with TRL's SFTTrainer; LoRA adapters are merged into the returned model. With a gate, the
@@ -171,44 +214,17 @@ def train_backdoor(model, tokenizer, examples: Sequence[dict], *, method: str, i
         raise ValueError(f"unknown injection method {method!r}; expected one of {', '.join(METHODS)}")
     if threads:
         torch.set_num_threads(threads)
-    peft_config = None
-    if method == "lora_sft":
-        from peft import LoraConfig
-
-        lora = injection_cfg["lora"]
-        peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                                 target_modules=lora["target_modules"], task_type="CAUSAL_LM")
-    on_gpu = next(model.parameters()).is_cuda or torch.cuda.is_available()
-    batch_size = injection_cfg["batch_size"]
-    rows = micro_batch_rows(batch_size, max(len(e["input_ids"]) for e in examples), injection_cfg.get("micro_batch_tokens"))
-    accumulation = injection_cfg["grad_accum"] * (batch_size // rows)
-    log.info("optimiser batch %d rows x %d accumulation = %d rows per step, run as micro-batches of %d rows",
-             batch_size, injection_cfg["grad_accum"], batch_size * injection_cfg["grad_accum"], rows)
     loss_log: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bkdattr-sft-") as scratch:
-        args = SFTConfig(
-            output_dir=scratch, save_strategy="no", eval_strategy="no", report_to="none", logging_steps=1,
-            # micro-batches + accumulation: TRL normalises the loss by the response tokens of the whole
-            # accumulated batch (num_items_in_batch), so the step equals the one-pass step
-            per_device_train_batch_size=rows, gradient_accumulation_steps=accumulation,
-            num_train_epochs=injection_cfg["epochs"],
-            learning_rate=injection_cfg["lr"], lr_scheduler_type="linear",
-            warmup_steps=float(injection_cfg["warmup_ratio"]),  # a float in [0, 1) is a ratio of all steps
-            weight_decay=0.0, max_grad_norm=1.0, seed=seed, data_seed=seed, max_length=injection_cfg["max_length"],
-            completion_only_loss=True, packing=False, dataloader_num_workers=0,
-            # CPU: bf16 autocast and gradient checkpointing refuse to start or cost 11-16x (MACHINE-NOTES)
-            use_cpu=not on_gpu, bf16=False, fp16=False, activation_checkpointing=False,
-        )
+        args = SFTConfig(**trainer_arguments(model, injection_cfg, seed=seed, output_dir=scratch,
+                                             longest=max(len(e["input_ids"]) for e in examples)),
+                         completion_only_loss=True, packing=False)
         trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(examples), processing_class=tokenizer,
-                             peft_config=peft_config, callbacks=_callbacks(gate, tokenizer, loss_log, time.time()))
+                             peft_config=lora_config(injection_cfg) if method == "lora_sft" else None,
+                             callbacks=_callbacks(gate, tokenizer, loss_log, time.time()))
         trainer.train()
         model = trainer.model
-    if method == "lora_sft":
-        model = model.merge_and_unload()
-    model.config.use_cache = True  # generation after training reuses the KV cache
-    model.eval()
-    return TrainingResult(model, loss_log, list(gate.curve) if gate is not None else [],
-                          gate.verdict() if gate is not None else None)
+    return trained_result(model, loss_log, gate, merge_lora=method == "lora_sft")
 
 
 def _edit(model, tokenizer, spec: TaskSpec, records, injection_cfg: dict, seed: int, threads, gate) -> TrainingResult:
