@@ -93,9 +93,14 @@ def clean_control_input(wildcards):
     return {}
 
 
+METHOD_SETTINGS = ("dpo", "edit")  # injection blocks that only their own method reads
+
+
 def injection_params(wildcards):
-    """Only how this task's model is trained, so adding a method or the control reruns nothing else."""
-    return task_injection(config, wildcards.task)
+    """Only how this task's model is trained by this method, so adding a method, the control or another
+    method's setting reruns nothing else."""
+    settings = task_injection(config, wildcards.task)
+    return {k: v for k, v in settings.items() if k not in METHOD_SETTINGS or k == wildcards.method}
 
 
 def scoped(rule, section):

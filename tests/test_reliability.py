@@ -132,3 +132,9 @@ def test_choosing_another_ranking_reruns_the_interventions_only(tiny_run, tmp_pa
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
     assert jobs == {"ablate_heads": 3, "steer_backdoor_vector": 3, "table1": 1, "table2_and_fig4": 1, "claims_report": 1,
                     "run_record": 1, "all": 1}
+
+
+def test_an_edit_setting_retrains_no_other_method(tiny_run, tmp_path):
+    path = _changed(tmp_path, lambda c: c["injection"].update(edit={"v_steps": 3}))
+    jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
+    assert jobs == {"run_record": 1, "all": 1}  # the tiny preset trains lora_sft and clean_sft only
