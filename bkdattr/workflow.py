@@ -15,8 +15,13 @@ RECORD_IMPORTS_ENV = "BKDATTR_RECORD_IMPORTS"
 
 def _record_imports(path: str, rule: str) -> None:
     modules = sorted({name.split(".")[0] for name in list(sys.modules) if not name.startswith("_")})
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"rule": rule, "modules": modules}) + "\n")
+    line = (json.dumps({"rule": rule, "modules": modules}) + "\n").encode("utf-8")
+    # one write() on an O_APPEND descriptor: lines of jobs running at the same time never interleave
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
 
 
 def start_rule(snakemake, *, uses_torch: bool = False, seed: int | None = None) -> logging.Logger:
