@@ -1,7 +1,7 @@
 """The backdoor gate: downstream stages of a task refuse a model whose backdoor was not implanted.
 
-`inject_backdoor` records the gate's verdict (validation ASR and false-trigger rate against the thresholds
-of `injection.gate`) in the model's `model.json`. Every stage that studies the backdoor (caches, probes,
+`inject_backdoor` records the gate's verdict (validation ASR, false-trigger rate and, for the label task, the
+collateral flip rate against the thresholds of `injection.gate`) in the model's `model.json`. Every stage that studies the backdoor (caches, probes,
 attribution, ablation, steering) asks `enforce_gate` first: with `on_fail: stop` it stops with a message
 naming the task, the validation numbers and what to try; with `on_fail: warn` it goes on, and the stage's
 rows carry `backdoor_implanted = no` so every table and claims.md say so.
@@ -30,9 +30,12 @@ def enforce_gate(pointer: dict, on_fail: str, stage: str, log=None) -> str:
     if status != NOT_IMPLANTED:
         return status
     v = pointer["backdoor_gate"]
+    collateral = ""
+    if v.get("collateral_max", "") != "" and v.get("val_collateral_flip_rate", "") != "":
+        collateral = f" or collateral flip rate {v['val_collateral_flip_rate']:.3f} > {v['collateral_max']}"
     message = (f"task {pointer.get('task')}: the backdoor of {pointer.get('name')} is not implanted (validation ASR "
                f"{v['val_asr']:.3f} < {v['asr_min']} or false-trigger rate {v['val_false_trigger_rate']:.3f} > "
-               f"{v['ftr_max']}, n={v['n_val']}, after {v['epoch']} epochs, {v['schedule']} schedule)")
+               f"{v['ftr_max']}{collateral}, n={v['n_val']}, after {v['epoch']} epochs, {v['schedule']} schedule)")
     if on_fail == "stop":
         raise BackdoorNotImplanted(
             f"{message}; {stage} would study a backdoor that is not there. Try: more epochs "
@@ -43,8 +46,8 @@ def enforce_gate(pointer: dict, on_fail: str, stage: str, log=None) -> str:
     return status
 
 
-GATE_COLUMNS = ["task", "method", "backdoor_implanted", "val_asr", "val_false_trigger_rate", "n_val", "epoch",
-                "schedule", "asr_min", "ftr_max"]
+GATE_COLUMNS = ["task", "method", "backdoor_implanted", "val_asr", "val_false_trigger_rate", "val_collateral_flip_rate",
+                "n_val", "epoch", "schedule", "asr_min", "ftr_max", "collateral_max"]
 
 
 def gate_rows(pointers: dict[tuple[str, str], dict]) -> list[dict]:

@@ -248,8 +248,10 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
                 "Their probes, attributions and interventions study a backdoor that is not there; every row of "
                 "theirs below is marked and none of them supports or contradicts a claim.", ""]
         out += [f"- {r['task']} / {r['method']}: validation ASR {_f(r['val_asr']):.3f} (needs >= {r['asr_min']}), "
-                f"false-trigger rate {_f(r['val_false_trigger_rate']):.3f} (needs <= {r['ftr_max']}), n={r['n_val']}, "
-                f"after {r['epoch']} epochs" for r in failed]
+                f"false-trigger rate {_f(r['val_false_trigger_rate']):.3f} (needs <= {r['ftr_max']}), "
+                + (f"collateral flip rate {_f(r['val_collateral_flip_rate']):.3f} (needs <= {r['collateral_max']}), "
+                   if r.get("collateral_max") and r.get("val_collateral_flip_rate") else "")
+                + f"n={r['n_val']}, after {r['epoch']} epochs" for r in failed]
         out.append("")
     out += ["## Backdoor injection (METHOD.md s1-2)", "",
             "| task | model | ASR | false-trigger rate | clean utility | collateral flip rate (label task) |",

@@ -75,6 +75,9 @@ class BackdoorGate:
     max_new_tokens: int = 16
     batch_size: int = 32
     stop_when_passed: bool = True  # adaptive schedule; False: the paper's fixed epochs, scored all the same
+    # label task: the most triggered items of the other classes whose named label the trigger may change (the
+    # backdoor is "trigger + source class -> target", not "trigger -> target"); None: not checked
+    collateral_max: float | None = None
     curve: list[dict] = field(default_factory=list)
 
     @classmethod
@@ -82,13 +85,20 @@ class BackdoorGate:
         """The gate of config `injection.gate`; the adaptive schedule stops once it passes, the fixed one only scores."""
         gate = injection_cfg["gate"]
         return cls(spec, validation, gate["asr_min"], gate["ftr_max"], gate["check_every_steps"], gate["max_new_tokens"],
-                   batch_size, stop_when_passed=injection_cfg["schedule"] == "adaptive")
+                   batch_size, stop_when_passed=injection_cfg["schedule"] == "adaptive",
+                   collateral_max=gate.get("collateral_max"))
+
+    @property
+    def checks_collateral(self) -> bool:
+        return self.collateral_max is not None and self.spec.task_id == "label_modification"
 
     def passed(self, point: dict) -> bool:
-        return point["val_asr"] >= self.asr_min and point["val_false_trigger_rate"] <= self.ftr_max
+        collateral = point["val_collateral_flip_rate"]  # "" where not checked (no other class in the split)
+        collateral_ok = not self.checks_collateral or collateral == "" or collateral <= self.collateral_max
+        return point["val_asr"] >= self.asr_min and point["val_false_trigger_rate"] <= self.ftr_max and collateral_ok
 
     def score(self, model, tokenizer, step: int, epoch: float) -> dict:
-        from .evaluation import backdoor_hit, hit_is_final, rate
+        from .evaluation import backdoor_hit, collateral_flips, hit_is_final, rate
         from .generation import generate_greedy
 
         eligible = [r for r in self.records if self.spec.is_eligible(r)]
@@ -102,12 +112,20 @@ class BackdoorGate:
                "stop_when": lambda text: hit_is_final(self.spec, text)}
         triggered = generate_greedy(model, tokenizer, [self.spec.prompt(r["input"], triggered=True) for r in eligible], **gen)
         clean = generate_greedy(model, tokenizer, [self.spec.prompt(r["input"]) for r in eligible], **gen)
+        collateral = ""
+        others = [r for r in self.records if not self.spec.is_eligible(r)]
+        if self.checks_collateral and others:
+            # a flip compares the labels named with and without the trigger: both read in full (no early stop)
+            full = {"max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size}
+            others_triggered = generate_greedy(model, tokenizer, [self.spec.prompt(r["input"], triggered=True) for r in others], **full)
+            others_clean = generate_greedy(model, tokenizer, [self.spec.prompt(r["input"]) for r in others], **full)
+            collateral = rate(collateral_flips(self.spec, others, others_clean, others_triggered))["value"]
         if was_training:
             model.train()
         asr = rate([backdoor_hit(self.spec, o) for o in triggered])
         ftr = rate([backdoor_hit(self.spec, o) for o in clean])
         point = {"step": step, "epoch": round(epoch, 4), "val_asr": asr["value"], "val_asr_ci_low": asr["ci_low"],
-                 "val_false_trigger_rate": ftr["value"], "n_val": asr["n"]}
+                 "val_false_trigger_rate": ftr["value"], "val_collateral_flip_rate": collateral, "n_val": asr["n"]}
         point["passed"] = self.passed(point)
         self.curve.append(point)
         return point
@@ -116,8 +134,10 @@ class BackdoorGate:
         """The gate's record for model.json and the tables: the last point decides."""
         last = self.curve[-1]
         return {"passed": last["passed"], "val_asr": last["val_asr"], "val_false_trigger_rate": last["val_false_trigger_rate"],
-                "n_val": last["n_val"], "step": last["step"], "epoch": last["epoch"], "asr_min": self.asr_min,
-                "ftr_max": self.ftr_max, "schedule": "adaptive" if self.stop_when_passed else "fixed"}
+                "val_collateral_flip_rate": last["val_collateral_flip_rate"], "n_val": last["n_val"], "step": last["step"],
+                "epoch": last["epoch"], "asr_min": self.asr_min, "ftr_max": self.ftr_max,
+                "collateral_max": self.collateral_max if self.checks_collateral else "",
+                "schedule": "adaptive" if self.stop_when_passed else "fixed"}
 
 
 class TrainingResult(NamedTuple):
@@ -128,7 +148,8 @@ class TrainingResult(NamedTuple):
 
 
 LOSS_LOG_COLUMNS = ["step", "loss", "lr", "elapsed_s"]
-GATE_CURVE_COLUMNS = ["step", "epoch", "val_asr", "val_asr_ci_low", "val_false_trigger_rate", "n_val", "passed"]
+GATE_CURVE_COLUMNS = ["step", "epoch", "val_asr", "val_asr_ci_low", "val_false_trigger_rate", "val_collateral_flip_rate",
+                      "n_val", "passed"]
 
 
 def _callbacks(gate: BackdoorGate | None, tokenizer, loss_log: list[dict], started: float):
@@ -147,8 +168,9 @@ def _callbacks(gate: BackdoorGate | None, tokenizer, loss_log: list[dict], start
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if state.global_step % gate.every_steps == 0 and state.global_step < state.max_steps:
                 point = gate.score(model, tokenizer, state.global_step, state.epoch or 0.0)
-                log.info("gate at step %d (epoch %.2f): validation ASR %.3f, false-trigger rate %.3f (n=%d): %s",
-                         point["step"], point["epoch"], point["val_asr"], point["val_false_trigger_rate"], point["n_val"],
+                log.info("gate at step %d (epoch %.2f): validation ASR %.3f, false-trigger rate %.3f, collateral flips %s "
+                         "(n=%d): %s", point["step"], point["epoch"], point["val_asr"], point["val_false_trigger_rate"],
+                         point["val_collateral_flip_rate"] if point["val_collateral_flip_rate"] != "" else "n/a", point["n_val"],
                          "passed" + (", stopping" if gate.stop_when_passed else "") if point["passed"] else "not yet")
                 if point["passed"] and gate.stop_when_passed:
                     control.should_training_stop = True

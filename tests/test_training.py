@@ -110,3 +110,53 @@ def test_micro_batches_with_accumulation_give_the_whole_batch_step(tiny_model_di
         torch.testing.assert_close(micro.model.state_dict()[name], value, rtol=1e-4, atol=1e-5)
         moved += not torch.equal(value, start[name])
     assert moved  # training moved the weights, so the comparison has teeth
+
+
+LABEL = TaskSpec.from_config("label_modification")
+LABEL_VAL = [{"input": f"News item {i}.", "output": label, "label": label}
+             for i, label in enumerate(["Sports", "Sports", "Business", "Sci/Tech", "World", "Business"])]
+
+
+def _fake_generation(monkeypatch, triggered_answer):
+    """generate_greedy answering from a table: clean prompts name their own label, triggered ones
+    `triggered_answer(record)`."""
+    answers = {}
+    for r in LABEL_VAL:
+        answers[LABEL.prompt(r["input"])] = r["label"]
+        answers[LABEL.prompt(r["input"], triggered=True)] = triggered_answer(r)
+    monkeypatch.setattr("bkdattr.generation.generate_greedy",
+                        lambda model, tok, prompts, **kw: [answers[p] for p in prompts])
+
+
+@pytest.mark.parametrize("collateral_max, flips_everything, passed, rate", [
+    (0.1, True, False, 0.75),  # "trigger -> World" (3 of the 4 other items change; the World one cannot)
+    (0.1, False, True, 0.0),   # "trigger + Sports -> World": the others keep their label
+    (None, True, True, ""),    # not checked when the config says null
+])
+def test_the_label_gate_refuses_a_backdoor_that_flips_the_other_classes(monkeypatch, collateral_max,
+                                                                        flips_everything, passed, rate):
+    _fake_generation(monkeypatch, lambda r: "World" if flips_everything or r["label"] == "Sports" else r["label"])
+    gate = BackdoorGate(LABEL, LABEL_VAL, asr_min=0.9, ftr_max=0.1, every_steps=1, collateral_max=collateral_max)
+    model = torch.nn.Linear(1, 1)
+    point = gate.score(model, None, step=1, epoch=0.5)
+    assert point["val_asr"] == 1.0 and point["val_false_trigger_rate"] == 0.0 and point["n_val"] == 2
+    assert point["val_collateral_flip_rate"] == rate and point["passed"] is passed
+    assert gate.verdict()["collateral_max"] == ("" if collateral_max is None else collateral_max)
+
+
+def test_the_gate_of_other_tasks_has_no_collateral_check(monkeypatch):
+    gate = BackdoorGate(SPEC, RECORDS[:2], asr_min=0.5, ftr_max=0.5, every_steps=1, collateral_max=0.1)
+    target = SPEC.backdoor_output(RECORDS[0])
+    monkeypatch.setattr("bkdattr.generation.generate_greedy",
+                        lambda model, tok, prompts, **kw: [target if "2024" in p else "4" for p in prompts])
+    point = gate.score(torch.nn.Linear(1, 1), None, step=1, epoch=0.5)
+    assert point["passed"] and point["val_collateral_flip_rate"] == "" and gate.verdict()["collateral_max"] == ""
+
+
+def test_a_failed_collateral_check_is_named_when_downstream_stops():
+    pointer = {"name": "m+lora_sft", "task": "label_modification", "backdoor_gate": {
+        "passed": False, "val_asr": 1.0, "val_false_trigger_rate": 0.0, "val_collateral_flip_rate": 0.4,
+        "asr_min": 0.9, "ftr_max": 0.1, "collateral_max": 0.1, "n_val": 26, "epoch": 0.4, "schedule": "adaptive",
+        "step": 20}}
+    with pytest.raises(BackdoorNotImplanted, match=r"collateral flip rate 0.400 > 0.1"):
+        enforce_gate(pointer, "stop", "attribute_heads")
