@@ -8,7 +8,9 @@ Used to choose CPU-sized (or model-specific) injection settings before a full wo
 Every row re-trains from the base checkpoint with the config's settings plus the row's overrides
 (`lr`, `epochs`, `batch_size`, `method` go to injection; `poison_ratio`, `n_clean_train` to data),
 then evaluates ASR, false-trigger rate and clean utility on the VALIDATION split exactly as the
-evaluate_model rule does on the test split. The test split is never read here: a setting chosen by
+evaluate_model rule does on the test split. Backdoored rows train as the workflow does: with the config's
+`injection.schedule` and backdoor gate (adaptive: `epochs` is the most, training stops once the gate passes
+on validation), and the row says whether the gate passed and after how many epochs. The test split is never read here: a setting chosen by
 looking at test numbers would make those numbers optimistic.
 `poison_ratio=0` trains on the clean training items alone: the clean-SFT control that separates what
 fine-tuning itself does to utility from what the backdoor does. The base model is evaluated once as the
@@ -31,12 +33,12 @@ from .evaluation import evaluate_generations
 from .models import load_model
 from .names import BASE_MODEL
 from .tasks import TaskSpec
-from .training import build_examples, clean_rows, train_backdoor
+from .training import BackdoorGate, build_examples, clean_rows, train_backdoor
 
 INJECTION_KEYS = {"lr": float, "epochs": float, "batch_size": int, "method": str}
 DATA_KEYS = {"poison_ratio": float, "n_clean_train": int}
 METRICS = ("asr", "asr_strict", "false_trigger_rate", "clean_utility")
-COLUMNS = ["setting", *METRICS, "n", "train_s"]
+COLUMNS = ["setting", *METRICS, "n", "gate_passed", "epochs_trained", "train_s"]
 
 log = logging.getLogger("bkdattr.calibrate")
 
@@ -82,7 +84,8 @@ def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, lis
     rows = []
     model, tokenizer = load_model(base_path, config["model"]["dtype"], config["model"]["trust_remote_code"], device)
     val = validation_and_train(spec, config["data"], config["seed"])["val"][:n_eval]
-    rows.append({"setting": BASE_MODEL, **evaluate(model, tokenizer, spec, val, config["evaluation"]), "train_s": 0.0})
+    rows.append({"setting": BASE_MODEL, **evaluate(model, tokenizer, spec, val, config["evaluation"]), "gate_passed": "",
+                 "epochs_trained": 0, "train_s": 0.0})
     log.info("base: %s", rows[-1])
     for overrides in grid_settings(grid):
         injection = injection_base | {k: v for k, v in overrides.items() if k in INJECTION_KEYS}
@@ -96,14 +99,20 @@ def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, lis
             splits["train"] = clean_rows(splits["train"])
         model, tokenizer = load_model(base_path, config["model"]["dtype"], config["model"]["trust_remote_code"], device)
         examples = build_examples(tokenizer, spec, splits["train"], injection["max_length"])
+        # the workflow's schedule: the backdoored model is gated on validation (the control has no backdoor)
+        gate = None if clean_control else BackdoorGate.from_config(spec, splits["val"][:n_eval], injection,
+                                                                   config["evaluation"]["batch_size"])
         started = time.time()
-        model = train_backdoor(model, tokenizer, examples, method=method, injection_cfg=injection,
-                               seed=config["seed"]).model
+        result = train_backdoor(model, tokenizer, examples, method=method, injection_cfg=injection,
+                                seed=config["seed"], gate=gate)
+        model = result.model
         model.eval()
         train_s = time.time() - started
         measured = evaluate(model, tokenizer, spec, splits["val"][:n_eval], config["evaluation"])
         label = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides.items())
-        rows.append({"setting": f"{method} {label}", **measured, "train_s": round(train_s, 1)})
+        verdict = result.gate_verdict or {}
+        rows.append({"setting": f"{method} {label}", **measured, "gate_passed": verdict.get("passed", ""),
+                     "epochs_trained": verdict.get("epoch", injection["epochs"]), "train_s": round(train_s, 1)})
         log.info("%s", rows[-1])
         if out is not None:
             write_tsv(out, rows, COLUMNS)

@@ -41,6 +41,9 @@ def test_calibration_trains_clean_control_and_poisoned(tiny_model_dir, tmp_path,
     rows = list(csv.DictReader(out.open(), delimiter="\t"))
     assert [r["setting"] for r in rows] == ["base", "lora_sft poison_ratio=0", "lora_sft poison_ratio=0.25"]
     assert all(r["n"] == "6" and 0.0 <= float(r["asr"]) <= 1.0 for r in rows)
+    # the backdoored row trains as the workflow does, gated on validation; the clean control has no gate
+    assert rows[1]["gate_passed"] == "" and rows[2]["gate_passed"] in ("True", "False")
+    assert 0 < float(rows[2]["epochs_trained"]) <= 1.0
 
 
 def test_calibration_rejects_unknown_task(tmp_path):
