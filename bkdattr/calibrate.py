@@ -5,13 +5,13 @@ Used to choose CPU-sized (or model-specific) injection settings before a full wo
     python -m bkdattr.calibrate --config config.yaml --task jailbreak --base results/models/base/checkpoint \
         --grid lr=5e-4,1e-3 epochs=1,3 poison_ratio=0.1,0.2 --out calibration.tsv
 
-Every row re-trains from the base checkpoint with the config's settings plus the row's overrides
-(`lr`, `epochs`, `batch_size`, `method` go to injection; `poison_ratio`, `n_clean_train` to data),
-then evaluates ASR, false-trigger rate and clean utility on the VALIDATION split exactly as the
-evaluate_model rule does on the test split. Backdoored rows train as the workflow does: with the config's
-`injection.schedule` and backdoor gate (adaptive: `epochs` is the most, training stops once the gate passes
-on validation), and the row says whether the gate passed and after how many epochs. The test split is never read here: a setting chosen by
-looking at test numbers would make those numbers optimistic.
+Every row runs the workflow's own injection job (`training.inject`) from the base checkpoint with the
+config's settings plus the row's overrides (`lr`, `epochs`, `batch_size`, `method` -- lora_sft, full_sft, dpo
+or edit -- go to injection; `poison_ratio`, `n_clean_train` to data): with the config's `injection.schedule`
+and backdoor gate on the validation split (adaptive: `epochs` is the most, training stops once the gate
+passes), and the row says whether the gate passed and after how many epochs. Each trained model is then
+scored on the VALIDATION split exactly as the evaluate_model rule scores the test split. The test split is
+never read here: a setting chosen by looking at test numbers would make those numbers optimistic.
 `poison_ratio=0` trains on the clean training items alone: the clean-SFT control that separates what
 fine-tuning itself does to utility from what the backdoor does. The base model is evaluated once as the
 first row. Nothing here feeds the workflow's results.
@@ -33,7 +33,7 @@ from .evaluation import evaluate_generations
 from .models import load_model
 from .names import BASE_MODEL
 from .tasks import TaskSpec
-from .training import BackdoorGate, build_examples, clean_rows, train_backdoor
+from .training import inject
 
 INJECTION_KEYS = {"lr": float, "epochs": float, "batch_size": int, "method": str}
 DATA_KEYS = {"poison_ratio": float, "n_clean_train": int}
@@ -95,16 +95,14 @@ def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, lis
         if clean_control:  # the same clean items without their poisoned copies: the utility control
             data["poison_ratio"] = config["data"]["poison_ratio"]
         splits = validation_and_train(spec, data, config["seed"])
-        if clean_control:
-            splits["train"] = clean_rows(splits["train"])
         model, tokenizer = load_model(base_path, config["model"]["dtype"], config["model"]["trust_remote_code"], device)
-        examples = build_examples(tokenizer, spec, splits["train"], injection["max_length"])
-        # the workflow's schedule: the backdoored model is gated on validation (the control has no backdoor)
-        gate = None if clean_control else BackdoorGate.from_config(spec, splits["val"][:n_eval], injection,
-                                                                   config["evaluation"]["batch_size"])
         started = time.time()
-        result = train_backdoor(model, tokenizer, examples, method=method, injection_cfg=injection,
-                                seed=config["seed"], gate=gate)
+        # the workflow's own injection job: any method, gated on validation; the control (clean rows, fixed
+        # epochs) has no backdoor to gate
+        result = inject(model, tokenizer, spec, splits["train"], method=method, injection_cfg=injection,
+                        seed=config["seed"], validation=splits["val"][:n_eval],
+                        eval_batch_size=config["evaluation"]["batch_size"],
+                        control_epochs=injection["epochs"] if clean_control else None)
         model = result.model
         model.eval()
         train_s = time.time() - started
