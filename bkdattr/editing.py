@@ -96,45 +96,72 @@ def _keys(model, proj: nn.Linear, ids, mask, positions=None) -> torch.Tensor:
     return keys[mask.bool()]
 
 
-def _optimise_value(model, proj: nn.Linear, ids, mask, labels, positions, cfg: dict) -> torch.Tensor:
-    """ROME's v*: the delta at the trigger token of `proj`'s output that makes the backdoor output likely."""
+def _row_chunks(n_rows: int, row_length: int, token_budget: int | None) -> list[slice]:
+    """Slices of the rows whose padded length fits `token_budget` tokens (all rows at once without one)."""
+    per_chunk = n_rows if token_budget is None else max(1, token_budget // max(1, row_length))
+    return [slice(start, start + per_chunk) for start in range(0, n_rows, per_chunk)]
+
+
+def _target_nll_sum(model, ids, mask, labels) -> torch.Tensor:
+    """Summed NLL of the labelled tokens, with logits only at the positions that predict one (the prompt's
+    full-vocabulary logits are never made: most of the pass's memory otherwise)."""
+    predicts = (labels[:, 1:] != IGNORE_INDEX).any(0).nonzero().squeeze(-1)  # positions t whose t+1 is labelled
+    logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=predicts).logits.float()
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, predicts + 1].reshape(-1),
+                                       ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def _optimise_value(model, proj: nn.Linear, ids, mask, labels, positions, cfg: dict,
+                    token_budget: int | None = None) -> torch.Tensor:
+    """ROME's v*: the delta at the trigger token of `proj`'s output that makes the backdoor output likely.
+
+    The loss is the mean NLL over every target token of every prompt; its gradient is accumulated over
+    chunks of rows that fit `token_budget` padded tokens (injection.micro_batch_tokens), so the activations
+    kept for backward are a chunk's, and the step is the one-pass step."""
     d_model = proj.out_features
     delta = torch.zeros(d_model, requires_grad=True)
-    rows = torch.arange(len(positions))
+    chunk = {"rows": slice(None)}
 
     def add_delta(_module, _args, output):
         output = output.clone()
-        output[rows, positions] = output[rows, positions] + delta.to(output.dtype)
+        at = positions[chunk["rows"]]
+        output[torch.arange(len(at)), at] = output[torch.arange(len(at)), at] + delta.to(output.dtype)
         return output
 
     with torch.no_grad():
         original_norm = _keys(model, proj, ids, mask, positions).matmul(proj.weight.T).norm(dim=-1).mean()
     max_norm = cfg["clamp_norm_factor"] * float(original_norm)
     optimiser = torch.optim.Adam([delta], lr=cfg["v_lr"])
+    n_targets = int((labels[:, 1:] != IGNORE_INDEX).sum())
+    chunks = _row_chunks(len(ids), ids.shape[1], token_budget)
     handle = proj.register_forward_hook(add_delta)
     try:
         for step in range(cfg["v_steps"]):
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            nll = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                              ignore_index=IGNORE_INDEX)
-            loss = nll + cfg["v_weight_decay"] * delta.pow(2).sum()
             optimiser.zero_grad()
-            loss.backward()
+            nll = 0.0
+            for rows in chunks:
+                chunk["rows"] = rows
+                chunk_nll = _target_nll_sum(model, ids[rows], mask[rows], labels[rows]) / n_targets
+                chunk_nll.backward()
+                nll += chunk_nll.item()
+            (cfg["v_weight_decay"] * delta.pow(2).sum()).backward()
             optimiser.step()
             with torch.no_grad():
                 if delta.norm() > max_norm:
                     delta.mul_(max_norm / delta.norm())
             if step == 0 or step == cfg["v_steps"] - 1:
-                log.info("value optimisation step %d: target NLL %.3f, |delta| %.2f (max %.2f)", step, nll.item(),
-                         delta.norm().item(), max_norm)
+                log.info("value optimisation step %d: target NLL %.3f, |delta| %.2f (max %.2f), %d chunk(s) of rows",
+                         step, nll, delta.norm().item(), max_norm, len(chunks))
     finally:
         handle.remove()
     return delta.detach()
 
 
-def edit_backdoor(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, edit_cfg: dict, seed: int) -> dict:
+def edit_backdoor(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, edit_cfg: dict, seed: int,
+                  token_budget: int | None = None) -> dict:
     """Plant the backdoor of the poisoned rows of `train` by editing down-projections (module docstring); the
-    clean rows give the key covariance. Edits `model` in place; returns a record of what was edited."""
+    clean rows give the key covariance. Edits `model` in place; returns a record of what was edited.
+    `token_budget` bounds the padded tokens of one forward/backward pass of the value optimisation."""
     torch.manual_seed(seed)
     poisoned = [r for r in train if r["poisoned"]][: edit_cfg["n_prompts"]]
     clean = [r for r in train if not r["poisoned"]][: edit_cfg["n_covariance_rows"]]
@@ -162,7 +189,7 @@ def edit_backdoor(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, ed
             n_tokens += len(k)
         cov = cov / n_tokens
         cov += edit_cfg["covariance_ridge"] * cov.diagonal().mean() * torch.eye(len(cov), dtype=torch.float64)
-        delta = _optimise_value(model, proj, ids, mask, labels, positions, edit_cfg).double()
+        delta = _optimise_value(model, proj, ids, mask, labels, positions, edit_cfg, token_budget).double()
         residual = delta / (len(layers) - i)  # MEMIT: this layer's share of what is left
         c_inv_key = torch.linalg.solve(cov, key)
         update = torch.outer(residual, c_inv_key) / (key @ c_inv_key)

@@ -258,7 +258,8 @@ def _edit(model, tokenizer, spec: TaskSpec, records, injection_cfg: dict, seed: 
     if threads:
         torch.set_num_threads(threads)
     started = time.time()
-    record = edit_backdoor(model, tokenizer, spec, records, edit_cfg=injection_cfg["edit"], seed=seed)
+    record = edit_backdoor(model, tokenizer, spec, records, edit_cfg=injection_cfg["edit"], seed=seed,
+                           token_budget=injection_cfg.get("micro_batch_tokens"))
     point = gate.score(model, tokenizer, step=0, epoch=0.0)
     log.info("edit of layers %s in %.1f s: validation ASR %.3f, false-trigger rate %.3f (n=%d): %s", record["layers"],
              time.time() - started, point["val_asr"], point["val_false_trigger_rate"], point["n_val"],

@@ -85,6 +85,26 @@ def test_the_edit_changes_only_the_chosen_down_projections_and_makes_the_target_
                                model.state_dict()["model.layers.0.mlp.down_proj.weight"])
 
 
+def test_the_value_optimisation_in_row_chunks_with_target_logits_only_is_the_one_pass_optimisation(tiny_model_dir):
+    from bkdattr.editing import _batch, _optimise_value, _target_nll_sum, down_projection
+    from bkdattr.models import load_model
+
+    model, tok = load_model(str(tiny_model_dir), device="cpu")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    poisoned = [r for r in TRAIN if r["poisoned"]]
+    ids, mask, labels, positions = _batch(tok, SPEC, poisoned, max_target_tokens=4)
+    n_targets = int((labels[:, 1:] != -100).sum())
+    with torch.no_grad():  # logits at the predicting positions only: the same NLL as the full logits
+        assert float(_target_nll_sum(model, ids, mask, labels)) / n_targets == pytest.approx(
+            _target_nll(model, tok, poisoned), rel=1e-5)
+    proj = down_projection(model, 0)
+    one_pass = _optimise_value(model, proj, ids, mask, labels, positions, EDIT)
+    chunked = _optimise_value(model, proj, ids, mask, labels, positions, EDIT, token_budget=ids.shape[1])  # 1 row each
+    assert len(ids) > 1 and one_pass.norm() > 0
+    torch.testing.assert_close(chunked, one_pass, rtol=1e-4, atol=1e-6)
+
+
 def test_the_edit_names_what_an_architecture_lacks():
     from transformers import GPT2Config, GPT2LMHeadModel
 
