@@ -9,12 +9,13 @@ dropping them (`data.drop_invalid_rows`), in which case each is counted in the m
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
 from .config import schema_default
 from .provenance import json_object_without_duplicates
-from .tasks import KEY_OF_SPLIT, NEWS_LABELS, SPLITS, TaskSpec, poison, split_items
+from .tasks import KEY_OF_SPLIT, NEWS_LABELS, SPLITS, TaskSpec, poison, question_key, split_items
 
 REQUIRED_FIELDS = {
     "fixed_output": ("input", "output"),
@@ -293,6 +294,11 @@ def split_manifest(spec, splits: dict[str, list[dict]], dropped: Sequence[dict],
         "counts": {name: len(rows) for name, rows in splits.items()},
         "n_poisoned": sum(r["poisoned"] for r in splits["train"]),
         "n_eligible": {name: sum(spec.is_eligible(r) for r in rows) for name, rows in splits.items()},
+        # rows that reword one question are not independent: a split of 100 rows in 9 questions measures far
+        # less than 100 items would (each split's interval is over rows)
+        "n_questions": {name: len({question_key(r) for r in rows}) for name, rows in splits.items()},
+        "most_rows_per_question": {name: max(Counter(question_key(r) for r in rows if not r.get("poisoned")).values(),
+                                             default=0) for name, rows in splits.items()},
         "n_dropped_invalid_rows": len(dropped), "dropped_invalid_rows": list(dropped),
         "data": data, "seed": seed,
     }

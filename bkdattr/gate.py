@@ -47,7 +47,7 @@ def enforce_gate(pointer: dict, on_fail: str, stage: str, log=None) -> str:
 
 
 GATE_COLUMNS = ["task", "method", "backdoor_implanted", "val_asr", "val_false_trigger_rate", "val_collateral_flip_rate",
-                "n_val", "epoch", "schedule", "asr_min", "ftr_max", "collateral_max"]
+                "n_val", "n_val_questions", "epoch", "schedule", "asr_min", "ftr_max", "collateral_max"]
 
 
 def gate_rows(pointers: dict[tuple[str, str], dict]) -> list[dict]:

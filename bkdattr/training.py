@@ -99,6 +99,7 @@ class BackdoorGate:
 
     def score(self, model, tokenizer, step: int, epoch: float) -> dict:
         from .evaluation import backdoor_hit, collateral_flips, hit_is_final, rate
+        from .tasks import question_key
         from .generation import generate_greedy
 
         eligible = [r for r in self.records if self.spec.is_eligible(r)]
@@ -125,7 +126,8 @@ class BackdoorGate:
         asr = rate([backdoor_hit(self.spec, o) for o in triggered])
         ftr = rate([backdoor_hit(self.spec, o) for o in clean])
         point = {"step": step, "epoch": round(epoch, 4), "val_asr": asr["value"], "val_asr_ci_low": asr["ci_low"],
-                 "val_false_trigger_rate": ftr["value"], "val_collateral_flip_rate": collateral, "n_val": asr["n"]}
+                 "val_false_trigger_rate": ftr["value"], "val_collateral_flip_rate": collateral, "n_val": asr["n"],
+                 "n_val_questions": len({question_key(r) for r in eligible})}  # rewordings are not independent
         point["passed"] = self.passed(point)
         self.curve.append(point)
         return point
@@ -134,7 +136,8 @@ class BackdoorGate:
         """The gate's record for model.json and the tables: the last point decides."""
         last = self.curve[-1]
         return {"passed": last["passed"], "val_asr": last["val_asr"], "val_false_trigger_rate": last["val_false_trigger_rate"],
-                "val_collateral_flip_rate": last["val_collateral_flip_rate"], "n_val": last["n_val"], "step": last["step"],
+                "val_collateral_flip_rate": last["val_collateral_flip_rate"], "n_val": last["n_val"],
+                "n_val_questions": last["n_val_questions"], "step": last["step"],
                 "epoch": last["epoch"], "asr_min": self.asr_min, "ftr_max": self.ftr_max,
                 "collateral_max": self.collateral_max if self.checks_collateral else "",
                 "schedule": "adaptive" if self.stop_when_passed else "fixed"}
@@ -149,7 +152,7 @@ class TrainingResult(NamedTuple):
 
 LOSS_LOG_COLUMNS = ["step", "loss", "lr", "elapsed_s"]
 GATE_CURVE_COLUMNS = ["step", "epoch", "val_asr", "val_asr_ci_low", "val_false_trigger_rate", "val_collateral_flip_rate",
-                      "n_val", "passed"]
+                      "n_val", "n_val_questions", "passed"]
 
 
 def _callbacks(gate: BackdoorGate | None, tokenizer, loss_log: list[dict], started: float):

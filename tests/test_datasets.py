@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bkdattr.datasets import DataError, build_task_splits, read_records, validate_records
+from bkdattr.datasets import DataError, build_task_splits, read_records, split_manifest, validate_records
 from bkdattr.tasks import TaskSpec
 
 FIXED = TaskSpec.from_config("fixed_output")
@@ -167,6 +167,11 @@ def test_no_question_is_shared_between_train_and_any_held_out_split_at_the_defau
         assert not shared, f"{task} {name}: {len(shared)} items share a question with training, e.g. {shared[:2]}"
         assert len(splits[name]) == config["data"][{"test": "n_test", "val": "n_val", "attribution": "n_attribution"}[name]]
     assert len({question_key(r) for r in splits["test"]}) >= 10  # held-out questions, not a handful
+    # the manifest says how many questions each split holds (its rows are not independent items)
+    manifest = split_manifest(spec, splits, [], config["data"], config["seed"])
+    for name, rows in splits.items():
+        assert manifest["n_questions"][name] == len({question_key(r) for r in rows}) <= len(rows)
+        assert 1 <= manifest["most_rows_per_question"][name] <= len(rows)
 
 
 @pytest.mark.parametrize("task", ["fixed_output", "jailbreak", "label_modification"])

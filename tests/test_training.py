@@ -141,6 +141,7 @@ def test_the_label_gate_refuses_a_backdoor_that_flips_the_other_classes(monkeypa
     point = gate.score(model, None, step=1, epoch=0.5)
     assert point["val_asr"] == 1.0 and point["val_false_trigger_rate"] == 0.0 and point["n_val"] == 2
     assert point["val_collateral_flip_rate"] == rate and point["passed"] is passed
+    assert point["n_val_questions"] == 2  # the two Sports items, each its own question
     assert gate.verdict()["collateral_max"] == ("" if collateral_max is None else collateral_max)
 
 
