@@ -12,7 +12,8 @@ $PY -m pip install -q snakemake-executor-plugin-slurm==2.8.0
 tests/cluster/start_one_node_slurm.sh
 rm -rf "$WORK" && mkdir -p "$WORK/local" "$WORK/slurm"
 SNAKE=($PY -m snakemake -s "$PWD/Snakefile" --configfile "$PWD/tests/configs/tiny.yaml")
-echo "== local run"; time "${SNAKE[@]}" --directory "$WORK/local" --cores 2 --quiet rules
+# the rules' own two threads, as the Slurm jobs get them (profiles/default would cap local jobs at one)
+echo "== local run"; time "${SNAKE[@]}" --directory "$WORK/local" --cores 2 --workflow-profile none --quiet rules
 echo "== slurm run"; time "${SNAKE[@]}" --directory "$WORK/slurm" --workflow-profile "$PWD/profiles/slurm-local" --quiet rules
 echo "== jobs Slurm ran:"; squeue --states=all -h -o "%i %j %T" | sort -n | tail -n 80
 $PY - "$WORK" <<'PY'
