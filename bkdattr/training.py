@@ -99,8 +99,8 @@ class BackdoorGate:
 
     def score(self, model, tokenizer, step: int, epoch: float) -> dict:
         from .evaluation import backdoor_hit, collateral_flips, hit_is_final, rate
-        from .tasks import question_key
         from .generation import generate_greedy
+        from .tasks import question_key
 
         eligible = [r for r in self.records if self.spec.is_eligible(r)]
         if not eligible:
