@@ -124,8 +124,8 @@ def _optimise_value(model, proj: nn.Linear, ids, mask, labels, positions, cfg: d
 
     def add_delta(_module, _args, output):
         output = output.clone()
-        at = positions[chunk["rows"]]
-        output[torch.arange(len(at)), at] = output[torch.arange(len(at)), at] + delta.to(output.dtype)
+        rows, at = torch.arange(output.shape[0]), positions[chunk["rows"]]
+        output[rows, at] = output[rows, at] + delta.to(output.dtype)
         return output
 
     with torch.no_grad():
