@@ -17,8 +17,8 @@ TIMEOUT_S = int(os.environ.get("BKDATTR_TEST_TIMEOUT", "600"))
 def snakemake(workdir, *args, configfile=TINY_CONFIG, check=True, timeout=None, snakefile=REPO / "Snakefile",
               env=None, cwd=None):
     configfiles = [str(f) for f in (configfile if isinstance(configfile, (list, tuple)) else [configfile])]
-    # tiny-model jobs spend their time importing torch and transformers, one core each: two at a time (each
-    # rule capped at one thread) instead of one two-thread job after another; also runs jobs concurrently
+    # one thread per job, as profiles/default sets for local runs (stated here too, so a run from a copied
+    # workflow gets it as well): tiny-model jobs are import-bound, and two run at a time
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
            "--configfile", *configfiles, "--cores", "2", "--max-threads", "1", *args]
     # every rule appends the modules it imported (bkdattr.workflow), for the env check of test_envs.py
