@@ -218,7 +218,9 @@ def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int, dropped: list |
     appended to `dropped` (required then)."""
     records, source = load_clean_records(spec, data_cfg, seed, dropped)
     try:
-        splits = split_items(records, {name: data_cfg[KEY_OF_SPLIT[name]] for name in SPLITS}, seed, source=source)
+        splits = split_items(records, {name: data_cfg[KEY_OF_SPLIT[name]] for name in SPLITS}, seed, source=source,
+                             held_out_rows_per_question=data_cfg.get(
+                                 "held_out_rows_per_question", schema_default("data", "held_out_rows_per_question")))
     except ValueError as err:
         if source.startswith("synthetic:") and len(records) == _synthetic_pool(data_cfg):
             raise DataError(f"{err}; for synthetic data, raise data.synthetic_pool "

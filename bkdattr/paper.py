@@ -32,4 +32,5 @@ PAPER_CHOICES = {
     "attribution.items": "all",                          # official label attribution uses every class
     "interventions.steering.select_layer_on": "test",    # the paper picks the best layer on what it reports
     "injection.schedule": "fixed",                       # the paper trains a fixed number of epochs
+    "data.held_out_rows_per_question": None,             # the paper's splits are by row, rewordings uncapped
 }

@@ -173,14 +173,18 @@ def question_key(record: dict) -> str:
 
 
 def split_items(items: Sequence[dict], sizes: dict[str, int], seed: int,
-                source: str = "synthetic") -> dict[str, list[dict]]:
+                source: str = "synthetic", held_out_rows_per_question: int | None = None) -> dict[str, list[dict]]:
     """Disjoint train / test / val / attribution splits, made over questions, not rows.
 
     Questions are shuffled (seeded); test then val take whole questions from the front of that order,
     train then attribution from the back, until each has its size. A question larger than the room left
     gives that split only what fits and its other rows are left out, so no question is shared between
     two splits (held-out means held-out: rows that reword a training question test nothing new). Taking
-    train and test from opposite ends keeps each stable when the other's size changes."""
+    train and test from opposite ends keeps each stable when the other's size changes.
+
+    `held_out_rows_per_question` caps what one question gives test, val and attribution (its other
+    rewordings are left out): rows that reword one question are not independent, and without a cap a
+    split of 100 rows could be 9 questions, which measures far less than its row count says."""
     groups: dict[str, list[dict]] = {}
     for item in items:
         groups.setdefault(question_key(item), []).append(item)
@@ -190,17 +194,20 @@ def split_items(items: Sequence[dict], sizes: dict[str, int], seed: int,
     splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
     front, back = 0, len(order) - 1  # next unused question from each end
     for name, from_front in (("test", True), ("val", True), ("train", False), ("attribution", False)):
+        cap = held_out_rows_per_question if name != "train" and held_out_rows_per_question else None
         while room[name] > 0 and front <= back:
             key = order[front] if from_front else order[back]
             front, back = (front + 1, back) if from_front else (front, back - 1)
-            taken = groups[key][: room[name]]
+            taken = groups[key][: min(room[name], cap or room[name])]
             splits[name].extend(taken)
             room[name] -= len(taken)
     short = {name: left for name, left in room.items() if left > 0}
     if short:
         wanted = " + ".join(f"{KEY_OF_SPLIT[n]}={sizes[n]}" for n in SPLITS)
+        capped = (f", at most {held_out_rows_per_question} rows per question in the held-out splits "
+                  "(data.held_out_rows_per_question)" if held_out_rows_per_question else "")
         raise ValueError(f"{source}: {len(items)} usable rows in {len(groups)} distinct questions cannot fill the "
-                         f"splits ({wanted}; short by {short}) without sharing a question between splits; "
+                         f"splits ({wanted}{capped}; short by {short}) without sharing a question between splits; "
                          "lower the split sizes in the config or provide more rows")
     for name, rows in splits.items():
         if not rows:

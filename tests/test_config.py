@@ -134,7 +134,8 @@ def test_paper_preset_sets_every_deliberate_difference_to_the_papers_choice():
             return cfg
         assert get(paper) == value, dotted
         assert get(default) != value, f"{dotted}: the default is the paper's choice, so it is no difference"
-        assert f"`{dotted}: {value}`" in section, f"README 'Where we differ' does not give {dotted}: {value}"
+        shown = "null" if value is None else value  # as YAML writes it
+        assert f"`{dotted}: {shown}`" in section, f"README 'Where we differ' does not give {dotted}: {shown}"
     assert paper["model"]["dtype"] == "bfloat16" and "atp" in paper["attribution"]["modes"]
 
 

@@ -167,6 +167,9 @@ def test_no_question_is_shared_between_train_and_any_held_out_split_at_the_defau
         assert not shared, f"{task} {name}: {len(shared)} items share a question with training, e.g. {shared[:2]}"
         assert len(splits[name]) == config["data"][{"test": "n_test", "val": "n_val", "attribution": "n_attribution"}[name]]
     assert len({question_key(r) for r in splits["test"]}) >= 10  # held-out questions, not a handful
+    cap = config["data"]["held_out_rows_per_question"]
+    for name in ("test", "val", "attribution"):  # and each question at most `cap` times: a third of rows at least
+        assert len({question_key(r) for r in splits[name]}) * cap >= len(splits[name]), name
     # the manifest says how many questions each split holds (its rows are not independent items)
     manifest = split_manifest(spec, splits, [], config["data"], config["seed"])
     for name, rows in splits.items():

@@ -1,5 +1,7 @@
 """Triggers, targets and poisoning behave as METHOD.md section 1 says."""
 
+from collections import Counter
+
 import pytest
 
 from bkdattr.tasks import LABEL_INSTRUCTION, TASK_DEFAULTS, TaskSpec, insert_trigger, poison, split_items
@@ -122,3 +124,26 @@ def test_splits_too_large_name_the_source_and_sizes():
     with pytest.raises(ValueError, match=r"data/x.jsonl: 5 usable rows in 5 distinct questions cannot fill the splits "
                                          r"\(n_clean_train=10 \+ n_test=5"):
         split_items(items, SIZES, seed=1, source="data/x.jsonl")
+
+
+def test_held_out_splits_take_at_most_the_capped_rewordings_of_a_question():
+    # 12 questions asked 6 ways: uncapped, test (5 rows) would be one question reworded; capped at 2 it is 3
+    items = [{"id": f"{q}-{w}", "input": f"wording {w} of question {q}", "output": "o", "question": f"q{q}"}
+             for q in range(12) for w in range(6)]
+    uncapped = split_items(items, SIZES, seed=1)
+    capped = split_items(items, SIZES, seed=1, held_out_rows_per_question=2)
+    assert len({r["question"] for r in uncapped["test"]}) == 1
+    for name in ("test", "val", "attribution"):
+        per_question = Counter(r["question"] for r in capped[name])
+        assert max(per_question.values()) <= 2 and len(capped[name]) == SIZES[name], name
+    assert max(Counter(r["question"] for r in capped["train"]).values()) == 6  # training is not capped
+    owner = {}
+    for name, rows in capped.items():
+        for r in rows:
+            assert owner.setdefault(r["question"], name) == name, r
+
+
+def test_a_cap_that_cannot_fill_the_splits_names_the_key():
+    items = [{"id": f"{q}-{w}", "input": f"{q} {w}", "output": "o", "question": f"q{q}"} for q in range(6) for w in range(8)]
+    with pytest.raises(ValueError, match=r"at most 1 rows per question in the held-out splits \(data.held_out_rows_per_question\)"):
+        split_items(items, SIZES, seed=1, held_out_rows_per_question=1)
