@@ -25,6 +25,7 @@ rule attribute_heads:
         attribution=scoped("attribute_heads", "attribution"),
         model=MODEL_LOAD,
     threads: 2
+    priority: 20  # on the path from injection to the interventions
     resources:
         mem_mb=8000,
         runtime=240,

@@ -28,6 +28,9 @@ rule inject_backdoor:
         evaluation=scoped("inject_backdoor", "evaluation"),
         clean_control_of=lambda wildcards: METHODS[0] if wildcards.method == CLEAN_CONTROL else "",
     threads: 2
+    # the longest jobs head the longest chains (injection -> attribution -> interventions): start them first, so
+    # two job slots never wait on one late injection at the end
+    priority: 30
     resources:
         mem_mb=8000,
         runtime=120,

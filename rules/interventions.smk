@@ -21,6 +21,7 @@ rule ablate_heads:
         interventions=scoped("ablate_heads", "interventions"),
         model=MODEL_LOAD,
     threads: 2
+    priority: 10  # long jobs at the end of the chain
     resources:
         mem_mb=4000,
         runtime=120,
@@ -53,6 +54,7 @@ rule steer_backdoor_vector:
         probes=scoped("steer_backdoor_vector", "probes"),
         model=MODEL_LOAD,
     threads: 2
+    priority: 10  # long jobs at the end of the chain
     resources:
         mem_mb=4000,
         runtime=120,
