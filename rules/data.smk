@@ -18,6 +18,7 @@ rule make_dataset:
         data=data_params,
         seed=config["seed"],
         trust_remote_code=config["model"]["trust_remote_code"],
+    priority: 40  # upstream of every injection: a data or model job left waiting starves its whole chain
     resources:
         mem_mb=1000,
         runtime=5,

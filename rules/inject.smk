@@ -29,7 +29,8 @@ rule inject_backdoor:
         clean_control_of=lambda wildcards: METHODS[0] if wildcards.method == CLEAN_CONTROL else "",
     threads: 2
     # the longest jobs head the longest chains (injection -> attribution -> interventions): start them first, so
-    # two job slots never wait on one late injection at the end
+    # two job slots never wait on one late injection at the end. Priorities do not propagate upstream, so
+    # the data and model jobs before this one rank higher still (else they starve behind it)
     priority: 30
     resources:
         mem_mb=8000,

@@ -26,6 +26,8 @@ rule prepare_base_model:
     params:
         model=MODEL_SETTINGS,
         seed=config["seed"],
+    priority: 40  # upstream of every injection: a data or model job left waiting starves its whole chain
+    priority: 40  # upstream of every injection: a data or model job left waiting starves its whole chain
     resources:
         mem_mb=BASE_MEM_MB,
         runtime=30,
