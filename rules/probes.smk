@@ -19,6 +19,7 @@ rule cache_activations:
         probes=scoped("cache_activations", "probes"),
         model=MODEL_LOAD,
     threads: 2
+    priority: 25  # exact ACIE reads its mean activations
     resources:
         mem_mb=6000,
         runtime=30,
