@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from workflow_utils import rule_blocks
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_KINDS = ("data", "torch", "plots")
@@ -21,15 +22,9 @@ PROBED_BY_TRANSFORMERS_WHEN_INSTALLED = ("torch", "accelerate", "pillow")
 def rule_envs() -> dict[str, str]:
     """rule name -> the env file its `conda:` names (relative to the repository)."""
     envs = {}
-    for smk in sorted((REPO / "rules").glob("*.smk")):
-        rule = None
-        lines = smk.read_text().splitlines()
-        for i, line in enumerate(lines):
-            if m := re.match(r"\s*rule (\w+):", line):
-                rule = m.group(1)
-            if line.strip() == "conda:" and rule:
-                env = (smk.parent / lines[i + 1].strip().strip('"')).resolve()
-                envs[rule] = str(env.relative_to(REPO))
+    for rule, (smk, block) in rule_blocks().items():
+        if m := re.search(r"^\s+conda:\s*\n\s*\"?([^\"\n]+)", block, re.M):
+            envs[rule] = str((smk.parent / m.group(1).strip()).resolve().relative_to(REPO))
     return envs
 
 
@@ -51,9 +46,7 @@ def _canonical(name: str) -> str:
 
 def test_every_rule_with_code_names_an_existing_env_of_a_known_kind():
     envs = rule_envs()
-    scripted = set()
-    for smk in (REPO / "rules").glob("*.smk"):
-        scripted |= set(re.findall(r"^\s*rule (\w+):(?:(?!^\s*rule ).)*?^\s*script:", smk.read_text(), re.M | re.S))
+    scripted = {rule for rule, (_, block) in rule_blocks().items() if re.search(r"^\s+script:", block, re.M)}
     assert scripted and scripted <= set(envs), f"rules without conda: {sorted(scripted - set(envs))}"
     for rule, env in envs.items():
         assert (REPO / env).is_file(), f"rule {rule}: {env} does not exist"

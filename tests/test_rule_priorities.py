@@ -7,21 +7,13 @@ import subprocess
 import sys
 
 import pytest
-from workflow_utils import REPO, TINY_CONFIG
+from workflow_utils import REPO, TINY_CONFIG, rule_blocks
 
 
 def rule_priorities() -> dict[str, int]:
-    """rule name -> its `priority:` (0 where it sets none), read from the Snakefile and rules/*.smk."""
-    priorities = {}
-    for smk in [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]:
-        rule = None
-        for line in smk.read_text().splitlines():
-            if m := re.match(r"rule (\w+):", line):
-                rule = m.group(1)
-                priorities[rule] = 0
-            elif rule and (m := re.match(r"\s+priority:\s*(\d+)", line)):
-                priorities[rule] = int(m.group(1))
-    return priorities
+    """rule name -> its `priority:` (0 where it sets none)."""
+    return {rule: int(m.group(1)) if (m := re.search(r"^\s+priority:\s*(\d+)", block, re.M)) else 0
+            for rule, (_, block) in rule_blocks().items()}
 
 
 def rule_edges(tmp_path, configfile) -> set[tuple[str, str]]:

@@ -31,6 +31,18 @@ def snakemake(workdir, *args, configfile=TINY_CONFIG, check=True, timeout=None, 
     return proc
 
 
+def rule_blocks() -> dict[str, tuple[Path, str]]:
+    """rule name -> (the file that defines it, the rule's text up to the next rule), for the Snakefile and
+    rules/*.smk: what tests read a rule's directives (priority, conda, script) from."""
+    blocks = {}
+    for smk in [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]:
+        text = smk.read_text()
+        starts = list(re.finditer(r"^\s*rule (\w+):", text, re.M))
+        for start, end in zip(starts, [*starts[1:], None]):
+            blocks[start.group(1)] = (smk, text[start.start():end.start() if end else len(text)])
+    return blocks
+
+
 def planned_jobs(output: str) -> dict[str, int]:
     """The 'job  count' table of a dry run."""
     counts = {}
