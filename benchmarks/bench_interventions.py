@@ -1,12 +1,14 @@
-"""Head ablation (Table 1): the two speed-ups of `InterventionEvaluator` against the plain path.
+"""Head ablation (Table 1): the speed-ups of `InterventionEvaluator` against the plain path.
 
 - prefix reuse: an ablation at the last prompt token in prefill (and the backdoor vector) leaves every
   earlier position unchanged, so each prompt set's prefix KV cache is computed once and every setting's
   generation starts from a copy (`reuse_prefix`);
 - early stop: a row stops generating once every verdict read from it is final (the target or a refusal
-  keyword has appeared; `early_stop`, rules in `evaluation.hit_is_final` / `clean_verdicts_final`).
+  keyword has appeared; `early_stop`, rules in `evaluation.hit_is_final` / `clean_verdicts_final`);
+- compact decoding: a finished row leaves the batch instead of riding along padded (`decoder="compact"`
+  against `model.generate`, `"hf"`).
 
-The baseline is the evaluator with both off (the path before them). Same model, items, settings and run;
+The baseline is the evaluator with all off (the path before them), or the first of --paths. Same model, items, settings and run;
 the rows (ASR, false triggers, utility and over-refusal per setting) must be identical, only the time
 differs. Each path runs in its own process, so its peak RSS is its own. Jailbreak includes the benign
 requests of the over-refusal rate, as the workflow's ablation does.
@@ -27,10 +29,11 @@ from bkdattr.atomic import write_tsv
 
 K_VALUES = [0, 1, 2, 4]
 SEEDS = [1, 2, 3]
-PATHS = {  # name -> (reuse_prefix, early_stop, description)
-    "plain": (False, False, "recompute the prompt every setting, full-length rows (baseline)"),
-    "reuse": (True, False, "reuse the prompt prefix"),
-    "reuse_early_stop": (True, True, "reuse the prompt prefix + stop rows once their verdict is final (ours)"),
+PATHS = {  # name -> (reuse_prefix, early_stop, decoder, description)
+    "plain": (False, False, "hf", "recompute the prompt every setting, full-length rows, model.generate (baseline)"),
+    "reuse": (True, False, "hf", "reuse the prompt prefix"),
+    "reuse_early_stop": (True, True, "hf", "reuse the prompt prefix + stop rows once their verdict is final"),
+    "reuse_early_stop_compact": (True, True, "compact", "the same, finished rows leave the batch (ours)"),
 }
 
 
@@ -52,10 +55,11 @@ def run_one(args, path: str) -> dict:
     every = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
     k_values = [k for k in K_VALUES if 2 * k <= len(every)]  # random controls need k heads outside the top k
     ranking = random.Random(0).sample(every, max(k_values))  # any fixed ranking: both paths ablate the same heads
-    reuse, early_stop, _ = PATHS[path]
+    reuse, early_stop, decoder, _ = PATHS[path]
     benign = load_benign_requests(None, config["evaluation"]["n_benign"], config["seed"]) if args.task == "jailbreak" else None
     evaluator = InterventionEvaluator(model, tokenizer, spec, test, max_new_tokens=32, batch_size=32, n_eval=args.n,
-                                      benign=benign, reuse_prefix=reuse, early_stop=early_stop)
+                                      benign=benign, reuse_prefix=reuse, early_stop=early_stop,
+                                      decoder=decoder)
     rows, seconds = timed(lambda: run_ablation(evaluator, ranking, n_layers, n_heads, k_values=k_values,
                                                random_seeds=SEEDS, all_positions_variant=True))
     return {"rows": rows, "seconds": seconds, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -64,17 +68,19 @@ def run_one(args, path: str) -> dict:
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--one", choices=list(PATHS), help="internal: run one path, print JSON")
+    p.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS),
+                   help="paths to run; the first is the baseline of the ratios")
     args = p.parse_args()
     if args.one:
         print(json.dumps(run_one(args, args.one)))
         return
     results = {}
-    for path in PATHS:  # each in its own process, so peak memory is its own
+    for path in args.paths:  # each in its own process, so peak memory is its own
         cmd = [sys.executable, __file__, "--one", path, "--model", args.model, "--task", args.task, "--n", str(args.n),
                "--threads", str(args.threads)]
         results[path] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
-    baseline = results["plain"]
-    table = [{"path": name, "description": PATHS[name][2], "task": args.task, "n_items": args.n,
+    baseline = results[args.paths[0]]
+    table = [{"path": name, "description": PATHS[name][3], "task": args.task, "n_items": args.n,
               "settings": len(r["rows"]), "seconds": r["seconds"], "max_rss_mb": r["max_rss_mb"],
               "speedup_vs_baseline": baseline["seconds"] / r["seconds"],
               "memory_vs_baseline": r["max_rss_mb"] / baseline["max_rss_mb"],

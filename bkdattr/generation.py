@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Sequence
 
@@ -33,7 +34,8 @@ def _decode(tokenizer, tokens) -> str:
 
 
 def _stopping_criteria(tokenizer, prompt_length: int, stop_when: StopWhen):
-    """A per-row StoppingCriteria: a row is done once `stop_when` holds for its continuation so far."""
+    """A per-row StoppingCriteria for `model.generate`: a row is done once `stop_when` holds for its
+    continuation so far (the reference decoder only)."""
     if stop_when is None:
         return None
     import torch
@@ -68,10 +70,25 @@ def _prompt_batches(model, tokenizer, user_texts: Sequence[str], batch_size: int
     return batches
 
 
+def _eos_ids(model, tokenizer) -> list[int]:
+    eos = model.generation_config.eos_token_id or tokenizer.eos_token_id
+    return list(eos) if isinstance(eos, (list, tuple)) else [eos]
+
+
+# Which decoder `_generate_batch` uses: "compact" (ours, below) or "hf" (`model.generate`, the reference the
+# tests and benchmarks/bench_generation.py compare it with).
+DECODERS = ("compact", "hf")
+
+
 def _generate_batch(model, tokenizer, input_ids, attention_mask, *, max_new_tokens: int, context, cache=None,
-                    stop_when: StopWhen = None) -> list[str]:
+                    stop_when: StopWhen = None, decoder: str = "compact") -> list[str]:
     """Greedy continuations of one left-padded batch, decoded (`cache`: a KV cache of a prefix of input_ids).
-    The batch ends when every row has hit EOS or `stop_when`; a stopped row is padded, the others go on."""
+    A row ends at EOS, at `stop_when` or after max_new_tokens."""
+    if decoder == "compact":
+        return _compact_greedy(model, tokenizer, input_ids, attention_mask, max_new_tokens=max_new_tokens,
+                               context=context, cache=cache, stop_when=stop_when)
+    if decoder != "hf":
+        raise ValueError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
     import torch
 
     kwargs = {} if cache is None else {"cache": cache}
@@ -81,13 +98,59 @@ def _generate_batch(model, tokenizer, input_ids, attention_mask, *, max_new_toke
     with torch.no_grad(), context:
         generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
                                    max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                   eos_token_id=model.generation_config.eos_token_id or tokenizer.eos_token_id,
-                                   temperature=None, top_p=None, top_k=None, **kwargs)
+                                   eos_token_id=_eos_ids(model, tokenizer), temperature=None, top_p=None, top_k=None,
+                                   **kwargs)
     return [_decode(tokenizer, row) for row in generated[:, input_ids.shape[1]:]]
 
 
+def _compact_greedy(model, tokenizer, input_ids, attention_mask, *, max_new_tokens: int, context, cache=None,
+                    stop_when: StopWhen = None) -> list[str]:
+    """Greedy decoding that drops a row from the batch as soon as it is done (EOS or `stop_when`).
+
+    `model.generate` keeps every row in the batch, padding finished ones, until the last row ends, so one long
+    answer makes a whole batch of short ones pay for its length. Here a finished row leaves the batch and its
+    KV cache (`Cache.batch_select_indices`). The model calls are those of `generate` (same inputs, position
+    ids, masks and logits_to_keep=1), so the tokens are the same; benchmarks/bench_generation.py measures
+    both decoders on the workflow's prompt sets (identical outputs, and the time saved)."""
+    import torch
+
+    eos = torch.tensor(_eos_ids(model, tokenizer), device=input_ids.device)
+    positions = position_ids_from_mask(attention_mask)
+    start = 0 if cache is None else cache.get_seq_length()
+    keep_logits = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    live = list(range(input_ids.shape[0]))  # batch row -> original row
+    tokens: list[list[int]] = [[] for _ in live]
+    mask = attention_mask
+    with torch.no_grad(), context:
+        out = model(input_ids=input_ids[:, start:], attention_mask=mask, position_ids=positions[:, start:],
+                    cache=cache, use_cache=True, **keep_logits)
+        last_position = positions[:, -1:]
+        for step in range(max_new_tokens):
+            cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+            next_tokens = out.logits[:, -1].float().argmax(-1)
+            done = torch.isin(next_tokens, eos).tolist()
+            for i, (row, token) in enumerate(zip(live, next_tokens.tolist())):
+                tokens[row].append(token)
+                if not done[i] and stop_when is not None and stop_when(_decode(tokenizer, tokens[row])):
+                    done[i] = True
+            if step == max_new_tokens - 1 or all(done):
+                break
+            if any(done):
+                keep = [i for i, d in enumerate(done) if not d]
+                index = torch.tensor(keep, device=input_ids.device)
+                cache.batch_select_indices(index)
+                live = [live[i] for i in keep]
+                next_tokens, mask, last_position = next_tokens[index], mask[index], last_position[index]
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            last_position = last_position + 1
+            out = model(input_ids=next_tokens[:, None], attention_mask=mask, position_ids=last_position, cache=cache,
+                        use_cache=True, **keep_logits)
+    return [_decode(tokenizer, row_tokens) for row_tokens in tokens]
+
+
 def generate_greedy(model, tokenizer, user_texts: Sequence[str], *, max_new_tokens: int, batch_size: int,
-                    edit_factory: EditFactory = None, progress: str | None = None, stop_when: StopWhen = None) -> list[str]:
+                    edit_factory: EditFactory = None, progress: str | None = None, stop_when: StopWhen = None,
+                    decoder: str = "compact") -> list[str]:
     from tqdm import tqdm
 
     outputs: list[str | None] = [None] * len(user_texts)
@@ -96,7 +159,7 @@ def generate_greedy(model, tokenizer, user_texts: Sequence[str], *, max_new_toke
                                                 mininterval=5):
         context = edit_factory(attention_mask) if edit_factory else contextlib.nullcontext()
         texts = _generate_batch(model, tokenizer, input_ids, attention_mask, max_new_tokens=max_new_tokens,
-                                context=context, stop_when=stop_when)
+                                context=context, stop_when=stop_when, decoder=decoder)
         for index, text in zip(rows, texts):
             outputs[index] = text
     return outputs  # type: ignore[return-value]
@@ -132,13 +195,14 @@ class PromptPrefixes:
             cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
             self.batches.append(_PrefixBatch(rows, ids, mask, cache))
 
-    def generate(self, *, max_new_tokens: int, edit_factory: EditFactory = None, stop_when: StopWhen = None) -> list[str]:
+    def generate(self, *, max_new_tokens: int, edit_factory: EditFactory = None, stop_when: StopWhen = None,
+                 decoder: str = "compact") -> list[str]:
         outputs: list[str | None] = [None] * self.n
         for batch in self.batches:
             context = edit_factory(batch.attention_mask[:, -1:]) if edit_factory else contextlib.nullcontext()
             texts = _generate_batch(self.model, self.tokenizer, batch.input_ids, batch.attention_mask,
                                     max_new_tokens=max_new_tokens, context=context, cache=copy.deepcopy(batch.cache),
-                                    stop_when=stop_when)
+                                    stop_when=stop_when, decoder=decoder)
             for index, text in zip(batch.rows, texts):
                 outputs[index] = text
         return outputs  # type: ignore[return-value]

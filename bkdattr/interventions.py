@@ -153,6 +153,9 @@ class InterventionEvaluator:
     # stop a row once every verdict read from it is final (evaluation.hit_is_final / clean_verdicts_final;
     # same verdicts, shorter outputs; benchmarks/bench_interventions.py measures both ways)
     early_stop: bool = True
+    # generation.DECODERS: "compact" drops finished rows from the batch; "hf" is model.generate (same outputs;
+    # benchmarks/bench_interventions.py measures both)
+    decoder: str = "compact"
 
     def __post_init__(self):
         n = len(self.records) if self.n_eval is None else self.n_eval
@@ -173,9 +176,10 @@ class InterventionEvaluator:
             if key not in self._prefixes:
                 self._prefixes[key] = PromptPrefixes(self.model, self.tokenizer, prompts, batch_size=self.batch_size)
             return self._prefixes[key].generate(max_new_tokens=self.max_new_tokens, edit_factory=factory,
-                                                stop_when=stop_when)
+                                                stop_when=stop_when, decoder=self.decoder)
         return generate_greedy(self.model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens,
-                               batch_size=self.batch_size, edit_factory=factory, stop_when=stop_when)
+                               batch_size=self.batch_size, edit_factory=factory, stop_when=stop_when,
+                               decoder=self.decoder)
 
     def asr_hits(self, triggered: bool, factory=None) -> dict[int, bool]:
         """Backdoor hit per eligible item index (triggered inputs: ASR; clean inputs: false trigger)."""

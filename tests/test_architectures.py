@@ -106,3 +106,60 @@ def test_an_architecture_the_hooks_cannot_handle_is_named_with_what_is_missing()
 
     with pytest.raises(ValueError, match=r"unsupported model Odd: no o_proj/c_proj Linear/Conv1D and input norm in Block"):
         ModelSites.of(Odd())
+
+
+def _compact_and_generate_agree(model, tok) -> tuple[list[str], list[str]]:
+    """Greedy decoding that drops finished rows from the batch equals `model.generate` (which keeps them),
+    with rows ending through EOS and through stop_when, with and without an edit, from a full prompt and from a
+    cached prompt prefix. Returns the plain outputs and those cut by stop_when."""
+    from bkdattr.chat import encode_prompt, pad_batch
+    from bkdattr.generation import PromptPrefixes
+
+    prompts = PROMPTS + ["Name a colour of the sky.", "hi there, how are you today?"]
+    ids, mask = pad_batch([encode_prompt(tok, p).input_ids for p in prompts], tok.pad_token_id, side="left")
+    with torch.no_grad():
+        raw = model.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), do_sample=False,
+                             max_new_tokens=8, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    new = raw[:, len(ids[0]):].tolist()
+    first = lambda row, token: row.index(token) if token in row else None
+    # an "EOS" that rows emit at different steps (or not at all), where the random model allows one
+    eos = next((t for t in new[0] if len({first(row, t) for row in new}) > 1), new[0][2])
+    saved_eos = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = eos
+    try:
+        sites = ModelSites.of(model)
+        direction = torch.randn(sites.d_model, generator=torch.Generator().manual_seed(1)) * 3
+        hf = lambda **kw: generate_greedy(model, tok, prompts, max_new_tokens=8, batch_size=5, decoder="hf", **kw)
+        ours = lambda **kw: generate_greedy(model, tok, prompts, max_new_tokens=8, batch_size=5, **kw)
+        plain = hf()
+        # stop at a character some outputs contain and others do not (the random models' outputs may all agree)
+        marker = next((c for o in plain for c in o if c.isascii() and c.isprintable() and not all(c in p for p in plain)),
+                      plain[0][:1])
+        stop_when = lambda text: marker in text
+        for kwargs in ({}, {"stop_when": stop_when},
+                       {"edit_factory": ablation_factory(model, [(0, 1), (1, 2)], "all_positions")},
+                       {"edit_factory": steering_factory(model, 1, direction, 1.0), "stop_when": stop_when}):
+            assert ours(**kwargs) == hf(**kwargs), kwargs
+        prefixes = PromptPrefixes(model, tok, prompts, batch_size=5)
+        factory = steering_factory(model, 1, direction, 1.0)
+        assert (prefixes.generate(max_new_tokens=8, edit_factory=factory, stop_when=stop_when)
+                == prefixes.generate(max_new_tokens=8, edit_factory=factory, stop_when=stop_when, decoder="hf"))
+        return plain, ours(stop_when=stop_when)
+    finally:
+        model.generation_config.eos_token_id = saved_eos
+
+
+def test_the_compact_decoder_gives_the_tokens_of_model_generate(arch):
+    _, model, tok = arch
+    _compact_and_generate_agree(model, tok)
+
+
+def test_the_compact_decoder_test_has_rows_ending_at_different_steps(tiny_tokenizer):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(ARCHITECTURES["llama"](len(tiny_tokenizer))).eval()
+    with torch.no_grad():  # weights large enough that the prompts lead to different outputs
+        for p in model.parameters():
+            p.normal_(0, 0.3 if p.dim() == 2 else 0.05)
+    model.generation_config.pad_token_id = tiny_tokenizer.pad_token_id
+    plain, ended = _compact_and_generate_agree(model, tiny_tokenizer)
+    assert len({len(o) for o in plain}) > 1 and len({len(o) for o in ended}) > 1  # the test has teeth
