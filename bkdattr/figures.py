@@ -93,16 +93,19 @@ def plot_fig2(runs: Mapping[tuple[str, str], Mapping[str, str]], tasks: Sequence
 
 
 def plot_fig3(panels: Mapping[tuple[str, str], str], pdf_path, png_path, model_name: str = "",
-              n_marked: int = 5) -> None:
-    """ACIE heatmaps (layer x head), one row per task, one column per model (backdoored first, then the clean
-    controls), own symmetric colour scale per panel (its max |ACIE| in the title), top heads boxed."""
+              n_marked: int = 5, implanted: Mapping[tuple[str, str], bool] | None = None) -> None:
+    """ACIE heatmaps (layer x head), one row per task, one column per model (the injection methods in the order
+    of `panels`, then the clean controls), own symmetric colour scale per panel (its max |ACIE| in the title),
+    top heads boxed. `implanted`: the backdoor gate's verdict per (task, method); a model that missed it is
+    titled so, since its map is then not a backdoor's."""
     plt = _pyplot()
     import numpy as np
     from matplotlib.patches import Rectangle
 
     tasks = sorted({task for task, _ in panels})
     controls = (BASE_MODEL, CLEAN_CONTROL)
-    models = sorted({m for _, m in panels if m not in controls}) + [m for m in controls if any(k[1] == m for k in panels)]
+    methods = list(dict.fromkeys(m for _, m in panels if m not in controls))  # the config's order: the first is
+    models = methods + [m for m in controls if any(k[1] == m for k in panels)]  # the one the overlaps compare with
     fig, axes = plt.subplots(len(tasks), len(models), figsize=(3.2 * len(models), 4.0 * len(tasks)), squeeze=False)
     for ax, key in ((axes[r][c], (task, model)) for r, task in enumerate(tasks) for c, model in enumerate(models)):
         if key not in panels:
@@ -116,7 +119,8 @@ def plot_fig3(panels: Mapping[tuple[str, str], str], pdf_path, png_path, model_n
             layer, head = np.unravel_index(flat, acie.shape)
             ax.add_patch(Rectangle((head, layer), 1, 1, fill=False, edgecolor="black", linewidth=1.2))
         task, model = key
-        role = "clean control" if model in controls else "backdoored"
+        role = ("clean control" if model in controls
+                else "backdoored" if (implanted or {}).get(key, True) else "gate not passed")
         ax.set_title(f"{TASK_TITLES.get(task, task)}: {model} ({role})\nmax |ACIE| {limit:.2g}")
         ax.set_xlabel("head")
         ax.set_ylabel("layer")

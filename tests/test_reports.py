@@ -89,3 +89,25 @@ def test_paper_value_is_left_blank_without_a_published_k_near_our_fraction():
     assert reports.paper_at_fraction("Llama-2-7B-chat", "fixed_output", 32 / 270) is None  # 11.9%: none near
     assert reports.paper_at_fraction("Llama-2-7B-chat", "jailbreak", 0.0) == (0, 0.0, 75.78)
     assert reports.paper_at_fraction("Llama-2-7B-chat", "jailbreak", 1 / 270) is None  # only k=0 and 32 published
+
+
+def test_fig3_orders_methods_as_configured_and_marks_a_model_that_missed_the_gate(tmp_path, monkeypatch):
+    """The first method (the one the head overlaps compare with) comes first, the clean control last, and a map
+    of a model whose backdoor gate did not pass is not titled as a backdoor's."""
+    import numpy as np
+
+    from bkdattr import figures
+    from bkdattr.atomic import write_matrix_tsv
+
+    panels = {}
+    for i, model in enumerate(["lora_sft", "dpo", "base"]):
+        panels[("fixed_output", model)] = tmp_path / f"{model}.tsv"
+        write_matrix_tsv(panels[("fixed_output", model)], np.full((3, 2), 0.1 * (i + 1)), corner="layer/head")
+    saved = {}
+    monkeypatch.setattr(figures, "save_figure", lambda fig, pdf, png: saved.setdefault("fig", fig))
+    figures.plot_fig3(panels, tmp_path / "f.pdf", tmp_path / "f.png",
+                      implanted={("fixed_output", "lora_sft"): True, ("fixed_output", "dpo"): False})
+    titles = [ax.get_title() for ax in saved["fig"].axes if ax.get_title()]
+    assert [t.split("\n")[0] for t in titles] == ["Fixed output: lora_sft (backdoored)",
+                                                  "Fixed output: dpo (gate not passed)",
+                                                  "Fixed output: base (clean control)"]

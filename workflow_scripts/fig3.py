@@ -1,9 +1,12 @@
 """Rule fig3: layer x head ACIE heatmaps, one panel per task and model (backdoored, then clean controls)."""
 
+from bkdattr.atomic import read_tsv
 from bkdattr.figures import plot_fig3
 from bkdattr.workflow import start_rule
 
 log = start_rule(snakemake)
 panels = {(r["task"], r["model"]): p for r, p in zip(snakemake.params.runs, snakemake.input.acie)}
-plot_fig3(panels, snakemake.output.pdf, snakemake.output.png, model_name=snakemake.params.model_name)
+implanted = {(r["task"], r["method"]): r["backdoor_implanted"] == "yes" for r in read_tsv(snakemake.input.gate)}
+plot_fig3(panels, snakemake.output.pdf, snakemake.output.png, model_name=snakemake.params.model_name,
+          implanted=implanted)
 log.info("wrote %s and %s", snakemake.output.pdf, snakemake.output.png)
