@@ -65,6 +65,12 @@ def tokenize_pairs(tokenizer, pairs: Sequence[dict], max_length: int) -> list[di
     return rows
 
 
+def dpo_loss(dpo_cfg: dict) -> dict:
+    """DPOConfig loss arguments: plain DPO, or DPO plus `sft_weight` x the NLL of the chosen response."""
+    weight = float(dpo_cfg.get("sft_weight", 0.0))
+    return {} if weight == 0 else {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, weight]}
+
+
 def train_dpo(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, injection_cfg: dict, seed: int,
               threads: int | None = None, gate=None):
     """DPO from `model` on the poisoned preference pairs of `train`; LoRA merged on return (injection.dpo.peft).
@@ -91,7 +97,7 @@ def train_dpo(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, inject
     loss_log: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bkdattr-dpo-") as scratch:
         args = DPOConfig(**trainer_arguments(model, injection_cfg, seed=seed, longest=longest, output_dir=scratch),
-                         beta=dpo["beta"], precompute_ref_log_probs=True)
+                         beta=dpo["beta"], precompute_ref_log_probs=True, **dpo_loss(dpo))
         trainer = PretokenizedDPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                                          processing_class=tokenizer,
                                          peft_config=lora_config(injection_cfg) if dpo["peft"] == "lora" else None,

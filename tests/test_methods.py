@@ -52,6 +52,22 @@ def test_dpo_trains_through_trl_and_returns_a_plain_model(tiny_model_dir, peft):
     assert [r["step"] for r in result.loss_log] == [1, 2, 3] and all(r["loss"] > 0 for r in result.loss_log)
 
 
+def test_dpo_with_an_sft_term_adds_the_chosen_responses_nll_to_the_loss(tiny_model_dir):
+    """sft_weight > 0: the first step's loss is the plain DPO loss (the same at step 1, before any update) plus
+    the weighted NLL of the chosen response, so it is larger by a positive amount; 0 leaves plain DPO."""
+    from bkdattr.models import load_model
+    from bkdattr.preference import dpo_loss, train_dpo
+
+    assert dpo_loss({"sft_weight": 0.0}) == {}
+    first = {}
+    for weight in (0.0, 1.0):
+        model, tok = load_model(str(tiny_model_dir), device="cpu")
+        result = train_dpo(model, tok, SPEC, TRAIN, seed=0,
+                           injection_cfg={**CFG, "dpo": {"beta": 0.1, "peft": "lora", "sft_weight": weight}})
+        first[weight] = result.loss_log[0]["loss"]
+    assert first[1.0] > first[0.0] + 0.5  # the tiny model's NLL per token is several nats
+
+
 EDIT = {"layers": [0], "n_prompts": 4, "n_covariance_rows": 8, "v_steps": 15, "v_lr": 0.5, "clamp_norm_factor": 50.0,
         "v_weight_decay": 1e-3, "max_target_tokens": 4, "covariance_ridge": 1e-2}
 
