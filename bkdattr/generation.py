@@ -76,7 +76,7 @@ def _eos_ids(model, tokenizer) -> list[int]:
 
 
 # Which decoder `_generate_batch` uses: "compact" (ours, below) or "hf" (`model.generate`, the reference the
-# tests and benchmarks/bench_generation.py compare it with).
+# tests and benchmarks/bench_decoder.py compare it with).
 DECODERS = ("compact", "hf")
 
 
@@ -110,7 +110,7 @@ def _compact_greedy(model, tokenizer, input_ids, attention_mask, *, max_new_toke
     `model.generate` keeps every row in the batch, padding finished ones, until the last row ends, so one long
     answer makes a whole batch of short ones pay for its length. Here a finished row leaves the batch and its
     KV cache (`Cache.batch_select_indices`). The model calls are those of `generate` (same inputs, position
-    ids, masks and logits_to_keep=1), so the tokens are the same; benchmarks/bench_generation.py measures
+    ids, masks and logits_to_keep=1), so the tokens are the same; benchmarks/bench_decoder.py measures
     both decoders on the workflow's prompt sets (identical outputs, and the time saved)."""
     import torch
 
