@@ -11,6 +11,7 @@ a warm-up; the generations are compared string for string.
         --task fixed_output --n 96 --threads 1
 """
 
+import functools
 import sys
 
 from common import REPO, parser, timed
@@ -36,9 +37,7 @@ def prompt_sets(task: str, n: int) -> list[tuple[str, list[str], int, object]]:
     if task == "jailbreak":
         benign = load_benign_requests(None, config["evaluation"]["n_benign"], config["seed"])[:n]
         sets.append(("eval_benign", [r["input"] for r in benign], 32, None))
-    def final(text):
-        return hit_is_final(spec, text)
-
+    final = functools.partial(hit_is_final, spec)
     sets += [("gate_triggered", [spec.prompt(r["input"], triggered=True) for r in val], 16, final),
              ("gate_clean", [spec.prompt(r["input"]) for r in val], 16, final)]
     return sets
@@ -56,7 +55,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model(args.model)
     generate_greedy(model, tokenizer, ["Say hi."] * 4, max_new_tokens=4, batch_size=4)  # warm-up
-    rows = []
+    rows, all_identical = [], True
     for name, prompts, max_new_tokens, stop_when in prompt_sets(args.task, args.n):
         outputs, seconds = {}, {d: [] for d in DECODERS}
         for _ in range(args.repeats):
@@ -66,6 +65,7 @@ def main() -> None:
                 seconds[decoder].append(t)
         base = min(seconds["hf"])
         same = sum(a == b for a, b in zip(outputs["hf"], outputs["compact"]))
+        all_identical &= same == len(prompts)
         for decoder in DECODERS:
             rows.append({"task": args.task, "model": args.model, "prompt_set": name, "prompts": len(prompts),
                          "max_new_tokens": max_new_tokens, "early_stop": stop_when is not None, "decoder": decoder,
@@ -78,11 +78,10 @@ def main() -> None:
         rows.append({"task": args.task, "model": args.model, "prompt_set": "all", "prompts": "", "max_new_tokens": "",
                      "early_stop": "", "decoder": decoder, "seconds": total[decoder],
                      "speedup_vs_hf": total["hf"] / total[decoder],
-                     "identical_outputs": str(all(r["identical_outputs"].split("/")[0] == str(r["prompts"])
-                                                  for r in rows if r["prompts"] != ""))})
+                     "identical_outputs": str(all_identical)})
         print(f"all\t{decoder}\tseconds={total[decoder]:.1f}\tspeedup_vs_hf={total['hf'] / total[decoder]:.3f}")
     write_tsv(f"{args.out}/decoder_{args.task}_{args.model.strip('/').split('/')[-2]}.tsv", rows)
-    if rows[-1]["identical_outputs"] != "True":
+    if not all_identical:
         sys.exit("the decoders' outputs differ")
 
 

@@ -8,9 +8,9 @@
 - compact decoding: a finished row leaves the batch instead of riding along padded (`decoder="compact"`
   against `model.generate`, `"hf"`).
 
-The baseline is the evaluator with all off (the path before them), or the first of --paths. Same model, items, settings and run;
-the rows (ASR, false triggers, utility and over-refusal per setting) must be identical, only the time
-differs. Each path runs in its own process, so its peak RSS is its own. Jailbreak includes the benign
+The baseline is the first of --paths (default: the evaluator with all three off, the path before them).
+Same model, items, settings and run; the rows (ASR, false triggers, utility and over-refusal per setting)
+must be identical, only the time differs. Each path runs in its own process, so its peak RSS is its own. Jailbreak includes the benign
 requests of the over-refusal rate, as the workflow's ablation does.
 
     python benchmarks/bench_interventions.py --model results/models/jailbreak/lora_sft/checkpoint \

@@ -1,6 +1,7 @@
 """Batched greedy generation with dynamic left padding and a KV cache.
 
-Prompts are sorted by length so a batch pads only to its own longest prompt, not to a fixed 256.
+Prompts are sorted by length so a batch pads only to its own longest prompt, not to a fixed 256, and a row
+leaves its batch as soon as it is done (`_compact_greedy`; `model.generate` is kept as the reference decoder).
 
 `PromptPrefixes` serves the interventions that edit only the last prompt token (head ablation at that
 token in prefill, the backdoor vector): every position before it is the same under every such edit, so
