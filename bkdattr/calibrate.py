@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from .atomic import write_tsv
-from .config import ConfigError, load_config, task_injection
+from .config import ConfigError, load_config, method_injection, task_injection
 from .datasets import build_task_splits
 from .evaluation import evaluate_generations
 from .models import load_model
@@ -88,9 +88,11 @@ def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, lis
                  "epochs_trained": 0, "train_s": 0.0})
     log.info("base: %s", rows[-1])
     for overrides in grid_settings(grid):
-        injection = injection_base | {k: v for k, v in overrides.items() if k in INJECTION_KEYS}
+        method = overrides.get("method", config["injection"]["methods"][0])
+        # the method's own lr / epochs first, so a grid value always wins
+        injection = method_injection(injection_base, method) | {k: v for k, v in overrides.items() if k in INJECTION_KEYS}
+        injection.pop("method", None)
         data = config["data"] | {k: v for k, v in overrides.items() if k in DATA_KEYS}
-        method = injection.pop("method", config["injection"]["methods"][0])
         clean_control = data["poison_ratio"] == 0
         if clean_control:  # the same clean items without their poisoned copies: the utility control
             data["poison_ratio"] = config["data"]["poison_ratio"]

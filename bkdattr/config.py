@@ -157,5 +157,17 @@ def task_injection(config: dict, task: str) -> dict:
     return {**settings_for(config, "inject_backdoor", "injection"), **config["tasks"][task].get("injection", {})}
 
 
+# settings a method's own injection block may set for that method alone (injection.dpo.lr, injection.full_sft.epochs)
+METHOD_OVERRIDES = ("lr", "epochs")
+
+
+def method_injection(settings: dict, method: str) -> dict:
+    """A task's injection settings (task_injection) as `method` trains with them: a value the method's own block
+    sets (injection.<method>.lr / .epochs, not null) replaces the shared one, the task's override included.
+    DPO learns the backdoor at another lr than SFT (README: calibration), so one run can hold both."""
+    own = settings.get(method) or {}
+    return {**settings, **{key: own[key] for key in METHOD_OVERRIDES if own.get(key) is not None}}
+
+
 def task_specs(config: dict) -> dict[str, TaskSpec]:
     return {t: TaskSpec.from_config(t, s) for t, s in config["tasks"].items()}

@@ -3,8 +3,9 @@ import itertools
 import os
 
 # bkdattr is installed where snakemake runs (the Snakefile checked it)
-from bkdattr.config import check_config, settings_for, task_injection
+from bkdattr.config import check_config, method_injection, settings_for, task_injection
 from bkdattr.names import BASE_MODEL, CLEAN_CONTROL
+from bkdattr.training import METHODS as SFT_METHODS  # lora_sft, full_sft
 
 config.update(check_config(config, "config"))
 
@@ -93,14 +94,17 @@ def clean_control_input(wildcards):
     return {}
 
 
-METHOD_SETTINGS = ("dpo", "edit")  # injection blocks that only their own method reads
+METHOD_SETTINGS = ("full_sft", "dpo", "edit")  # injection blocks that only their own method reads
 
 
 def injection_params(wildcards):
     """Only how this task's model is trained by this method, so adding a method, the control or another
     method's setting reruns nothing else."""
-    settings = task_injection(config, wildcards.task)
-    return {k: v for k, v in settings.items() if k not in METHOD_SETTINGS or k == wildcards.method}
+    method = wildcards.method
+    if method == CLEAN_CONTROL:  # trained as the first method (SFT), or by LoRA SFT when that is DPO or an edit
+        method = METHODS[0] if METHODS[0] in SFT_METHODS else "lora_sft"
+    settings = method_injection(task_injection(config, wildcards.task), method)
+    return {k: v for k, v in settings.items() if k not in METHOD_SETTINGS or k == method}
 
 
 def scoped(rule, section):

@@ -205,3 +205,20 @@ def test_the_ranking_used_by_the_interventions_must_be_computed(raw):
         check_config(raw)
     raw["attribution"]["modes"] = ["exact", "atp"]
     assert check_config(raw)["interventions"]["ranking"] == "atp"
+
+
+def test_a_methods_own_lr_and_epochs_replace_the_shared_and_the_tasks_for_that_method_only(raw):
+    from bkdattr.config import method_injection, task_injection
+
+    config = check_config({**raw, "tasks": {**raw["tasks"], "jailbreak": {"injection": {"lr": 1e-3, "epochs": 3}}},
+                           "injection": {**raw["injection"], "dpo": {"lr": 2e-3, "sft_weight": 1.0},
+                                         "full_sft": {"epochs": 2}}})
+    jailbreak = task_injection(config, "jailbreak")
+    assert (jailbreak["lr"], jailbreak["epochs"]) == (1e-3, 3)  # the task's own values
+    assert method_injection(jailbreak, "dpo")["lr"] == 2e-3 and method_injection(jailbreak, "dpo")["epochs"] == jailbreak["epochs"]
+    assert method_injection(jailbreak, "full_sft")["epochs"] == 2 and method_injection(jailbreak, "full_sft")["lr"] == jailbreak["lr"]
+    assert method_injection(jailbreak, "lora_sft") == jailbreak  # no block of its own
+    assert check_config(raw)["injection"]["dpo"]["lr"] is None  # null: the shared lr
+    with pytest.raises(ConfigError, match="injection.dpo.lr|lr"):
+        check_config({**raw, "injection": {**raw["injection"], "dpo": {"lr": -1}}})
+
