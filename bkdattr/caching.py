@@ -6,6 +6,7 @@ Per prompt and layer l we read
   heads_prompt_last[l]  -- every head's additive output (z_j @ W_O[j]) at the last prompt token
 with dynamic left padding (each batch pads to its own longest prompt). `padding="fixed"` pads
 every prompt to `fixed_length` tokens, the official scripts' way, kept only as a benchmark baseline.
+The tokens every prompt shares before the first read position are run once (generation.SharedPrefix).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from .chat import encode_prompt, pad_batch, probe_position
-from .hooks import ModelSites, position_ids_from_mask, trace
+from .hooks import ModelSites, trace
 
 
 def check_finite(tensor, name: str, source: str) -> None:
@@ -27,22 +28,22 @@ def check_finite(tensor, name: str, source: str) -> None:
                          "the model or its dtype is numerically broken (try dtype float32)")
 
 
-def forward_last_only(model, input_ids, attention_mask):
-    """Forward that skips the LM head for all but the last position when the model supports it."""
-    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask,
-                  position_ids=position_ids_from_mask(attention_mask), use_cache=False)
-    try:
-        return model(**kwargs, logits_to_keep=1)
-    except TypeError:  # architectures without logits_to_keep
-        return model(**kwargs)
+def forward_last_only(model, input_ids, attention_mask, cache=None):
+    """The forward pass of a cache batch: generation.prefill without a KV cache to keep. With `cache` (of the
+    first columns of `attention_mask`), only the columns after it are run."""
+    from .generation import prefill
+
+    return prefill(model, input_ids, attention_mask, cache, use_cache=False)
 
 
 def cache_activations(model, tokenizer, user_texts: Sequence[str], *, batch_size: int, read_heads: bool = True,
                       position: str = "template_end", padding: str = "dynamic", fixed_length: int = 256,
-                      progress: str | None = None) -> dict:
+                      progress: str | None = None, share_prefix: bool = True) -> dict:
     """{"resid_probe": [N, L, d], "heads_prompt_last": [N, L, H, d]} in the order of `user_texts`."""
     import torch
     from tqdm import tqdm
+
+    from .generation import SharedPrefix
 
     sites = ModelSites.of(model)
     layers = list(range(sites.n_layers))
@@ -54,21 +55,30 @@ def cache_activations(model, tokenizer, user_texts: Sequence[str], *, batch_size
     resid = [None] * len(encodings)
     heads = [None] * len(encodings)
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    shared = None
+    if share_prefix and padding == "dynamic":  # the shared part ends at or before every read position
+        shared = SharedPrefix.of(model, [e.input_ids for e in encodings],
+                                 at_most=min(probe_position(e, position) for e in encodings))
+    skip = len(shared) if shared is not None else 0  # columns not in the forward call (run once, cached)
     for batch in tqdm(batches, desc=progress or "cache", disable=progress is None, mininterval=5):
-        seqs = [encodings[i].input_ids for i in batch]
-        if padding == "fixed":
-            seqs = seqs + [[tokenizer.pad_token_id] * fixed_length]  # forces the batch width, dropped below
-        ids, mask = pad_batch(seqs, tokenizer.pad_token_id, side="left")
-        ids, mask = ids[: len(batch)], mask[: len(batch)]
-        width = len(ids[0])
-        input_ids = torch.tensor(ids, device=device)
-        attention_mask = torch.tensor(mask, device=device)
+        cache = None
+        if shared is not None:
+            input_ids, attention_mask, cache = shared.batch([encodings[i].input_ids[skip:] for i in batch],
+                                                            tokenizer.pad_token_id, "left", device)
+        else:
+            seqs = [encodings[i].input_ids for i in batch]
+            if padding == "fixed":
+                seqs = seqs + [[tokenizer.pad_token_id] * fixed_length]  # forces the batch width, dropped below
+            ids, mask = pad_batch(seqs, tokenizer.pad_token_id, side="left")
+            input_ids = torch.tensor(ids[: len(batch)], device=device)
+            attention_mask = torch.tensor(mask[: len(batch)], device=device)
+        width = input_ids.shape[1] - skip  # columns of the forward call; every prompt ends at its last one
         probe_pos = torch.tensor([width - len(encodings[i].input_ids) + probe_position(encodings[i], position)
                                   for i in batch], device=device)
         prompt_pos = torch.full((len(batch),), width - 1, device=device)  # left padding: the last column
         with torch.no_grad(), trace(model, read_heads=layers if read_heads else (), read_resid=layers,
                                     positions=prompt_pos, resid_positions=probe_pos) as t:
-            forward_last_only(model, input_ids, attention_mask)
+            forward_last_only(model, input_ids, attention_mask, cache)
         r = torch.stack([t.resid[l] for l in layers], dim=1).float().cpu()
         h = torch.stack([t.heads[l] for l in layers], dim=1).float().cpu() if read_heads else None
         for row, index in enumerate(batch):

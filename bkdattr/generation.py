@@ -3,6 +3,12 @@
 Prompts are sorted by length so a batch pads only to its own longest prompt, not to a fixed 256, and a row
 leaves its batch as soon as it is done (`_compact_greedy`; `model.generate` is kept as the reference decoder).
 
+`SharedPrefix`: the prompts of a set share their first tokens (the chat template's system turn and the
+opening of the user turn: 24 of SmolLM2's ~43-72 prompt tokens), so those are run once per set, not once
+per prompt. A batch then starts from their KV cache and runs only the rest of each prompt, left-padded
+after the shared part ([shared][pad][rest]; positions from the mask, as before). Same model calls per row;
+benchmarks/bench_decoder.py measures it (identical outputs, and the time saved).
+
 `PromptPrefixes` serves the interventions that edit only the last prompt token (head ablation at that
 token in prefill, the backdoor vector): every position before it is the same under every such edit, so
 the KV cache of the prompt minus its last token is computed once per prompt set and each setting's
@@ -56,18 +62,100 @@ def _stopping_criteria(tokenizer, prompt_length: int, stop_when: StopWhen):
     return StoppingCriteriaList([VerdictFinal()])
 
 
-def _prompt_batches(model, tokenizer, user_texts: Sequence[str], batch_size: int):
-    """[(rows, input_ids, attention_mask)]: prompts sorted longest first, left-padded per batch."""
+def shared_prefix_length(sequences: Sequence[Sequence[int]], keep: int = 1) -> int:
+    """How many first tokens every sequence has in common, leaving at least `keep` tokens of each after them."""
+    if not sequences:
+        return 0
+    limit = min(len(s) for s in sequences) - keep
+    first = sequences[0]
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in sequences):
+        n += 1
+    return max(n, 0)
+
+
+def _keep_last_logits(model) -> dict:
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+
+def _cache_of(out):
+    return out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+
+
+def prefill(model, input_ids, attention_mask, cache=None, *, use_cache: bool = True):
+    """One forward over the columns of `input_ids` that `cache` (a KV cache of the first columns, or None) does
+    not hold, positions counted from `attention_mask` (any padding), logits of the last column only. Every
+    prompt pass of generation, the intervention prefixes and the activation cache goes through here."""
+    start = 0 if cache is None else cache.get_seq_length()
+    kwargs = {"cache": cache} if cache is not None else {}
+    return model(input_ids=input_ids[:, start:], attention_mask=attention_mask,
+                 position_ids=position_ids_from_mask(attention_mask)[:, start:], use_cache=use_cache or cache is not None,
+                 **kwargs, **_keep_last_logits(model))
+
+
+@dataclass
+class SharedPrefix:
+    """The first tokens all prompts of a set have in common, run once: their KV cache for one row."""
+
+    ids: list[int]
+    cache: object
+
+    @classmethod
+    def of(cls, model, sequences: Sequence[Sequence[int]], *, keep: int = 1, at_most: int | None = None):
+        """The shared prefix of `sequences` (leaving `keep` tokens of each, at most `at_most` tokens), or None
+        when they share nothing."""
+        import torch
+
+        n = shared_prefix_length(sequences, keep)
+        if at_most is not None:
+            n = min(n, at_most)
+        if n < 1:
+            return None
+        ids = list(sequences[0][:n])
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([ids], device=device), use_cache=True, **_keep_last_logits(model))
+        return cls(ids, _cache_of(out))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batch(self, rests: Sequence[Sequence[int]], pad_id: int, side: str, device):
+        """(input_ids, attention_mask, cache) of a batch whose rows are this prefix + each of `rests`, padded
+        after the prefix; the cache (a copy, one row per sequence) covers the prefix columns."""
+        import torch
+
+        ids, mask = pad_batch(rests, pad_id, side=side)
+        rows = len(rests)
+        input_ids = torch.cat([torch.tensor([self.ids] * rows, device=device), torch.tensor(ids, device=device)], 1)
+        attention_mask = torch.cat([torch.ones(rows, len(self.ids), dtype=torch.long, device=device),
+                                    torch.tensor(mask, device=device)], 1)
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(rows)
+        return input_ids, attention_mask, cache
+
+
+def _prompt_batches(model, tokenizer, user_texts: Sequence[str], batch_size: int, *, share_prefix: bool = False,
+                    keep: int = 1):
+    """[(rows, input_ids, attention_mask, cache)]: prompts sorted longest first, left-padded per batch. With
+    `share_prefix`, the tokens all prompts share are run once: each batch is [shared][pad][rest] and `cache`
+    (else None) holds the shared columns; `keep` tokens of every prompt stay outside the shared part."""
     import torch
 
     encodings = [encode_prompt(tokenizer, t).input_ids for t in user_texts]
     order = sorted(range(len(encodings)), key=lambda i: (-len(encodings[i]), i))
     device = next(model.parameters()).device
+    shared = SharedPrefix.of(model, encodings, keep=keep) if share_prefix else None
     batches = []
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        ids, mask = pad_batch([encodings[i] for i in rows], tokenizer.pad_token_id, side="left")
-        batches.append((rows, torch.tensor(ids, device=device), torch.tensor(mask, device=device)))
+        if shared is None:
+            ids, mask = pad_batch([encodings[i] for i in rows], tokenizer.pad_token_id, side="left")
+            batches.append((rows, torch.tensor(ids, device=device), torch.tensor(mask, device=device), None))
+        else:
+            ids, mask, cache = shared.batch([encodings[i][len(shared):] for i in rows], tokenizer.pad_token_id,
+                                            "left", device)
+            batches.append((rows, ids, mask, cache))
     return batches
 
 
@@ -116,18 +204,15 @@ def _compact_greedy(model, tokenizer, input_ids, attention_mask, *, max_new_toke
     import torch
 
     eos = torch.tensor(_eos_ids(model, tokenizer), device=input_ids.device)
-    positions = position_ids_from_mask(attention_mask)
-    start = 0 if cache is None else cache.get_seq_length()
-    keep_logits = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    keep_logits = _keep_last_logits(model)
     live = list(range(input_ids.shape[0]))  # batch row -> original row
     tokens: list[list[int]] = [[] for _ in live]
     mask = attention_mask
     with torch.no_grad(), context:
-        out = model(input_ids=input_ids[:, start:], attention_mask=mask, position_ids=positions[:, start:],
-                    cache=cache, use_cache=True, **keep_logits)
-        last_position = positions[:, -1:]
+        out = prefill(model, input_ids, mask, cache)
+        last_position = position_ids_from_mask(mask)[:, -1:]
         for step in range(max_new_tokens):
-            cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+            cache = _cache_of(out)
             next_tokens = out.logits[:, -1].float().argmax(-1)
             done = torch.isin(next_tokens, eos).tolist()
             for i, (row, token) in enumerate(zip(live, next_tokens.tolist())):
@@ -151,16 +236,18 @@ def _compact_greedy(model, tokenizer, input_ids, attention_mask, *, max_new_toke
 
 def generate_greedy(model, tokenizer, user_texts: Sequence[str], *, max_new_tokens: int, batch_size: int,
                     edit_factory: EditFactory = None, progress: str | None = None, stop_when: StopWhen = None,
-                    decoder: str = "compact") -> list[str]:
+                    decoder: str = "compact", share_prefix: bool = True) -> list[str]:
+    """Greedy continuations of the chat prompts of `user_texts`, in their order. Without an edit, the tokens all
+    prompts share are run once (`share_prefix`); an edit may touch any position, so it sees whole prompts."""
     from tqdm import tqdm
 
     outputs: list[str | None] = [None] * len(user_texts)
-    batches = _prompt_batches(model, tokenizer, user_texts, batch_size)
-    for rows, input_ids, attention_mask in tqdm(batches, desc=progress or "generate", disable=progress is None,
-                                                mininterval=5):
+    batches = _prompt_batches(model, tokenizer, user_texts, batch_size, share_prefix=share_prefix and not edit_factory)
+    for rows, input_ids, attention_mask, cache in tqdm(batches, desc=progress or "generate", disable=progress is None,
+                                                       mininterval=5):
         context = edit_factory(attention_mask) if edit_factory else contextlib.nullcontext()
         texts = _generate_batch(model, tokenizer, input_ids, attention_mask, max_new_tokens=max_new_tokens,
-                                context=context, stop_when=stop_when, decoder=decoder)
+                                context=context, cache=cache, stop_when=stop_when, decoder=decoder)
         for index, text in zip(rows, texts):
             outputs[index] = text
     return outputs  # type: ignore[return-value]
@@ -181,19 +268,18 @@ class PromptPrefixes:
     that touches only the last prompt token (or under no edit); the factory receives the one-column mask of
     that token, so `last_token_index` points at position 0 of the prefill call it edits."""
 
-    def __init__(self, model, tokenizer, user_texts: Sequence[str], *, batch_size: int):
+    def __init__(self, model, tokenizer, user_texts: Sequence[str], *, batch_size: int, share_prefix: bool = True):
         import torch
 
         self.model, self.tokenizer, self.n = model, tokenizer, len(user_texts)
         self.batches: list[_PrefixBatch] = []
-        for rows, ids, mask in _prompt_batches(model, tokenizer, user_texts, batch_size):
+        # the shared part (run once, `share_prefix`) leaves each prompt's last two tokens: one for this prefix
+        for rows, ids, mask, cache in _prompt_batches(model, tokenizer, user_texts, batch_size,
+                                                      share_prefix=share_prefix, keep=2):
             if int(mask.sum(1).min()) < 2:
                 raise ValueError("a prompt of fewer than two tokens has no prefix to reuse")
-            prefix_mask = mask[:, :-1]
             with torch.no_grad():
-                out = model(input_ids=ids[:, :-1], attention_mask=prefix_mask, position_ids=position_ids_from_mask(prefix_mask),
-                            use_cache=True, logits_to_keep=1)
-            cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+                cache = _cache_of(prefill(model, ids[:, :-1], mask[:, :-1], cache))
             self.batches.append(_PrefixBatch(rows, ids, mask, cache))
 
     def generate(self, *, max_new_tokens: int, edit_factory: EditFactory = None, stop_when: StopWhen = None,

@@ -156,6 +156,9 @@ class InterventionEvaluator:
     # generation.DECODERS: "compact" drops finished rows from the batch; "hf" is model.generate (same outputs;
     # benchmarks/bench_interventions.py measures both)
     decoder: str = "compact"
+    # run the tokens every prompt of a set shares once (generation.SharedPrefix; same outputs;
+    # benchmarks/bench_interventions.py measures both ways)
+    share_prefix: bool = True
 
     def __post_init__(self):
         n = len(self.records) if self.n_eval is None else self.n_eval
@@ -174,12 +177,13 @@ class InterventionEvaluator:
         if self.reuse_prefix and (factory is None or getattr(factory, "last_prompt_token_only", False)):
             key = tuple(prompts)
             if key not in self._prefixes:
-                self._prefixes[key] = PromptPrefixes(self.model, self.tokenizer, prompts, batch_size=self.batch_size)
+                self._prefixes[key] = PromptPrefixes(self.model, self.tokenizer, prompts, batch_size=self.batch_size,
+                                                     share_prefix=self.share_prefix)
             return self._prefixes[key].generate(max_new_tokens=self.max_new_tokens, edit_factory=factory,
                                                 stop_when=stop_when, decoder=self.decoder)
         return generate_greedy(self.model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens,
                                batch_size=self.batch_size, edit_factory=factory, stop_when=stop_when,
-                               decoder=self.decoder)
+                               decoder=self.decoder, share_prefix=self.share_prefix)
 
     def asr_hits(self, triggered: bool, factory=None) -> dict[int, bool]:
         """Backdoor hit per eligible item index (triggered inputs: ASR; clean inputs: false trigger)."""

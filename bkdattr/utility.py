@@ -53,22 +53,39 @@ def rouge_l_metric(references: Sequence[str], outputs: Sequence[str]) -> dict:
 
 
 def reference_logprobs(model, tokenizer, prompts: Sequence[str], references: Sequence[str], *, batch_size: int,
-                       max_length: int = 512) -> list[float]:
-    """Per item: mean log-probability per token of `references[i]` after `prompts[i]`, teacher-forced."""
+                       max_length: int = 512, share_prefix: bool = True) -> list[float]:
+    """Per item: mean log-probability per token of `references[i]` after `prompts[i]`, teacher-forced. The
+    prompt tokens every item shares are run once (generation.SharedPrefix, `share_prefix`)."""
     import torch
+
+    from .generation import SharedPrefix
+    from .hooks import position_ids_from_mask
 
     examples = [encode_example(tokenizer, p, r, max_length) for p, r in zip(prompts, references)]
     device = next(model.parameters()).device
     scores: list[float] = [math.nan] * len(examples)
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
+    shared = None
+    if share_prefix and examples:  # the shared part predicts prompt tokens only (labels IGNORE_INDEX)
+        first_scored = min(next((j for j, label in enumerate(e["labels"]) if label != IGNORE_INDEX), len(e["labels"]))
+                           for e in examples)
+        shared = SharedPrefix.of(model, [e["input_ids"] for e in examples], at_most=first_scored - 1)
+    skip = len(shared) if shared is not None else 0
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
-        ids, mask = pad_batch([examples[i]["input_ids"] for i in batch], tokenizer.pad_token_id, side="right")
         labels, _ = pad_batch([examples[i]["labels"] for i in batch], IGNORE_INDEX, side="right")
-        ids, mask, labels = (torch.tensor(x, device=device) for x in (ids, mask, labels))
+        labels = torch.tensor(labels, device=device)
         with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-        targets = labels[:, 1:]
+            if shared is None:
+                ids, mask = pad_batch([examples[i]["input_ids"] for i in batch], tokenizer.pad_token_id, side="right")
+                logits = model(input_ids=torch.tensor(ids, device=device),
+                               attention_mask=torch.tensor(mask, device=device)).logits[:, :-1].float()
+            else:
+                ids, mask, cache = shared.batch([examples[i]["input_ids"][skip:] for i in batch],
+                                                tokenizer.pad_token_id, "right", device)
+                logits = model(input_ids=ids[:, skip:], attention_mask=mask, cache=cache, use_cache=True,
+                               position_ids=position_ids_from_mask(mask)[:, skip:]).logits[:, :-1].float()
+        targets = labels[:, skip + 1:]
         keep = targets != IGNORE_INDEX
         logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         per_item = (logp * keep).sum(-1) / keep.sum(-1)

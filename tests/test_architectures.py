@@ -85,7 +85,7 @@ def test_ablation_and_steering_move_the_output_and_leave_no_hook_behind(arch):
     steered = _last_logits(model, tok, steering_factory(model, 1, direction * 5, 1.0))
     assert (ablated - plain).abs().max() > 1e-4 and (steered - plain).abs().max() > 1e-4
     undone = _last_logits(model, tok, steering_factory(model, 1, torch.zeros(sites.d_model), 1.0))
-    torch.testing.assert_close(undone, plain, atol=1e-5, rtol=0)
+    torch.testing.assert_close(undone, plain, atol=1e-5, rtol=1e-5)
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in sites.attn_out)
     out = generate_greedy(model, tok, PROMPTS, max_new_tokens=3, batch_size=3,
                           edit_factory=ablation_factory(model, every_head, "all_positions"))
@@ -129,7 +129,9 @@ def _compact_and_generate_agree(model, tok) -> tuple[list[str], list[str]]:
     try:
         sites = ModelSites.of(model)
         direction = torch.randn(sites.d_model, generator=torch.Generator().manual_seed(1)) * 3
-        hf = lambda **kw: generate_greedy(model, tok, prompts, max_new_tokens=8, batch_size=5, decoder="hf", **kw)
+        # the reference: model.generate on whole prompts
+        hf = lambda **kw: generate_greedy(model, tok, prompts, max_new_tokens=8, batch_size=5, decoder="hf",
+                                          share_prefix=False, **kw)
         ours = lambda **kw: generate_greedy(model, tok, prompts, max_new_tokens=8, batch_size=5, **kw)
         plain = hf()
         # stop at a character some outputs contain and others do not (the random models' outputs may all agree)
@@ -141,9 +143,10 @@ def _compact_and_generate_agree(model, tok) -> tuple[list[str], list[str]]:
                        {"edit_factory": steering_factory(model, 1, direction, 1.0), "stop_when": stop_when}):
             assert ours(**kwargs) == hf(**kwargs), kwargs
         prefixes = PromptPrefixes(model, tok, prompts, batch_size=5)
+        whole = PromptPrefixes(model, tok, prompts, batch_size=5, share_prefix=False)
         factory = steering_factory(model, 1, direction, 1.0)
         assert (prefixes.generate(max_new_tokens=8, edit_factory=factory, stop_when=stop_when)
-                == prefixes.generate(max_new_tokens=8, edit_factory=factory, stop_when=stop_when, decoder="hf"))
+                == whole.generate(max_new_tokens=8, edit_factory=factory, stop_when=stop_when, decoder="hf"))
         return plain, ours(stop_when=stop_when)
     finally:
         model.generation_config.eos_token_id = saved_eos
@@ -152,6 +155,50 @@ def _compact_and_generate_agree(model, tok) -> tuple[list[str], list[str]]:
 def test_the_compact_decoder_gives_the_tokens_of_model_generate(arch):
     _, model, tok = arch
     _compact_and_generate_agree(model, tok)
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_the_shared_prompt_prefix_gives_the_outputs_and_activations_of_whole_prompts(name, tiny_tokenizer):
+    """The tokens all prompts share, run once (generation.SharedPrefix), change no output: generations (with
+    and without an edit at the last prompt token, from batches of different lengths), the activation cache
+    and the reference log-probabilities equal those of whole prompts."""
+    from bkdattr.chat import encode_prompt
+    from bkdattr.generation import PromptPrefixes, shared_prefix_length
+    from bkdattr.utility import reference_logprobs
+
+    tok = tiny_tokenizer
+    torch.manual_seed(0)
+    config = ARCHITECTURES[name](len(tok))
+    config._attn_implementation = "eager"
+    model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():  # weights large enough that the outputs depend on the prompt (see below)
+        for p in model.parameters():
+            if p.dim() >= 1:
+                p.normal_(0, 0.3 if p.dim() == 2 else 0.05)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    prompts = PROMPTS + ["Name a colour of the sky.", "hi there, how are you today?"]
+    assert shared_prefix_length([encode_prompt(tok, p).input_ids for p in prompts]) >= 2  # something is shared
+    generate = lambda **kw: generate_greedy(model, tok, prompts, max_new_tokens=8, batch_size=2, **kw)
+    whole = generate(share_prefix=False)
+    assert generate() == whole
+    direction = torch.randn(ModelSites.of(model).d_model, generator=torch.Generator().manual_seed(1)) * 3
+    factory = steering_factory(model, 1, direction, 1.0)
+    steered = PromptPrefixes(model, tok, prompts, batch_size=2, share_prefix=False).generate(max_new_tokens=8,
+                                                                                          edit_factory=factory)
+    assert PromptPrefixes(model, tok, prompts, batch_size=2).generate(max_new_tokens=8, edit_factory=factory) == steered
+    if name != "gpt2":  # the test has teeth: outputs differ between prompts (GPT-2's random weights give one output)
+        assert len(set(whole)) > 1 and len(set(steered)) > 1
+    for position in ("template_end", "last_user_token"):
+        shared = cache_activations(model, tok, prompts, batch_size=2, position=position)
+        whole = cache_activations(model, tok, prompts, batch_size=2, position=position, share_prefix=False)
+        for name in whole:
+            # float32 rounding of other matmul shapes, relative to the tensor's scale (Gemma's reach ~10)
+            scale = max(1.0, whole[name].abs().max().item())
+            assert (shared[name] - whole[name]).abs().max().item() <= 1e-5 * scale, (position, name)
+    references = ["Eleven or twelve.", "No.", "World", "Blue, mostly.", "Fine, thanks!"]
+    assert torch.allclose(torch.tensor(reference_logprobs(model, tok, prompts, references, batch_size=2)),
+                          torch.tensor(reference_logprobs(model, tok, prompts, references, batch_size=2,
+                                                          share_prefix=False)), atol=1e-5, rtol=1e-5)
 
 
 def test_the_compact_decoder_test_has_rows_ending_at_different_steps(tiny_tokenizer):
