@@ -86,7 +86,7 @@ def main() -> int:
     parser.add_argument("run_a", type=Path)
     parser.add_argument("run_b", type=Path)
     parser.add_argument("--rtol", type=float, default=1e-4)
-    parser.add_argument("--atol", type=float, default=1e-9)
+    parser.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance (the speed issue's bound for ACIE)")
     args = parser.parse_args()
     files = sorted(p.relative_to(args.run_a) for p in args.run_a.rglob("*")
                    if p.is_file() and p.suffix in SUFFIXES and not SKIP_PARTS & set(p.relative_to(args.run_a).parts))
