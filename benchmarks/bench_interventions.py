@@ -6,7 +6,9 @@
 - early stop: a row stops generating once every verdict read from it is final (the target or a refusal
   keyword has appeared; `early_stop`, rules in `evaluation.hit_is_final` / `clean_verdicts_final`);
 - compact decoding: a finished row leaves the batch instead of riding along padded (`decoder="compact"`
-  against `model.generate`, `"hf"`).
+  against `model.generate`, `"hf"`);
+- the shared prompt prefix: the tokens every prompt of a set shares run once per set (`share_prefix`; for
+  the all-positions ablation, once per setting, under the ablation).
 
 The baseline is the first of --paths (default: the evaluator with all three off, the path before them).
 Same model, items, settings and run; the rows (ASR, false triggers, utility and over-refusal per setting)
@@ -29,11 +31,14 @@ from bkdattr.atomic import write_tsv
 
 K_VALUES = [0, 1, 2, 4]
 SEEDS = [1, 2, 3]
-PATHS = {  # name -> (reuse_prefix, early_stop, decoder, description)
-    "plain": (False, False, "hf", "recompute the prompt every setting, full-length rows, model.generate (baseline)"),
-    "reuse": (True, False, "hf", "reuse the prompt prefix"),
-    "reuse_early_stop": (True, True, "hf", "reuse the prompt prefix + stop rows once their verdict is final"),
-    "reuse_early_stop_compact": (True, True, "compact", "the same, finished rows leave the batch (ours)"),
+PATHS = {  # name -> (reuse_prefix, early_stop, decoder, share_prefix, description)
+    "plain": (False, False, "hf", False,
+              "recompute the prompt every setting, full-length rows, model.generate (baseline)"),
+    "reuse": (True, False, "hf", False, "reuse the prompt prefix"),
+    "reuse_early_stop": (True, True, "hf", False, "reuse the prompt prefix + stop rows once their verdict is final"),
+    "reuse_early_stop_compact": (True, True, "compact", False, "the same, finished rows leave the batch"),
+    "reuse_early_stop_compact_shared": (True, True, "compact", True,
+                                        "the same, the tokens all prompts share run once per set (ours)"),
 }
 
 
@@ -55,11 +60,11 @@ def run_one(args, path: str) -> dict:
     every = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
     k_values = [k for k in K_VALUES if 2 * k <= len(every)]  # random controls need k heads outside the top k
     ranking = random.Random(0).sample(every, max(k_values))  # any fixed ranking: both paths ablate the same heads
-    reuse, early_stop, decoder, _ = PATHS[path]
+    reuse, early_stop, decoder, share_prefix, _ = PATHS[path]
     benign = load_benign_requests(None, config["evaluation"]["n_benign"], config["seed"]) if args.task == "jailbreak" else None
     evaluator = InterventionEvaluator(model, tokenizer, spec, test, max_new_tokens=32, batch_size=32, n_eval=args.n,
                                       benign=benign, reuse_prefix=reuse, early_stop=early_stop,
-                                      decoder=decoder)
+                                      decoder=decoder, share_prefix=share_prefix)
     rows, seconds = timed(lambda: run_ablation(evaluator, ranking, n_layers, n_heads, k_values=k_values,
                                                random_seeds=SEEDS, all_positions_variant=True))
     return {"rows": rows, "seconds": seconds, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -80,7 +85,7 @@ def main() -> None:
                "--threads", str(args.threads)]
         results[path] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
     baseline = results[args.paths[0]]
-    table = [{"path": name, "description": PATHS[name][3], "task": args.task, "n_items": args.n,
+    table = [{"path": name, "description": PATHS[name][4], "task": args.task, "n_items": args.n,
               "settings": len(r["rows"]), "seconds": r["seconds"], "max_rss_mb": r["max_rss_mb"],
               "speedup_vs_baseline": baseline["seconds"] / r["seconds"],
               "memory_vs_baseline": r["max_rss_mb"] / baseline["max_rss_mb"],

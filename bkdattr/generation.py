@@ -101,9 +101,10 @@ class SharedPrefix:
     cache: object
 
     @classmethod
-    def of(cls, model, sequences: Sequence[Sequence[int]], *, keep: int = 1, at_most: int | None = None):
+    def of(cls, model, sequences: Sequence[Sequence[int]], *, keep: int = 1, at_most: int | None = None,
+           edit_factory: EditFactory = None):
         """The shared prefix of `sequences` (leaving `keep` tokens of each, at most `at_most` tokens), or None
-        when they share nothing."""
+        when they share nothing. `edit_factory`: an edit the same at every position, run on the prefix too."""
         import torch
 
         n = shared_prefix_length(sequences, keep)
@@ -113,8 +114,10 @@ class SharedPrefix:
             return None
         ids = list(sequences[0][:n])
         device = next(model.parameters()).device
-        with torch.no_grad():
-            out = model(input_ids=torch.tensor([ids], device=device), use_cache=True, **_keep_last_logits(model))
+        input_ids = torch.tensor([ids], device=device)
+        context = edit_factory(torch.ones_like(input_ids)) if edit_factory else contextlib.nullcontext()
+        with torch.no_grad(), context:
+            out = model(input_ids=input_ids, use_cache=True, **_keep_last_logits(model))
         return cls(ids, _cache_of(out))
 
     def __len__(self) -> int:
@@ -136,16 +139,17 @@ class SharedPrefix:
 
 
 def _prompt_batches(model, tokenizer, user_texts: Sequence[str], batch_size: int, *, share_prefix: bool = False,
-                    keep: int = 1):
+                    keep: int = 1, edit_factory: EditFactory = None):
     """[(rows, input_ids, attention_mask, cache)]: prompts sorted longest first, left-padded per batch. With
-    `share_prefix`, the tokens all prompts share are run once: each batch is [shared][pad][rest] and `cache`
-    (else None) holds the shared columns; `keep` tokens of every prompt stay outside the shared part."""
+    `share_prefix`, the tokens all prompts share are run once (under `edit_factory`, an edit the same at every
+    position, if given): each batch is [shared][pad][rest] and `cache` (else None) holds the shared columns;
+    `keep` tokens of every prompt stay outside the shared part."""
     import torch
 
     encodings = [encode_prompt(tokenizer, t).input_ids for t in user_texts]
     order = sorted(range(len(encodings)), key=lambda i: (-len(encodings[i]), i))
     device = next(model.parameters()).device
-    shared = SharedPrefix.of(model, encodings, keep=keep) if share_prefix else None
+    shared = SharedPrefix.of(model, encodings, keep=keep, edit_factory=edit_factory) if share_prefix else None
     batches = []
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
@@ -237,12 +241,16 @@ def _compact_greedy(model, tokenizer, input_ids, attention_mask, *, max_new_toke
 def generate_greedy(model, tokenizer, user_texts: Sequence[str], *, max_new_tokens: int, batch_size: int,
                     edit_factory: EditFactory = None, progress: str | None = None, stop_when: StopWhen = None,
                     decoder: str = "compact", share_prefix: bool = True) -> list[str]:
-    """Greedy continuations of the chat prompts of `user_texts`, in their order. Without an edit, the tokens all
-    prompts share are run once (`share_prefix`); an edit may touch any position, so it sees whole prompts."""
+    """Greedy continuations of the chat prompts of `user_texts`, in their order. The tokens all prompts share are
+    run once (`share_prefix`) without an edit, or under an edit the same at every position (a factory marked
+    `same_at_every_position`); any other edit may depend on the batch, so it sees whole prompts."""
     from tqdm import tqdm
 
     outputs: list[str | None] = [None] * len(user_texts)
-    batches = _prompt_batches(model, tokenizer, user_texts, batch_size, share_prefix=share_prefix and not edit_factory)
+    everywhere = getattr(edit_factory, "same_at_every_position", False)
+    batches = _prompt_batches(model, tokenizer, user_texts, batch_size,
+                              share_prefix=share_prefix and (edit_factory is None or everywhere),
+                              edit_factory=edit_factory if everywhere else None)
     for rows, input_ids, attention_mask, cache in tqdm(batches, desc=progress or "generate", disable=progress is None,
                                                        mininterval=5):
         context = edit_factory(attention_mask) if edit_factory else contextlib.nullcontext()

@@ -73,7 +73,7 @@ def ablation_factory(model, heads: Sequence[Head], variant: str = "last_prompt_t
     if not heads:
         return None
     if variant == "all_positions":
-        return lambda mask: trace(model, head_edits=ablation_edits(heads, "all", prefill_only=False))
+        return _same_at_every_position(lambda mask: trace(model, head_edits=ablation_edits(heads, "all", prefill_only=False)))
     if variant != "last_prompt_token":
         raise ValueError(f"unknown ablation variant {variant!r}")
     return _last_prompt_token_only(
@@ -85,6 +85,13 @@ def steering_factory(model, layer: int, vector: torch.Tensor, scale: float):
     return _last_prompt_token_only(
         lambda mask: trace(model, residual_edits=[ResidualEdit(layer=layer, vector=vector, scale=scale,
                                                                positions=last_token_index(mask), prefill_only=True)]))
+
+
+def _same_at_every_position(factory):
+    """Mark a factory whose edit is the same at every position whatever the batch (its mask is ignored): the
+    prompt tokens all prompts share can then be run once, under the edit (generation.SharedPrefix)."""
+    factory.same_at_every_position = True
+    return factory
 
 
 def _last_prompt_token_only(factory):

@@ -159,9 +159,9 @@ def test_the_compact_decoder_gives_the_tokens_of_model_generate(arch):
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_the_shared_prompt_prefix_gives_the_outputs_and_activations_of_whole_prompts(name, tiny_tokenizer):
-    """The tokens all prompts share, run once (generation.SharedPrefix), change no output: generations (with
-    and without an edit at the last prompt token, from batches of different lengths), the activation cache
-    and the reference log-probabilities equal those of whole prompts."""
+    """The tokens all prompts share, run once (generation.SharedPrefix), change no output: generations (with no
+    edit, an edit at every position, an edit at the last prompt token; batches of different lengths), the
+    activation cache and the reference log-probabilities equal those of whole prompts."""
     from bkdattr.chat import encode_prompt
     from bkdattr.generation import PromptPrefixes, shared_prefix_length
     from bkdattr.utility import reference_logprobs
@@ -181,6 +181,9 @@ def test_the_shared_prompt_prefix_gives_the_outputs_and_activations_of_whole_pro
     generate = lambda **kw: generate_greedy(model, tok, prompts, max_new_tokens=8, batch_size=2, **kw)
     whole = generate(share_prefix=False)
     assert generate() == whole
+    # an edit the same at every position runs on the shared tokens too (computed once, under the edit)
+    ablate = ablation_factory(model, [(0, 1), (1, 2)], "all_positions")
+    assert generate(edit_factory=ablate) == generate(edit_factory=ablate, share_prefix=False)
     direction = torch.randn(ModelSites.of(model).d_model, generator=torch.Generator().manual_seed(1)) * 3
     factory = steering_factory(model, 1, direction, 1.0)
     steered = PromptPrefixes(model, tok, prompts, batch_size=2, share_prefix=False).generate(max_new_tokens=8,
