@@ -4,10 +4,10 @@ Prompts are sorted by length so a batch pads only to its own longest prompt, not
 leaves its batch as soon as it is done (`_compact_greedy`; `model.generate` is kept as the reference decoder).
 
 `SharedPrefix`: the prompts of a set share their first tokens (the chat template's system turn and the
-opening of the user turn: 24 of SmolLM2's ~43-72 prompt tokens), so those are run once per set, not once
-per prompt. A batch then starts from their KV cache and runs only the rest of each prompt, left-padded
-after the shared part ([shared][pad][rest]; positions from the mask, as before). Same model calls per row;
-benchmarks/bench_decoder.py measures it (identical outputs, and the time saved).
+opening of the user turn, a task instruction: 24-47 of SmolLM2's ~43-72 prompt tokens), so those are run
+once per set, not once per prompt. A batch then starts from their KV cache and runs only the rest of each
+prompt, left-padded after the shared part ([shared][pad][rest]; positions from the mask, as before).
+benchmarks/bench_shared_prefix.py measures it (identical outputs, and the time saved).
 
 `PromptPrefixes` serves the interventions that edit only the last prompt token (head ablation at that
 token in prefill, the backdoor vector): every position before it is the same under every such edit, so
