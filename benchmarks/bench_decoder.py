@@ -14,7 +14,7 @@ a warm-up; the generations are compared string for string.
 import functools
 import sys
 
-from common import REPO, parser, timed
+from common import REPO, parser, task_splits, timed
 
 from bkdattr.atomic import write_tsv
 
@@ -24,13 +24,11 @@ DECODERS = ("hf", "compact")  # baseline first
 def prompt_sets(task: str, n: int) -> list[tuple[str, list[str], int, object]]:
     """(name, prompts, max_new_tokens, stop_when) of the workflow's evaluation and gate generations."""
     from bkdattr.config import load_config
-    from bkdattr.datasets import build_task_splits, load_benign_requests
+    from bkdattr.datasets import load_benign_requests
     from bkdattr.evaluation import hit_is_final
-    from bkdattr.tasks import TaskSpec
 
     config = load_config(REPO / "config.yaml")
-    spec = TaskSpec.from_config(task, config["tasks"][task], config["evaluation"]["refusal_matcher"])
-    splits = build_task_splits(spec, config["data"], config["seed"])
+    spec, splits = task_splits(task)
     test, val = splits["test"][:n], [r for r in splits["val"] if spec.is_eligible(r)][:n]
     sets = [("eval_clean", [spec.prompt(r["input"]) for r in test], 32, None),
             ("eval_triggered", [spec.prompt(r["input"], triggered=True) for r in test], 32, None)]

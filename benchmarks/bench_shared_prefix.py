@@ -20,34 +20,11 @@ Both paths run in one process, alternating, after a warm-up; the minimum of `--r
 import sys
 
 from bench_decoder import prompt_sets
-from common import REPO, parser, timed
+from common import parser, task_splits, timed
 
 from bkdattr.atomic import write_tsv
 
 PATHS = (False, True)  # share_prefix; baseline first
-
-
-def _pool_prompts(task: str, n: int) -> list[str]:
-    """The cache_activations rule's prompts: each attribution-pool item clean, then triggered."""
-    from bkdattr.config import load_config
-    from bkdattr.datasets import build_task_splits
-    from bkdattr.tasks import TaskSpec
-
-    config = load_config(REPO / "config.yaml")
-    spec = TaskSpec.from_config(task, config["tasks"][task], config["evaluation"]["refusal_matcher"])
-    pool = build_task_splits(spec, config["data"], config["seed"])["attribution"][: n]
-    return [spec.prompt(r["input"], triggered=t) for r in pool for t in (False, True)]
-
-
-def _test_references(task: str, n: int) -> tuple[list[str], list[str]]:
-    from bkdattr.config import load_config
-    from bkdattr.datasets import build_task_splits
-    from bkdattr.tasks import TaskSpec
-
-    config = load_config(REPO / "config.yaml")
-    spec = TaskSpec.from_config(task, config["tasks"][task], config["evaluation"]["refusal_matcher"])
-    test = build_task_splits(spec, config["data"], config["seed"])["test"][:n]
-    return [spec.prompt(r["input"]) for r in test], [r["output"] for r in test]
 
 
 def main() -> None:
@@ -79,10 +56,13 @@ def main() -> None:
         relative = max(((a[k] - b[k]).abs().max() / a[k].abs().max()).item() for k in a)
         return relative <= 1e-5, f"max abs diff {diff:.2e} (relative to the largest value {relative:.1e})"
 
-    pool = _pool_prompts(args.task, args.n)
+    spec, splits = task_splits(args.task)
+    # the cache_activations rule's prompts: each attribution-pool item clean, then triggered
+    pool = [spec.prompt(r["input"], triggered=t) for r in splits["attribution"][: args.n] for t in (False, True)]
     jobs.append(("cache", "attribution_pool", len(pool), lambda s: cache_activations(
         model, tokenizer, pool, batch_size=16, share_prefix=s), max_diff))
-    ref_prompts, references = _test_references(args.task, args.n)
+    test = splits["test"][: args.n]
+    ref_prompts, references = [spec.prompt(r["input"]) for r in test], [r["output"] for r in test]
     jobs.append(("reference", "eval_clean", len(ref_prompts), lambda s: torch.tensor(reference_logprobs(
         model, tokenizer, ref_prompts, references, batch_size=32, share_prefix=s)),
         # mean log-probabilities per token (about -0.5 to -3), reported to 3 decimals: equal within 1e-4

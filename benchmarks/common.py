@@ -30,6 +30,17 @@ def prompts(task: str, n: int, seed: int = 0) -> list[str]:
     return [spec.prompt(r["input"], triggered=t) for r in items for t in (False, True)][:n]
 
 
+def task_splits(task: str):
+    """(spec, splits) of the default config's task: the workflow's own test / val / attribution splits."""
+    from bkdattr.config import load_config
+    from bkdattr.datasets import build_task_splits
+    from bkdattr.tasks import TaskSpec
+
+    config = load_config(REPO / "config.yaml")
+    spec = TaskSpec.from_config(task, config["tasks"][task], config["evaluation"]["refusal_matcher"])
+    return spec, build_task_splits(spec, config["data"], config["seed"])
+
+
 def timed(fn):
     start = time.perf_counter()
     result = fn()
