@@ -19,6 +19,23 @@ def test_shipped_configs_are_valid():
         load_config(path)
 
 
+def _layered(base: dict, overlay: dict) -> dict:
+    """Snakemake's --configfile layering: nested mappings merged key by key, the overlay winning."""
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = _layered(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+@pytest.mark.parametrize("overlay", ["long_answers.yaml", "injection_methods.yaml"])
+def test_overlay_presets_are_valid_on_the_default_config(overlay):
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    layered = check_config(_layered(base, yaml.safe_load((REPO / "presets" / overlay).read_text())), overlay)
+    if overlay == "injection_methods.yaml":
+        assert layered["injection"]["methods"] == ["lora_sft", "full_sft", "dpo", "edit"]
+        assert layered["injection"]["dpo"]["sft_weight"] == 1.0
+
+
 def test_defaults_are_filled(raw):
     config = check_config(raw)
     assert config["model"]["trust_remote_code"] is False
