@@ -123,6 +123,72 @@ def train_mlp_probe(x_train, y_train, x_val, y_val, *, seed: int, epochs: int = 
     return probe
 
 
+def train_mlp_probes(x_train, y_train, x_val, y_val, *, seeds, epochs: int = 100, batch_size: int = 16,
+                     lr: float = 1e-3, hidden: int = 100, dropout: float = 0.2) -> list[MLPProbe]:
+    """One probe per layer, all layers trained together: x_train [L, N, d] and x_val [L, Nv, d] (the same rows
+    at every layer), labels shared. Layer l's probe follows `train_mlp_probe(..., seed=seeds[l])` step by step:
+    its own init, batch order and dropout masks (drawn from that seed's generators in the same order), Adam
+    on its own slice of the stacked weights (fused: one kernel for every layer), its own best epoch. Batched
+    matmuls round differently from one layer's (weights within 1.7e-6 after 100 epochs on a real cache), so
+    this matches it to rounding, not bit for bit; benchmarks/bench_probes.py checks the accuracies and the
+    ILCA matrix on real caches. Why: a probe's step is tiny (16 rows, d -> 100 -> 1), so one layer at a time
+    spends its time in per-op overhead; the layers' 30 steps now cost about one."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    x, y = _as_tensor(x_train), _as_tensor(y_train)
+    if x.ndim != 3 or len(seeds) != x.shape[0]:
+        raise ValueError(f"x_train must be [layers, rows, d] with one seed per layer, got {tuple(x.shape)} and "
+                         f"{len(seeds)} seeds")
+    n_layers, n_rows, d = x.shape
+    mean, std = x.mean(1), x.std(1, correction=0).clamp_min(1e-6)
+    xs = (x - mean[:, None]) / std[:, None]
+    xv = (_as_tensor(x_val) - mean[:, None]) / std[:, None]
+    yv = torch.as_tensor(np.asarray(y_val)).bool()
+    inits, dropout_rngs, shuffles = [], [], []
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            inits.append(_mlp(d, hidden, dropout))
+            # train_mlp_probe draws its dropout masks from the global RNG right after the init: same stream
+            dropout_rngs.append(torch.Generator().set_state(torch.get_rng_state()))
+        shuffles.append(torch.Generator().manual_seed(seed))
+    stacked = lambda index, attr: torch.stack([getattr(net[index], attr).detach() for net in inits])  # noqa: E731
+    w1 = stacked(0, "weight").transpose(1, 2).contiguous().requires_grad_()   # [L, d, hidden]
+    b1 = stacked(0, "bias")[:, None].contiguous().requires_grad_()            # [L, 1, hidden]
+    w2 = stacked(3, "weight").transpose(1, 2).contiguous().requires_grad_()   # [L, hidden, 1]
+    b2 = stacked(3, "bias")[:, None].contiguous().requires_grad_()            # [L, 1, 1]
+    params = [w1, b1, w2, b2]
+    opt = torch.optim.Adam(params, lr=lr, fused=True)
+    layer_index = torch.arange(n_layers)[:, None]
+    keep = 1.0 - dropout
+    best_acc = torch.full((n_layers,), -1.0)
+    best = [p.detach().clone() for p in params]
+    for _ in tqdm(range(epochs), desc="MLP probes (all layers)", file=sys.stderr, mininterval=5):
+        order = torch.stack([torch.randperm(n_rows, generator=g) for g in shuffles])  # [L, N]
+        for idx in order.split(batch_size, dim=1):
+            opt.zero_grad()
+            hidden_out = torch.relu(torch.baddbmm(b1, xs[layer_index, idx], w1))
+            # nn.Dropout in training: input * bernoulli(keep) / keep, one [rows, hidden] mask per layer
+            masks = torch.stack([torch.empty(idx.shape[1], hidden).bernoulli_(keep, generator=g) for g in dropout_rngs])
+            logits = torch.baddbmm(b2, hidden_out * masks.div_(keep), w2).squeeze(-1)
+            # each layer's loss is its own batch mean, as BCEWithLogitsLoss; summing keeps the layers' gradients apart
+            torch.nn.functional.binary_cross_entropy_with_logits(logits, y[idx], reduction="none").mean(1).sum().backward()
+            opt.step()
+        with torch.no_grad():
+            val_logits = torch.baddbmm(b2, torch.relu(torch.baddbmm(b1, xv, w1)), w2).squeeze(-1)
+            acc = ((val_logits > 0) == yv).float().mean(1)
+            better = acc > best_acc  # strict: ties keep the earlier epoch
+            best_acc = torch.where(better, acc, best_acc)
+            for kept, param in zip(best, params):
+                kept[better] = param[better]
+    probes = []
+    for layer, net in enumerate(inits):
+        net.load_state_dict({"0.weight": best[0][layer].T, "0.bias": best[1][layer, 0],
+                             "3.weight": best[2][layer].T, "3.bias": best[3][layer, 0]})
+        probes.append(MLPProbe(net.eval(), mean[layer], std[layer]))
+    return probes
+
+
 def train_svm_probe(x_train, y_train):
     """RBF SVM on standardised inputs (sklearn defaults, as the paper)."""
     return make_pipeline(StandardScaler(), SVC(kernel="rbf", C=1.0, gamma="scale")).fit(x_train, y_train)
@@ -155,11 +221,13 @@ def layer_probe_results(features, labels, groups, *, seed: int, epochs: int = 10
     split = split_groups(groups, seed, labels=labels)
     tr, va, te = split["train"], split["val"], split["test"]
     n_layers = features.shape[1]
-    rows, mlps, svms = [], [], []
-    for l in tqdm(range(n_layers), desc="probes", file=sys.stderr, mininterval=5):
-        x = features[:, l]
-        layer_seed = int(np.random.SeedSequence([seed, l]).generate_state(1)[0])  # distinct init per layer
-        mlp = train_mlp_probe(x[tr], labels[tr], x[va], labels[va], seed=layer_seed, epochs=epochs)
+    rows, svms = [], []
+    # a distinct init per layer
+    layer_seeds = [int(np.random.SeedSequence([seed, l]).generate_state(1)[0]) for l in range(n_layers)]
+    by_layer = features.transpose(1, 0, 2)  # [L, N, d]
+    mlps = train_mlp_probes(by_layer[:, tr], labels[tr], by_layer[:, va], labels[va], seeds=layer_seeds, epochs=epochs)
+    for l in tqdm(range(n_layers), desc="SVM probes", file=sys.stderr, mininterval=5):
+        x, mlp = features[:, l], mlps[l]
         svm = train_svm_probe(x[tr], labels[tr])
         for name, acc in (("mlp", mlp.accuracy), ("svm", lambda a, b: _svm_acc(svm, a, b))):
             test_acc = acc(x[te], labels[te])
@@ -168,7 +236,6 @@ def layer_probe_results(features, labels, groups, *, seed: int, epochs: int = 10
                          "val_acc": acc(x[va], labels[va]), "test_acc": test_acc,
                          "test_acc_ci_low": low, "test_acc_ci_high": high,
                          "n_train": len(tr), "n_val": len(va), "n_test": len(te)})
-        mlps.append(mlp)
         svms.append(svm)
     # ILCA[i, j]: probe trained on layer i, scored on layer j's test rows (same items for every j).
     ilca_mlp = np.array([[m.accuracy(features[te, j], labels[te]) for j in range(n_layers)] for m in mlps])
