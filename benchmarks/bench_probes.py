@@ -17,7 +17,7 @@ import numpy as np
 
 from common import parser, timed
 
-from bkdattr.atomic import write_tsv_union
+from bkdattr.atomic import read_tsv, write_tsv_union
 
 
 def load_features(results: Path, task: str, model: str, split_by: str = "by_item"):
@@ -78,7 +78,9 @@ def main() -> None:
     print("\t".join(f"{k}={v}" for k, v in row.items()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_tsv_union(out / "bench_probes.tsv", [row])
+    table = out / "bench_probes.tsv"  # one row per task and model: earlier rows of other caches are kept
+    earlier = [r for r in read_tsv(table) if (r["task"], r["model"]) != (args.task, args.model_key)] if table.exists() else []
+    write_tsv_union(table, earlier + [row])
 
 
 if __name__ == "__main__":
