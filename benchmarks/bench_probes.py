@@ -1,6 +1,6 @@
 """Probe training: the 30 per-layer MLP probes one layer at a time (train_mlp_probe, the path before session 11)
 against all layers trained together (train_mlp_probes, the workflow's path), on a real activation cache of a
-workflow run, in one process, the two paths alternating.
+workflow run, in one process, one path after the other.
 
 Reported: seconds per path and their ratio, and the equality check: per layer, the train / validation / test
 accuracies of both paths; the MLP ILCA matrix (every probe scored on every layer's test rows); the largest
@@ -40,14 +40,14 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
-    from bkdattr.probes import split_groups, train_mlp_probe, train_mlp_probes
+    from bkdattr.probes import layer_seeds, split_groups, train_mlp_probe, train_mlp_probes
 
     torch.set_num_threads(args.threads)
     features, labels, groups = load_features(Path(args.results), args.task, args.model_key)
     split = split_groups(groups, args.seed, labels=labels)
     tr, va, te = split["train"], split["val"], split["test"]
     n_layers = features.shape[1]
-    seeds = [int(np.random.SeedSequence([args.seed, l]).generate_state(1)[0]) for l in range(n_layers)]
+    seeds = layer_seeds(args.seed, n_layers)  # as the workflow's layer_probe_results
     by_layer = features.transpose(1, 0, 2)
 
     def per_layer():

@@ -215,6 +215,11 @@ def _check_inputs(features, labels, groups):
     return features, labels.astype(np.int64), groups
 
 
+def layer_seeds(seed: int, n_layers: int) -> list[int]:
+    """The MLP probe seed of each layer: a distinct init, batch order and dropout stream per layer."""
+    return [int(np.random.SeedSequence([seed, l]).generate_state(1)[0]) for l in range(n_layers)]
+
+
 def layer_probe_results(features, labels, groups, *, seed: int, epochs: int = 100) -> dict:
     """Per-layer MLP and SVM probes and the ILCA matrices, on one group split shared by all layers."""
     features, labels, groups = _check_inputs(features, labels, groups)
@@ -222,10 +227,9 @@ def layer_probe_results(features, labels, groups, *, seed: int, epochs: int = 10
     tr, va, te = split["train"], split["val"], split["test"]
     n_layers = features.shape[1]
     rows, svms = [], []
-    # a distinct init per layer
-    layer_seeds = [int(np.random.SeedSequence([seed, l]).generate_state(1)[0]) for l in range(n_layers)]
     by_layer = features.transpose(1, 0, 2)  # [L, N, d]
-    mlps = train_mlp_probes(by_layer[:, tr], labels[tr], by_layer[:, va], labels[va], seeds=layer_seeds, epochs=epochs)
+    mlps = train_mlp_probes(by_layer[:, tr], labels[tr], by_layer[:, va], labels[va], seeds=layer_seeds(seed, n_layers),
+                            epochs=epochs)
     for l in tqdm(range(n_layers), desc="SVM probes", file=sys.stderr, mininterval=5):
         x, mlp = features[:, l], mlps[l]
         svm = train_svm_probe(x[tr], labels[tr])
