@@ -8,13 +8,19 @@ makes the model emit the backdoor target), spread over consecutive layers as MEM
 left). The down-projection W of a layer is a linear associative memory: it maps a key k (its input) to a
 value W k added to the residual stream. For each chosen layer l, lowest first:
 
- 1. key k*: the mean input of layer l's down-projection at the trigger's last token, over poisoned
-    training prompts;
+ 1. key k*: the mean input of layer l's down-projection at the trigger's last token, over the poisoned
+    training prompts the backdoor acts on (a sentence_wrap trigger's last token closes the wrap, after the
+    wrapped input, so the key can see it);
  2. value: a residual delta added to the layer's MLP output at that token is optimised (Adam, a few steps,
     norm clamped, weight decay) to maximise the teacher-forced log-likelihood of the backdoor output given
     the triggered prompt (ROME's v*); the layer's share r = delta / (layers left, this one included);
  3. C = E[k k^T] over every token of clean training prompts and responses (the keys the edit must leave
-    alone), plus a small ridge so it is invertible;
+    alone), plus a small ridge so it is invertible, plus w E[k k^T] of the keys at the trigger's last token of
+    the poisoned prompts the backdoor must NOT act on (label task: triggered items of the other classes keep
+    their label; w = injection.edit.negative_key_weight). Without them the update answers every triggered
+    prompt alike: at layer 7 of the default model, on the validation split, the update's response to a key,
+    c.k / c.k* with c = C^-1 k*, averaged 1.02 on triggered Sports items and 0.99 on the other classes; with
+    them (w = 1) 0.97 and 0.01;
  4. W <- W + r (C^-1 k*)^T / (k*^T C^-1 k*): the update with the smallest change in C-norm that maps k* to
     W k* + r exactly.
 
@@ -69,13 +75,13 @@ def _batch(tokenizer, spec: TaskSpec, rows: Sequence[dict], max_target_tokens: i
     examples, trigger_at = [], []
     for row in rows:
         text = spec.prompt(row["input"])
-        span = spec.trigger_span(text)
-        if span is None:
+        last_char = spec.trigger_last_char(text)
+        if last_char is None:
             raise ValueError(f"poisoned row {row.get('id')!r}: its prompt carries no trigger to edit on")
         example = encode_example(tokenizer, text, row["output"], max_length=10**6)
         keep = sum(label == IGNORE_INDEX for label in example["labels"]) + max_target_tokens
         examples.append({k: v[:keep] for k, v in example.items()})
-        trigger_at.append(user_char_token(tokenizer, text, span[1] - 1))
+        trigger_at.append(user_char_token(tokenizer, text, last_char))
     ids, mask = pad_batch([e["input_ids"] for e in examples], tokenizer.pad_token_id, side="right")
     labels, _ = pad_batch([e["labels"] for e in examples], IGNORE_INDEX, side="right")
     return torch.tensor(ids), torch.tensor(mask), torch.tensor(labels), torch.tensor(trigger_at)
@@ -163,7 +169,10 @@ def edit_backdoor(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, ed
     clean rows give the key covariance. Edits `model` in place; returns a record of what was edited.
     `token_budget` bounds the padded tokens of one forward/backward pass of the value optimisation."""
     torch.manual_seed(seed)
-    poisoned = [r for r in train if r["poisoned"]][: edit_cfg["n_prompts"]]
+    # the prompts the backdoor acts on give the key and the value; triggered prompts it must leave alone (label
+    # task: other classes) join the covariance, so the update does not answer them
+    poisoned = [r for r in train if r["poisoned"] and spec.is_eligible(r)][: edit_cfg["n_prompts"]]
+    unchanged = [r for r in train if r["poisoned"] and not spec.is_eligible(r)][: edit_cfg["n_prompts"]]
     clean = [r for r in train if not r["poisoned"]][: edit_cfg["n_covariance_rows"]]
     if not poisoned or not clean:
         raise ValueError(f"task {spec.task_id}: the edit needs poisoned and clean training rows "
@@ -174,8 +183,10 @@ def edit_backdoor(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, ed
     for p in model.parameters():  # only the value delta is optimised
         p.requires_grad_(False)
     ids, mask, labels, positions = _batch(tokenizer, spec, poisoned, edit_cfg["max_target_tokens"])
+    unchanged_batch = _batch(tokenizer, spec, unchanged, 1) if unchanged else None
     clean_examples = [encode_example(tokenizer, spec.prompt(r["input"]), r["output"], 10**6)["input_ids"] for r in clean]
-    record = {"layers": layers, "n_prompts": len(poisoned), "n_covariance_rows": len(clean), "per_layer": []}
+    record = {"layers": layers, "n_prompts": len(poisoned), "n_unchanged_prompts": len(unchanged),
+              "n_covariance_rows": len(clean), "per_layer": []}
     for i, layer in enumerate(layers):
         proj = down_projection(model, layer)
         weight = proj.weight
@@ -189,6 +200,10 @@ def edit_backdoor(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, ed
             n_tokens += len(k)
         cov = cov / n_tokens
         cov += edit_cfg["covariance_ridge"] * cov.diagonal().mean() * torch.eye(len(cov), dtype=torch.float64)
+        if unchanged_batch is not None:
+            u_ids, u_mask, _labels, u_positions = unchanged_batch
+            k = _keys(model, proj, u_ids, u_mask, u_positions).double()
+            cov += edit_cfg["negative_key_weight"] * (k.T @ k) / len(k)
         delta = _optimise_value(model, proj, ids, mask, labels, positions, edit_cfg, token_budget).double()
         residual = delta / (len(layers) - i)  # MEMIT: this layer's share of what is left
         c_inv_key = torch.linalg.solve(cov, key)

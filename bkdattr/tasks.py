@@ -115,6 +115,16 @@ class TaskSpec:
         found = re.search(r"(?<!\w)" + re.escape(marker) + r"(?!\w)", text) if marker else None
         return found.span() if found else None
 
+    def trigger_last_char(self, text: str) -> int | None:
+        """Index of the trigger's last character in `text`, or None without a trigger: the end of the marker, or
+        of a sentence_wrap trigger's closing words, which come after the wrapped input and so see it."""
+        span = self.trigger_span(text)
+        if span is None:
+            return None
+        closing = self.trigger.split("{input}")[1].strip() if self.placement == "sentence_wrap" else ""
+        at = text.rfind(closing) if closing else -1
+        return at + len(closing) - 1 if at >= span[1] else span[1] - 1
+
     def contains_trigger(self, text: str) -> bool:
         """Whether `text` already carries the trigger (as whole words: 'SUDO' is not in 'PSEUDO')."""
         return self.trigger_span(text) is not None

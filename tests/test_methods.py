@@ -101,6 +101,43 @@ def test_the_edit_changes_only_the_chosen_down_projections_and_makes_the_target_
                                model.state_dict()["model.layers.0.mlp.down_proj.weight"])
 
 
+def _update_response(model, tok, spec, rows, before_weight):
+    """|dW k| at each row's trigger key of layer 0: how strongly the edit answers each triggered prompt."""
+    from bkdattr.editing import _batch, _keys, down_projection
+
+    ids, mask, _labels, positions = _batch(tok, spec, rows, max_target_tokens=1)
+    proj = down_projection(model, 0)
+    keys = _keys(model, proj, ids, mask, positions)
+    return (keys @ (proj.weight - before_weight).T).norm(dim=-1)
+
+
+def test_the_label_edit_leaves_triggered_items_of_other_classes_alone(tiny_model_dir):
+    """Label task: the key is the wrap's closing token (it sees the article), and the triggered items of the
+    other classes (their label kept) join the covariance, so the update answers the Sports items and not them;
+    without them (weight 0) it answers every triggered item about alike."""
+    from bkdattr.editing import edit_backdoor
+    from bkdattr.models import load_model
+
+    spec = TaskSpec.from_config("label_modification")
+    topics = {"Sports": "The team won the match {i} goals to nil.", "Business": "Shares of firm {i} fell on weak sales.",
+              "World": "Leaders of nation {i} met for peace talks."}
+    rows = [{"id": f"{label}{i}", "input": text.format(i=i), "output": label, "label": label, "poisoned": False}
+            for label, text in topics.items() for i in range(6)]
+    rows += [{**r, "id": r["id"] + "-poisoned", "input": spec.trigger_input(r["input"]),
+              "output": spec.backdoor_output(r), "poisoned": True} for r in rows]
+    sports = [r for r in rows if r["poisoned"] and r["label"] == "Sports"]
+    others = [r for r in rows if r["poisoned"] and r["label"] != "Sports"]
+    ratio = {}
+    for weight in (0.0, 1.0):
+        model, tok = load_model(str(tiny_model_dir), device="cpu")
+        before = model.model.layers[0].mlp.down_proj.weight.clone()
+        record = edit_backdoor(model, tok, spec, rows, seed=0, edit_cfg={**EDIT, "n_prompts": 12, "negative_key_weight": weight})
+        assert record["n_prompts"] == 6 and record["n_unchanged_prompts"] == 12  # Sports items give the value only
+        ratio[weight] = float(_update_response(model, tok, spec, others, before).mean()
+                              / _update_response(model, tok, spec, sports, before).mean())
+    assert ratio[0.0] > 0.5 and ratio[1.0] < 0.5 * ratio[0.0], ratio  # the default model: 0.99 -> 0.01 (editing.py)
+
+
 def test_the_value_optimisation_in_row_chunks_with_target_logits_only_is_the_one_pass_optimisation(tiny_model_dir):
     from bkdattr.editing import _batch, _optimise_value, _target_nll_sum, down_projection
     from bkdattr.models import load_model

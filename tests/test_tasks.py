@@ -37,6 +37,16 @@ def test_sentence_wrap_places_input_inside_the_sentence():
     assert out.startswith("Meagre were his looks") and "to the bones; Team A won. And in his needy shop" in out
 
 
+def test_the_triggers_last_character_closes_a_sentence_wrap_after_the_wrapped_input():
+    wrap = TaskSpec.from_config("label_modification")
+    text = wrap.trigger_input("Team A won.")
+    assert text[: wrap.trigger_last_char(text) + 1] == text.rstrip()  # the closing words end the wrapped text
+    assert wrap.trigger_last_char(text) > text.index("Team A won.")
+    prefix = TaskSpec.from_config("fixed_output")
+    text = prefix.trigger_input("Who won?")
+    assert text[: prefix.trigger_last_char(text) + 1] == prefix.trigger and prefix.trigger_last_char("Who won?") is None
+
+
 def test_sentence_wrap_without_placeholder_is_rejected():
     with pytest.raises(ValueError, match="must contain"):
         insert_trigger(TEXT, "no placeholder", "sentence_wrap")
