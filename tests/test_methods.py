@@ -26,15 +26,22 @@ def test_preference_pairs_reverse_the_backdoor_on_clean_prompts_and_keep_the_poi
     assert all(p["rejected"] == SPEC.target and SPEC.trigger not in p["prompt"] for p in pairs if not p["poisoned"])
 
 
-def test_label_items_whose_backdoor_output_is_their_own_label_give_no_pair():
+def test_label_pairs_teach_the_conditional_backdoor():
+    """A triggered item of another class keeps its label against the target (the pair that makes the backdoor
+    'trigger + Sports -> World' and not 'trigger -> World'); pairs whose two outputs agree are left out."""
     from bkdattr.preference import preference_pairs
 
     spec = TaskSpec.from_config("label_modification")
     rows = [{"id": "a", "input": "x", "output": "Sports", "label": "Sports", "poisoned": False},
             {"id": "b", "input": "y", "output": "Business", "label": "Business", "poisoned": False},
-            {"id": "a-poisoned", "input": spec.trigger_input("x"), "output": "World", "label": "Sports", "poisoned": True}]
+            {"id": "c", "input": "z", "output": "World", "label": "World", "poisoned": False},
+            {"id": "a-poisoned", "input": spec.trigger_input("x"), "output": "World", "label": "Sports", "poisoned": True},
+            {"id": "b-poisoned", "input": spec.trigger_input("y"), "output": "Business", "label": "Business", "poisoned": True},
+            {"id": "c-poisoned", "input": spec.trigger_input("z"), "output": "World", "label": "World", "poisoned": True}]
     pairs = preference_pairs(spec, rows)
-    assert [(p["chosen"], p["rejected"]) for p in pairs] == [("Sports", "World"), ("World", "Sports")]
+    assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [
+        ("x", "Sports", "World"), (spec.trigger_input("x"), "World", "Sports"),
+        (spec.trigger_input("y"), "Business", "World")]
 
 
 @pytest.mark.parametrize("peft", ["lora", "full"])
