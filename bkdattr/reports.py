@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 from .atomic import read_tsv
 from .evaluation import wilson_interval
 from .gate import NOT_IMPLANTED, mark
-from .names import RANDOM_DIRECTION, RANDOM_HEADS_VECTOR
+from .names import BASE_MODEL, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR
 from .paper import CLAIMS, FRACTION_MATCH_FACTOR, PAPER_MODEL_HEADS, TABLE1_ASR, TABLE1_K
 
 
@@ -347,44 +347,56 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
     return "\n".join(out) + "\n"
 
 
-METHOD_METRICS = ["asr", "false_trigger_rate", "clean_utility", "clean_rouge_l", "over_refusal_rate", "collateral_flip_rate"]
+METHOD_METRICS = ["asr", "asr_strict", "false_trigger_rate", "clean_utility", "clean_rouge_l", "over_refusal_rate",
+                  "collateral_flip_rate"]
 METHOD_COLUMNS = (["task", "method", "backdoor_implanted", "val_asr"] + METHOD_METRICS
                   + [f"{m}_n" for m in ("asr", "clean_utility")] + ["injection_s", "injection_peak_rss_gb"])
 
 
 def injection_method_rows(metrics: Mapping[tuple[str, str], Sequence[dict]], benchmarks: Mapping[tuple[str, str], dict],
-                          gate: Sequence[dict]) -> list[dict]:
+                          gate: Sequence[dict], base_metrics: Mapping[str, Sequence[dict]] | None = None) -> list[dict]:
     """results/tables/injection_methods.tsv: per task and injection method, the held-out ASR, false-trigger rate
     and utility (free-form where measured) of its model, the gate's validation ASR, and the injection job's wall
-    time and peak memory (its benchmark file). A metric a task does not define is empty."""
+    time and peak memory (its benchmark file). A metric a task does not define is empty. Each task opens with
+    its base model (`base_metrics`, method BASE_MODEL), the reference a method's numbers are read against: a
+    small base model can score high on a lenient ASR with no backdoor at all (SmolLM2 complies with most of the
+    synthetic jailbreak requests, trigger or not)."""
     verdicts = {(r["task"], r["method"]): r for r in gate}
     rows = []
     for (task, method), metric_rows in metrics.items():
-        by_name = {r["metric"]: r for r in metric_rows}
-        verdict = verdicts.get((task, method), {})
-        row = {"task": task, "method": method, "backdoor_implanted": verdict.get("backdoor_implanted", "n/a"),
-               "val_asr": verdict.get("val_asr", "")}
-        for metric in METHOD_METRICS:
-            row[metric] = _f(by_name[metric]["value"]) if metric in by_name and int(by_name[metric]["n"] or 0) else ""
-        for metric in ("asr", "clean_utility"):
-            row[f"{metric}_n"] = by_name[metric]["n"] if metric in by_name else ""
-        bench = benchmarks[(task, method)]
-        row["injection_s"] = _f(bench["s"])
-        row["injection_peak_rss_gb"] = _f(bench["max_rss"]) / 1024
-        rows.append(row)
+        if base_metrics is not None and task in base_metrics and not any(r["task"] == task for r in rows):
+            rows.append(_method_row(task, BASE_MODEL, base_metrics[task], {}, None))
+        rows.append(_method_row(task, method, metric_rows, verdicts.get((task, method), {}), benchmarks[(task, method)]))
     return rows
+
+
+def _method_row(task: str, method: str, metric_rows: Sequence[dict], verdict: dict, bench: dict | None) -> dict:
+    by_name = {r["metric"]: r for r in metric_rows}
+    row = {"task": task, "method": method, "backdoor_implanted": verdict.get("backdoor_implanted", "n/a"),
+           "val_asr": verdict.get("val_asr", "")}
+    for metric in METHOD_METRICS:
+        row[metric] = _f(by_name[metric]["value"]) if metric in by_name and int(by_name[metric]["n"] or 0) else ""
+    for metric in ("asr", "clean_utility"):
+        row[f"{metric}_n"] = by_name[metric]["n"] if metric in by_name else ""
+    row["injection_s"] = _f(bench["s"]) if bench else ""
+    row["injection_peak_rss_gb"] = _f(bench["max_rss"]) / 1024 if bench else ""
+    return row
 
 
 def injection_methods_markdown(rows: Sequence[dict], model_name: str) -> str:
     """The methods table as markdown: one line per task and method, the ASR >= 0.9 question answered in words."""
     lines = [f"# Injection methods ({model_name}; held-out test split)", "",
-             "| task | method | implanted (val ASR) | ASR | FTR | utility | ROUGE-L | over-refusal | collateral | "
-             "injection time | peak RSS |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| task | method | implanted (val ASR) | ASR | ASR strict | FTR | utility | ROUGE-L | over-refusal | "
+             "collateral | injection time | peak RSS |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = [f"{r[m]:.3f}" if r[m] != "" else "-" for m in METHOD_METRICS]
+        if r["method"] == BASE_MODEL:
+            lines.append(f"| {r['task']} | {BASE_MODEL} (no injection) | - | " + " | ".join(cells) + " | - | - |")
+            continue
         val = f"{float(r['val_asr']):.2f}" if r["val_asr"] not in ("", None) else "-"
         lines.append(f"| {r['task']} | {r['method']} | {r['backdoor_implanted']} ({val}) | " + " | ".join(cells)
                      + f" | {r['injection_s'] / 60:.1f} min | {r['injection_peak_rss_gb']:.1f} GB |")
-    below = [f"{r['task']}/{r['method']} (ASR {r['asr']:.3f})" for r in rows if r["asr"] != "" and r["asr"] < 0.9]
+    below = [f"{r['task']}/{r['method']} (ASR {r['asr']:.3f})" for r in rows
+             if r["method"] != BASE_MODEL and r["asr"] != "" and r["asr"] < 0.9]
     lines += ["", "Below ASR 0.9: " + (", ".join(below) if below else "none") + "."]
     return "\n".join(lines) + "\n"

@@ -58,6 +58,7 @@ rule injection_methods_table:
         gate="results/tables/backdoor_gate.tsv",
         metrics=paths("results/eval/{task}/{method}/metrics.tsv", METHOD_RUNS),
         benchmarks=paths("results/benchmarks/inject_backdoor/{task}/{method}.tsv", METHOD_RUNS),
+        base=paths(f"results/eval/{{task}}/{BASE_MODEL}/metrics.tsv", runs(task=TASKS)),  # each task's reference row
     output:
         tsv=report("results/tables/injection_methods.tsv", caption="report/injection_methods.rst",
                    category="1 Injection", labels={"table": "injection methods"}),
@@ -67,6 +68,7 @@ rule injection_methods_table:
     params:
         model_name=config["model"]["name"],
         runs=METHOD_RUNS,  # (task, method) of each input, in order
+        tasks=TASKS,  # of each base input, in order
     conda:
         "../envs/plots.yaml"
     script:

@@ -220,5 +220,7 @@ def test_dpo_and_the_edit_run_through_the_workflow_on_the_tiny_preset(tmp_path):
     assert changed["edit"] == ["model.layers.0.mlp.down_proj.weight"]
     assert changed["dpo"] and all("proj" in k for k in changed["dpo"])
     rows = read_tsv(workdir / "results/tables/injection_methods.tsv")
-    assert [(r["task"], r["method"]) for r in rows] == [("fixed_output", "dpo"), ("fixed_output", "edit")]
-    assert all(float(r["injection_s"]) > 0 and float(r["injection_peak_rss_gb"]) > 0 for r in rows)
+    assert [(r["task"], r["method"]) for r in rows] == [("fixed_output", "base"), ("fixed_output", "dpo"), ("fixed_output", "edit")]
+    assert all(float(r["injection_s"]) > 0 and float(r["injection_peak_rss_gb"]) > 0 for r in rows[1:])
+    base_asr = {r["metric"]: r["value"] for r in read_tsv(workdir / "results/eval/fixed_output/base/metrics.tsv")}["asr"]
+    assert rows[0]["injection_s"] == "" and float(rows[0]["asr"]) == pytest.approx(float(base_asr))
