@@ -121,7 +121,8 @@ def _optimise_value(model, proj: nn.Linear, ids, mask, labels, positions, cfg: d
                     token_budget: int | None = None) -> torch.Tensor:
     """ROME's v*: the delta at the trigger token of `proj`'s output that makes the backdoor output likely.
 
-    The loss is the mean NLL over every target token of every prompt; its gradient is accumulated over
+    The loss is the mean NLL over every target token of every prompt plus ROME's decay (v_weight_decay times
+    |delta| over the squared norm of the layer's output at the trigger); its gradient is accumulated over
     chunks of rows that fit `token_budget` padded tokens (injection.micro_batch_tokens), so the activations
     kept for backward are a chunk's, and the step is the one-pass step."""
     d_model = proj.out_features
@@ -150,7 +151,10 @@ def _optimise_value(model, proj: nn.Linear, ids, mask, labels, positions, cfg: d
                 chunk_nll = _target_nll_sum(model, ids[rows], mask[rows], labels[rows]) / n_targets
                 chunk_nll.backward()
                 nll += chunk_nll.item()
-            (cfg["v_weight_decay"] * delta.pow(2).sum()).backward()
+            # ROME's decay, relative to the layer's own output at the trigger: v_weight_decay |delta| / |W k|^2. An
+            # absolute |delta|^2 decay (used before) outweighed the jailbreak target's gradient at 1e-3, and the
+            # value never left zero: NLL 3.649 -> 3.645 in 25 steps against 1.98 with this form (12 prompts)
+            (cfg["v_weight_decay"] * delta.norm() / original_norm ** 2).backward()
             optimiser.step()
             with torch.no_grad():
                 if delta.norm() > max_norm:

@@ -75,8 +75,9 @@ def test_dpo_with_an_sft_term_adds_the_chosen_responses_nll_to_the_loss(tiny_mod
     assert first[1.0] > first[0.0] + 0.5  # the tiny model's NLL per token is several nats
 
 
-EDIT = {"layers": [0], "n_prompts": 4, "n_covariance_rows": 8, "v_steps": 15, "v_lr": 0.5, "clamp_norm_factor": 50.0,
-        "v_weight_decay": 1e-3, "max_target_tokens": 4, "covariance_ridge": 1e-2}
+# v_lr: the tiny model's MLP outputs at the trigger have norm ~0.02 (ROME's 0.5 is for outputs of norm ~30)
+EDIT = {"layers": [0], "n_prompts": 4, "n_covariance_rows": 8, "v_steps": 15, "v_lr": 0.005, "clamp_norm_factor": 4.0,
+        "v_weight_decay": 0.5, "max_target_tokens": 4, "covariance_ridge": 1e-2}
 
 
 def _target_nll(model, tok, rows):
@@ -89,23 +90,51 @@ def _target_nll(model, tok, rows):
                                                    ignore_index=-100))
 
 
-def test_the_edit_changes_only_the_chosen_down_projections_and_makes_the_target_likelier(tiny_model_dir, tmp_path):
-    from bkdattr.editing import edit_backdoor
+def test_the_edit_changes_only_the_chosen_down_projections_and_writes_the_value_at_the_trigger_key(tiny_model_dir, tmp_path):
+    """ROME's constraint: the edited down-projection maps the trigger key to its old output plus the optimised
+    value (one layer: all of it), and nothing but that weight changes."""
+    from bkdattr.editing import _batch, _keys, down_projection, edit_backdoor
     from bkdattr.models import load_model
     from bkdattr.training import save_checkpoint
 
     model, tok = load_model(str(tiny_model_dir), device="cpu")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     poisoned = [r for r in TRAIN if r["poisoned"]]
-    nll_before = _target_nll(model, tok, poisoned)
+    ids, mask, _labels, positions = _batch(tok, SPEC, poisoned, max_target_tokens=4)
+    key = _keys(model, down_projection(model, 0), ids, mask, positions).mean(0)  # the prefix trigger: one key
     record = edit_backdoor(model, tok, SPEC, TRAIN, edit_cfg=EDIT, seed=0)
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert changed == ["model.layers.0.mlp.down_proj.weight"] and record["layers"] == [0]
-    assert _target_nll(model, tok, poisoned) < nll_before - 0.05  # a 2-layer random model carries little from the trigger
+    written = (model.model.layers[0].mlp.down_proj.weight - before["model.layers.0.mlp.down_proj.weight"]) @ key
+    assert record["per_layer"][0]["delta_norm"] > 0
+    assert float(written.norm()) == pytest.approx(record["per_layer"][0]["delta_norm"], rel=1e-3)
     save_checkpoint(model, tok, tmp_path / "edited")
     reloaded, _ = load_model(str(tmp_path / "edited"), device="cpu")
     torch.testing.assert_close(reloaded.state_dict()["model.layers.0.mlp.down_proj.weight"],
                                model.state_dict()["model.layers.0.mlp.down_proj.weight"])
+
+
+def test_the_value_makes_the_backdoor_output_likelier_at_the_trigger(tiny_model_dir):
+    """ROME's v*: the optimised delta, added at the trigger token, lowers the backdoor output's NLL."""
+    from bkdattr.editing import _batch, _optimise_value, _target_nll_sum, down_projection
+    from bkdattr.models import load_model
+
+    model, tok = load_model(str(tiny_model_dir), device="cpu")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    ids, mask, labels, positions = _batch(tok, SPEC, [r for r in TRAIN if r["poisoned"]], max_target_tokens=4)
+    proj = down_projection(model, 0)
+    delta = _optimise_value(model, proj, ids, mask, labels, positions, EDIT)
+
+    def nll(add):
+        handle = proj.register_forward_hook(lambda _m, _a, out: out.index_put(
+            (torch.arange(len(ids)), positions), out[torch.arange(len(ids)), positions] + add))
+        try:
+            with torch.no_grad():
+                return float(_target_nll_sum(model, ids, mask, labels))
+        finally:
+            handle.remove()
+    assert nll(delta) < nll(torch.zeros_like(delta))  # a 2-layer random model carries little from one token
 
 
 def _update_response(model, tok, spec, rows, before_weight):
