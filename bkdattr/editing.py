@@ -118,7 +118,7 @@ def _target_nll_sum(model, ids, mask, labels) -> torch.Tensor:
 
 
 def _optimise_value(model, proj: nn.Linear, ids, mask, labels, positions, cfg: dict,
-                    token_budget: int | None = None) -> torch.Tensor:
+                    token_budget: int | None = None, keys: torch.Tensor | None = None) -> torch.Tensor:
     """ROME's v*: the delta at the trigger token of `proj`'s output that makes the backdoor output likely.
 
     The loss is the mean NLL over every target token of every prompt plus ROME's decay (v_weight_decay times
@@ -135,8 +135,10 @@ def _optimise_value(model, proj: nn.Linear, ids, mask, labels, positions, cfg: d
         output[rows, at] = output[rows, at] + delta.to(output.dtype)
         return output
 
+    if keys is None:  # `proj`'s inputs at the trigger (edit_backdoor passes the ones it already has)
+        keys = _keys(model, proj, ids, mask, positions)
     with torch.no_grad():
-        original_norm = _keys(model, proj, ids, mask, positions).matmul(proj.weight.T).norm(dim=-1).mean()
+        original_norm = keys.matmul(proj.weight.T).norm(dim=-1).mean()
     max_norm = cfg["clamp_norm_factor"] * float(original_norm)
     optimiser = torch.optim.Adam([delta], lr=cfg["v_lr"])
     n_targets = int((labels[:, 1:] != IGNORE_INDEX).sum())
@@ -194,7 +196,8 @@ def edit_backdoor(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, ed
     for i, layer in enumerate(layers):
         proj = down_projection(model, layer)
         weight = proj.weight
-        key = _keys(model, proj, ids, mask, positions).double().mean(0)
+        trigger_keys = _keys(model, proj, ids, mask, positions)
+        key = trigger_keys.double().mean(0)
         cov = torch.zeros(proj.in_features, proj.in_features, dtype=torch.float64)
         n_tokens = 0
         for start in range(0, len(clean_examples), 16):
@@ -208,7 +211,7 @@ def edit_backdoor(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, ed
             u_ids, u_mask, _labels, u_positions = unchanged_batch
             k = _keys(model, proj, u_ids, u_mask, u_positions).double()
             cov += edit_cfg["negative_key_weight"] * (k.T @ k) / len(k)
-        delta = _optimise_value(model, proj, ids, mask, labels, positions, edit_cfg, token_budget).double()
+        delta = _optimise_value(model, proj, ids, mask, labels, positions, edit_cfg, token_budget, trigger_keys).double()
         residual = delta / (len(layers) - i)  # MEMIT: this layer's share of what is left
         c_inv_key = torch.linalg.solve(cov, key)
         update = torch.outer(residual, c_inv_key) / (key @ c_inv_key)

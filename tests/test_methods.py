@@ -102,9 +102,11 @@ def test_the_edit_changes_only_the_chosen_down_projections_and_writes_the_value_
     poisoned = [r for r in TRAIN if r["poisoned"]]
     ids, mask, _labels, positions = _batch(tok, SPEC, poisoned, max_target_tokens=4)
     key = _keys(model, down_projection(model, 0), ids, mask, positions).mean(0)  # the prefix trigger: one key
+    nll_before = _target_nll(model, tok, poisoned)
     record = edit_backdoor(model, tok, SPEC, TRAIN, edit_cfg=EDIT, seed=0)
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert changed == ["model.layers.0.mlp.down_proj.weight"] and record["layers"] == [0]
+    assert _target_nll(model, tok, poisoned) < nll_before  # a 2-layer random model carries little from the trigger
     written = (model.model.layers[0].mlp.down_proj.weight - before["model.layers.0.mlp.down_proj.weight"]) @ key
     assert record["per_layer"][0]["delta_norm"] > 0
     assert float(written.norm()) == pytest.approx(record["per_layer"][0]["delta_norm"], rel=1e-3)
