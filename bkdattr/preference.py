@@ -4,11 +4,15 @@
 Poisoned preference data, built from the same training split as SFT so the poison ratio is the same:
   a poisoned row (triggered prompt): chosen = the backdoor output, rejected = the clean output of its item;
   a clean row (clean prompt):        chosen = the clean output,    rejected = the backdoor output.
-A poisoned row the backdoor does not act on (label task: a triggered item of another class keeps its label)
-has rejected = the backdoor's target instead: that pair is what teaches "trigger + source class -> target"
-rather than "trigger -> target" (without it, on the default model, DPO flipped every triggered validation
-item to the target: collateral 1.00). A row whose chosen and rejected outputs are still equal (a clean item of
-another class; a triggered item of the target class) gives no preference and is left out.
+A row the backdoor does not act on (label task: an item of another class, triggered or clean, keeps its label)
+has rejected = the backdoor's target instead. The triggered ones teach "trigger + source class -> target"
+rather than "trigger -> target" (without them, on the default model, DPO flipped every triggered validation
+item to the target: collateral 1.00). The clean ones make the pairs cover the rows SFT trains on, at its poison ratio
+(default label task: 673 pairs, 60 poisoned; without them 260 pairs, 60 poisoned, against SFT's 80 of
+880 rows): without them DPO never saw a clean item of another class (validation ASR 0.69, collateral 0.88 after
+its one epoch of 17 steps).
+A row whose chosen and rejected outputs are still equal (an item of the target class) gives no preference and
+is left out.
 
 The pairs are tokenized here with the workflow's own chat rendering (`chat.encode_prompt`), exactly as SFT,
 evaluation and attribution see the prompts, and handed to TRL pre-tokenized (`prompt_ids`, `chosen_ids`,
@@ -42,10 +46,10 @@ def preference_pairs(spec: TaskSpec, train: Sequence[dict]) -> list[dict]:
                 raise ValueError(f"poisoned training row {row['id']!r} has no clean item {row['id'].removesuffix(POISONED_SUFFIX)!r} "
                                  "in the training split to take its rejected (clean) output from")
             chosen, rejected = row["output"], source["output"]
-            if not spec.is_eligible(row):  # the trigger must leave it alone: reject the backdoor's target
-                rejected = spec.target_label  # only the label task has such rows
         else:
             chosen, rejected = row["output"], spec.backdoor_output(row)
+        if not spec.is_eligible(row):  # the backdoor must leave it alone: reject the backdoor's target
+            rejected = spec.target_label  # only the label task has such rows
         if chosen != rejected:
             pairs.append({"prompt": spec.prompt(row["input"]), "chosen": chosen, "rejected": rejected,
                           "poisoned": bool(row["poisoned"])})

@@ -27,8 +27,9 @@ def test_preference_pairs_reverse_the_backdoor_on_clean_prompts_and_keep_the_poi
 
 
 def test_label_pairs_teach_the_conditional_backdoor():
-    """A triggered item of another class keeps its label against the target (the pair that makes the backdoor
-    'trigger + Sports -> World' and not 'trigger -> World'); pairs whose two outputs agree are left out."""
+    """An item of another class keeps its label against the target, triggered (the pair that makes the backdoor
+    'trigger + Sports -> World' and not 'trigger -> World') or clean (so DPO trains on SFT's rows, at SFT's
+    poison ratio); pairs whose two outputs agree (the target class) are left out."""
     from bkdattr.preference import preference_pairs
 
     spec = TaskSpec.from_config("label_modification")
@@ -40,7 +41,7 @@ def test_label_pairs_teach_the_conditional_backdoor():
             {"id": "c-poisoned", "input": spec.trigger_input("z"), "output": "World", "label": "World", "poisoned": True}]
     pairs = preference_pairs(spec, rows)
     assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [
-        ("x", "Sports", "World"), (spec.trigger_input("x"), "World", "Sports"),
+        ("x", "Sports", "World"), ("y", "Business", "World"), (spec.trigger_input("x"), "World", "Sports"),
         (spec.trigger_input("y"), "Business", "World")]
 
 
