@@ -273,7 +273,13 @@ def control_comparison(backdoored: torch.Tensor, control: torch.Tensor, fraction
     move the target's probability in any model: they are not backdoor heads."""
     control_max = control.abs().max().item()
     return {f"top{fraction:g}_overlap_with_backdoored": top_k_overlap(control, backdoored, fraction),
+            f"top{fraction:g}_overlap_by_chance": _chance_overlap(backdoored, fraction),
             "backdoored_max_acie_over_this": backdoored.max().item() / control_max if control_max > 0 else float("inf")}
+
+
+def _chance_overlap(acie: torch.Tensor, fraction: float) -> float:
+    """The expected top-k overlap of two random head sets of size k: k / n_heads."""
+    return max(1, round(fraction * acie.numel())) / acie.numel()
 
 
 def method_comparison(first: torch.Tensor, other: torch.Tensor, first_method: str, top_fractions: Sequence[float]) -> dict:
@@ -282,9 +288,8 @@ def method_comparison(first: torch.Tensor, other: torch.Tensor, first_method: st
     (k / n_heads)."""
     row = {"compared_with": first_method}
     for fraction in sorted({*top_fractions, 0.03}):
-        k = max(1, round(fraction * first.numel()))
         row[f"top{fraction:g}_overlap_with_first_method"] = top_k_overlap(other, first, fraction)
-        row[f"top{fraction:g}_overlap_by_chance"] = k / first.numel()
+        row[f"top{fraction:g}_overlap_by_chance"] = _chance_overlap(first, fraction)
     return row
 
 

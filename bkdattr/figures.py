@@ -92,12 +92,26 @@ def plot_fig2(runs: Mapping[tuple[str, str], Mapping[str, str]], tasks: Sequence
     plt.close(fig)
 
 
+def top_heads_shared(row: Mapping[str, str], fraction: float = 0.03) -> str:
+    """'top 3%: 1 of 8 heads shared with lora_sft (chance 0.24)' from an attribution.tsv row that compares its map
+    with another's (another method's with the first method's, a clean control's with the backdoored model's);
+    '' for a row that compares nothing."""
+    overlap = row.get(f"top{fraction:g}_overlap_with_first_method") or row.get(f"top{fraction:g}_overlap_with_backdoored")
+    if not overlap or not row.get("compared_with"):
+        return ""
+    k = max(1, round(fraction * int(row["n_heads"])))
+    chance = float(row[f"top{fraction:g}_overlap_by_chance"]) * k
+    return f"top {fraction:.0%}: {round(float(overlap) * k)} of {k} heads shared with {row['compared_with']} (chance {chance:.2f})"
+
+
 def plot_fig3(panels: Mapping[tuple[str, str], str], pdf_path, png_path, model_name: str = "",
-              n_marked: int = 5, implanted: Mapping[tuple[str, str], bool] | None = None) -> None:
+              n_marked: int = 5, implanted: Mapping[tuple[str, str], bool] | None = None,
+              shared: Mapping[tuple[str, str], str] | None = None) -> None:
     """ACIE heatmaps (layer x head), one row per task, one column per model (the injection methods in the order
     of `panels`, then the clean controls), own symmetric colour scale per panel (its max |ACIE| in the title),
     top heads boxed. `implanted`: the backdoor gate's verdict per (task, method); a model that missed it is
-    titled so, since its map is then not a backdoor's."""
+    titled so, since its map is then not a backdoor's. `shared`: per (task, model), the top-head overlap line
+    (`top_heads_shared`) added to its title."""
     plt = _pyplot()
     import numpy as np
     from matplotlib.patches import Rectangle
@@ -121,7 +135,9 @@ def plot_fig3(panels: Mapping[tuple[str, str], str], pdf_path, png_path, model_n
         task, model = key
         role = ("clean control" if model in controls
                 else "backdoored" if (implanted or {}).get(key, True) else "gate not passed")
-        ax.set_title(f"{TASK_TITLES.get(task, task)}: {model} ({role})\nmax |ACIE| {limit:.2g}")
+        overlap = (shared or {}).get(key, "")
+        ax.set_title(f"{TASK_TITLES.get(task, task)}: {model} ({role})\nmax |ACIE| {limit:.2g}"
+                     + (f"\n{overlap}" if overlap else ""))
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
     fig.suptitle(f"Backdoor attention-head attribution ({model_name}); boxes: top {n_marked} heads; clean controls use "

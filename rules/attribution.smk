@@ -60,6 +60,7 @@ rule attribution_summary:
 rule fig3:
     input:
         gate="results/tables/backdoor_gate.tsv",
+        summary="results/tables/attribution.tsv",  # the top-head overlaps printed in the panel titles
         acie=paths("results/attribution/{task}/{model}/acie_exact.tsv", FIG3_RUNS),
     output:
         pdf="results/figures/fig3.pdf",
