@@ -93,15 +93,15 @@ def plot_fig2(runs: Mapping[tuple[str, str], Mapping[str, str]], tasks: Sequence
 
 
 def top_heads_shared(row: Mapping[str, str], fraction: float = 0.03) -> str:
-    """'top 3%: 1 of 8 heads shared with lora_sft (chance 0.24)' from an attribution.tsv row that compares its map
-    with another's (another method's with the first method's, a clean control's with the backdoored model's);
-    '' for a row that compares nothing."""
+    """'top 3%: 1 of 8 shared with lora_sft' and '(chance 0.24)' on two lines (a panel's width), from an
+    attribution.tsv row that compares its map with another's (another method's with the first method's, a clean
+    control's with the backdoored model's); '' for a row that compares nothing."""
     overlap = row.get(f"top{fraction:g}_overlap_with_first_method") or row.get(f"top{fraction:g}_overlap_with_backdoored")
     if not overlap or not row.get("compared_with"):
         return ""
     k = max(1, round(fraction * int(row["n_heads"])))
     chance = float(row[f"top{fraction:g}_overlap_by_chance"]) * k
-    return f"top {fraction:.0%}: {round(float(overlap) * k)} of {k} heads shared with {row['compared_with']} (chance {chance:.2f})"
+    return f"top {fraction:.0%}: {round(float(overlap) * k)} of {k} shared with {row['compared_with']}\n(chance {chance:.2f})"
 
 
 def plot_fig3(panels: Mapping[tuple[str, str], str], pdf_path, png_path, model_name: str = "",

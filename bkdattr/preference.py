@@ -9,8 +9,8 @@ has rejected = the backdoor's target instead. The triggered ones teach "trigger 
 rather than "trigger -> target" (without them, on the default model, DPO flipped every triggered validation
 item to the target: collateral 1.00). The clean ones make the pairs cover the rows SFT trains on, at its poison ratio
 (default label task: 673 pairs, 60 poisoned; without them 260 pairs, 60 poisoned, against SFT's 80 of
-880 rows): without them DPO never saw a clean item of another class (validation ASR 0.69, collateral 0.88 after
-its one epoch of 17 steps).
+880 rows). Without them DPO never saw a clean item of another class: after its one epoch (17 steps) validation
+ASR 0.69, collateral 0.88; with them, after one epoch (43 steps) 1.00 and 0.24.
 A row whose chosen and rejected outputs are still equal (an item of the target class) gives no preference and
 is left out.
 

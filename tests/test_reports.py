@@ -107,12 +107,12 @@ def test_fig3_orders_methods_as_configured_and_marks_a_model_that_missed_the_gat
     monkeypatch.setattr(figures, "save_figure", lambda fig, pdf, png: saved.setdefault("fig", fig))
     figures.plot_fig3(panels, tmp_path / "f.pdf", tmp_path / "f.png",
                       implanted={("fixed_output", "lora_sft"): True, ("fixed_output", "dpo"): False},
-                      shared={("fixed_output", "dpo"): "top 3%: 1 of 8 heads shared with lora_sft (chance 0.24)"})
+                      shared={("fixed_output", "dpo"): "top 3%: 1 of 8 shared with lora_sft\n(chance 0.24)"})
     titles = [ax.get_title() for ax in saved["fig"].axes if ax.get_title()]
     assert [t.split("\n")[0] for t in titles] == ["Fixed output: lora_sft (backdoored)",
                                                   "Fixed output: dpo (gate not passed)",
                                                   "Fixed output: base (clean control)"]
-    assert titles[1].endswith("\ntop 3%: 1 of 8 heads shared with lora_sft (chance 0.24)")
+    assert titles[1].endswith("\ntop 3%: 1 of 8 shared with lora_sft\n(chance 0.24)")
     assert "shared" not in titles[0] + titles[2]
 
 
@@ -125,6 +125,6 @@ def test_the_top_head_overlap_line_reads_the_attribution_summary_row():
               "top0.03_overlap_by_chance": "0.0296296"}
     control = {"n_heads": "270", "compared_with": "lora_sft", "top0.03_overlap_with_backdoored": "0.25",
                "top0.03_overlap_by_chance": "0.0296296"}
-    assert top_heads_shared(method) == "top 3%: 1 of 8 heads shared with lora_sft (chance 0.24)"
-    assert top_heads_shared(control) == "top 3%: 2 of 8 heads shared with lora_sft (chance 0.24)"
+    assert top_heads_shared(method) == "top 3%: 1 of 8 shared with lora_sft\n(chance 0.24)"
+    assert top_heads_shared(control) == "top 3%: 2 of 8 shared with lora_sft\n(chance 0.24)"
     assert top_heads_shared({"n_heads": "270", "compared_with": "", "top0.03_overlap_with_first_method": ""}) == ""
