@@ -115,7 +115,7 @@ def test_control_comparison_overlap_and_magnitude_ratio():
     same = control_comparison(backdoored, same_heads, fraction=0.125)  # top 2 of 16
     other = control_comparison(backdoored, other_heads, fraction=0.125)
     assert same["top0.125_overlap_with_backdoored"] == 1.0 and other["top0.125_overlap_with_backdoored"] == 0.0
-    assert same["top0.125_overlap_by_chance"] == 2 / 16  # two random 2-head sets of 16 share 2/16 of a head each
+    assert same["top0.125_overlap_by_chance"] == 2 / 16  # two random 2-of-16 sets share 2*2/16 heads: 2/16 of 2
     assert same["backdoored_max_acie_over_this"] == pytest.approx(10.0)
     assert other["backdoored_max_acie_over_this"] == pytest.approx(10.0)
 
