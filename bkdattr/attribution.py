@@ -259,9 +259,14 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(spearmanr(a.flatten().numpy(), b.flatten().numpy()).statistic)
 
 
+def top_k_size(n_heads: int, fraction: float) -> int:
+    """How many heads "the top `fraction`" is: at least one."""
+    return max(1, round(fraction * n_heads))
+
+
 def top_k_overlap(estimate: torch.Tensor, exact: torch.Tensor, fraction: float) -> float:
-    """|top-k(estimate) & top-k(exact)| / k with k = max(1, round(fraction * n_heads))."""
-    k = max(1, round(fraction * exact.numel()))
+    """|top-k(estimate) & top-k(exact)| / k with k = top_k_size(n_heads, fraction)."""
+    k = top_k_size(exact.numel(), fraction)
     top = lambda m: set(m.flatten().argsort(descending=True)[:k].tolist())  # noqa: E731
     return len(top(estimate) & top(exact)) / k
 
@@ -279,7 +284,7 @@ def control_comparison(backdoored: torch.Tensor, control: torch.Tensor, fraction
 
 def _chance_overlap(acie: torch.Tensor, fraction: float) -> float:
     """The expected top-k overlap of two random head sets of size k: k / n_heads."""
-    return max(1, round(fraction * acie.numel())) / acie.numel()
+    return top_k_size(acie.numel(), fraction) / acie.numel()
 
 
 def method_comparison(first: torch.Tensor, other: torch.Tensor, first_method: str, top_fractions: Sequence[float]) -> dict:

@@ -99,8 +99,9 @@ def top_heads_shared(row: Mapping[str, str], fraction: float = 0.03) -> str:
     overlap = row.get(f"top{fraction:g}_overlap_with_first_method") or row.get(f"top{fraction:g}_overlap_with_backdoored")
     if not overlap or not row.get("compared_with"):
         return ""
-    k = max(1, round(fraction * int(row["n_heads"])))
-    chance = float(row[f"top{fraction:g}_overlap_by_chance"]) * k
+    chance_share = float(row[f"top{fraction:g}_overlap_by_chance"])  # k / n_heads (attribution.py)
+    k = round(chance_share * int(row["n_heads"]))
+    chance = chance_share * k
     return f"top {fraction:.0%}: {round(float(overlap) * k)} of {k} shared with {row['compared_with']}\n(chance {chance:.2f})"
 
 
