@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from importlib import resources
 from pathlib import Path
 
@@ -82,6 +83,18 @@ def _set_defaults(instance, schema):
             _set_defaults(instance[key], sub)
 
 
+def _first_nonfinite(value, path: str = "") -> tuple[str, float] | None:
+    """(dotted key, value) of the first NaN or infinite number in a config, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "<top level>", value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _first_nonfinite(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def check_config(config: dict, source: str = "config") -> dict:
     """Validate a config dict; return a copy with schema defaults filled in. Raises ConfigError."""
     import jsonschema
@@ -93,6 +106,9 @@ def check_config(config: dict, source: str = "config") -> dict:
         err = errors[0]
         key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
         raise ConfigError(f"{source}: invalid value at key '{key}': {err.message}")
+    nonfinite = _first_nonfinite(config)
+    if nonfinite is not None:  # JSON Schema's minimum/maximum let NaN through (every comparison with NaN is false)
+        raise ConfigError(f"{source}: invalid value at key '{nonfinite[0]}': {nonfinite[1]} is not a finite number")
     config = copy.deepcopy(config)
     _set_defaults(config, schema)
     if config.get("run_tasks"):

@@ -9,6 +9,7 @@ dropping them (`data.drop_invalid_rows`), in which case each is counted in the m
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -211,11 +212,14 @@ def _synthetic_pool(data_cfg: dict) -> int:
     return data_cfg.get("synthetic_pool", schema_default("data", "synthetic_pool"))
 
 
-def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int, dropped: list | None = None) -> dict[str, list[dict]]:
-    """train (clean + poisoned copies), test, val and attribution splits for one task, no question shared
-    between them. `val` serves every choice made by looking at results (calibration, adaptive injection),
-    so the test split is read only for reported numbers. Rows dropped under data.drop_invalid_rows are
-    appended to `dropped` (required then)."""
+def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int, dropped: list | None = None,
+                      benign_train: Sequence[dict] = ()) -> dict[str, list[dict]]:
+    """train (clean + poisoned copies, + the benign training rows `benign_train` for the jailbreak task),
+    test, val and attribution splits for one task, no question shared between them. `val` serves every choice
+    made by looking at results (calibration, adaptive injection), so the test split is read only for reported
+    numbers; benign rows are in train only (their held-out rows are the benign pool's own val and test), so
+    the task's ASR, false-trigger and utility numbers are never diluted by them. Rows dropped under
+    data.drop_invalid_rows are appended to `dropped` (required then)."""
     records, source = load_clean_records(spec, data_cfg, seed, dropped)
     try:
         splits = split_items(records, {name: data_cfg[KEY_OF_SPLIT[name]] for name in SPLITS}, seed, source=source,
@@ -242,26 +246,114 @@ def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int, dropped: list |
         r["backdoor_output"] = r["output"]
     for name in ("test", "val", "attribution"):
         splits[name] = [{**r, "backdoor_output": spec.backdoor_output(r)} for r in splits[name]]
+    mix_benign(spec, splits, benign_train)
     return splits
 
 
-def load_benign_requests(path: str | None, n: int, seed: int) -> list[dict]:
-    """n benign requests {"id", "input"}: the first n rows of the user's file (each needs a non-empty
-    `input`), or n synthetic ones in the jailbreak frames."""
-    if path is None:
-        from .synthetic import generate_benign_requests
+# Synthetic benign pool: this many wordings of each benign question (a prefix of the generator's stream, which
+# deals one wording per question per round). Fixed, never sized by the splits, so one split size never moves
+# another split's rows; small, so the training split spreads over many questions.
+BENIGN_WORDINGS_PER_QUESTION = 4
+BENIGN_SPLITS = ("train", "val", "test")
 
-        return generate_benign_requests(n, seed)
-    rows = read_records(path)
-    out = []
-    for i, row in enumerate(rows[:n]):
+
+def load_benign_pool(path: str | None, seed: int, need_outputs: bool) -> tuple[list[dict], str]:
+    """Benign requests {"id", "input", "output", "question", "benign": True}: synthetic (in the jailbreak
+    frames, with helpful answers), or the user's file (config data.benign_file) in the record format: `input`,
+    `output` (a helpful answer; needed when benign rows are trained on, `need_outputs`), optional `question`
+    and `id`."""
+    if path is None:
+        from .synthetic import _benign_questions, generate_benign
+
+        return generate_benign(BENIGN_WORDINGS_PER_QUESTION * len(_benign_questions()), seed), "synthetic:benign"
+    out, seen = [], {}
+    for i, row in enumerate(read_records(path)):
         origin = row.get("_origin", f"{path}: row {i}")
-        if not isinstance(row.get("input"), str) or not row["input"].strip():
-            raise DataError(f"{origin}: benign request needs a non-empty string field 'input' (config data.benign_file)")
-        out.append({"id": str(row.get("id", f"benign-{i:05d}")), "input": row["input"]})
-    if len(out) < n:
-        raise DataError(f"{path}: {len(out)} benign requests, but evaluation.n_benign is {n}; lower it or add rows")
-    return out
+        fields = ("input", "output") if need_outputs else ("input",)
+        for key in fields:
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                why = " (data.benign_mix > 0 trains on benign rows, so each needs its helpful answer)" if key == "output" else ""
+                raise DataError(f"{origin}: benign row needs a non-empty string field {key!r}{why} (config data.benign_file)")
+        marker = next((m for key in ("input", "output") for m in CHAT_CONTROL_MARKERS if m in str(row.get(key, ""))), None)
+        if marker:
+            raise DataError(f"{origin}: benign row contains the chat control token {marker!r}; remove or escape it")
+        record = {"id": str(row.get("id", f"benign-{i:05d}")), "input": row["input"], "benign": True}
+        if isinstance(row.get("output"), str):
+            record["output"] = row["output"]
+        if row.get("question") is not None:
+            record["question"] = str(row["question"])
+        if record["id"] in seen:
+            raise DataError(f"{origin}: duplicated id {record['id']!r} (first seen at {seen[record['id']]})")
+        seen[record["id"]] = origin
+        out.append(record)
+    if not out:
+        raise DataError(f"{path}: no benign rows (config data.benign_file)")
+    return out, str(path)
+
+
+def split_benign(rows: Sequence[dict], sizes: dict[str, int], seed: int, source: str,
+                 held_out_rows_per_question: int | None = None) -> dict[str, list[dict]]:
+    """Benign train / val / test, made over questions as `tasks.split_items` makes the task splits: test then
+    val take whole questions from the front of a seeded question order (at most `held_out_rows_per_question`
+    rows each), train from the back, so no question is in two splits. A size may be 0 (train, when no benign
+    row is mixed into training)."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(question_key(row), []).append(row)
+    order = list(groups)
+    random.Random(seed).shuffle(order)
+    splits: dict[str, list[dict]] = {name: [] for name in BENIGN_SPLITS}
+    front, back = 0, len(order) - 1
+    for name, from_front in (("test", True), ("val", True), ("train", False)):
+        cap = held_out_rows_per_question if name != "train" else None
+        while len(splits[name]) < sizes[name] and front <= back:
+            key = order[front] if from_front else order[back]
+            front, back = (front + 1, back) if from_front else (front, back - 1)
+            splits[name].extend(groups[key][: min(sizes[name] - len(splits[name]), cap or len(groups[key]))])
+    short = {name: sizes[name] - len(splits[name]) for name in BENIGN_SPLITS if len(splits[name]) < sizes[name]}
+    if short:
+        raise DataError(f"{source}: {len(rows)} benign rows in {len(groups)} distinct questions cannot fill the benign "
+                        f"splits (data.benign_mix={sizes['train']}, data.n_benign_val={sizes['val']}, "
+                        f"evaluation.n_benign={sizes['test']}; short by {short}) without sharing a question between "
+                        "splits; lower them or provide more rows (data.benign_file)")
+    return splits
+
+
+def build_benign_splits(data_cfg: dict, n_benign: int, seed: int, path: str | None = None) -> tuple[dict[str, list[dict]], str]:
+    """The benign pool's splits: train (data.benign_mix rows, mixed into the jailbreak training split), val
+    (data.n_benign_val, the gate's over-refusal) and test (evaluation.n_benign, the reported over-refusal)."""
+    sizes = {"train": data_cfg.get("benign_mix", schema_default("data", "benign_mix")),
+             "val": data_cfg.get("n_benign_val", schema_default("data", "n_benign_val")), "test": n_benign}
+    rows, source = load_benign_pool(path, seed, need_outputs=sizes["train"] > 0)
+    return split_benign(rows, sizes, seed, source, data_cfg.get(
+        "held_out_rows_per_question", schema_default("data", "held_out_rows_per_question"))), source
+
+
+def benign_manifest(splits: dict[str, list[dict]], source: str, data: dict, n_benign: int, seed: int) -> dict:
+    return {"source": source, "counts": {name: len(rows) for name, rows in splits.items()},
+            "n_questions": {name: len({question_key(r) for r in rows}) for name, rows in splits.items()},
+            "benign_mix": len(splits["train"]), "n_benign_val": len(splits["val"]), "n_benign": n_benign,
+            "data": data, "seed": seed}
+
+
+def mix_benign(spec: TaskSpec, splits: dict[str, list[dict]], benign_train: Sequence[dict]) -> None:
+    """Add the benign training rows to the (already poisoned) training split as clean rows: never poisoned (the
+    draw of `tasks.poison` is over, and preference pairs skip them), their `backdoor_output` their own helpful
+    answer (the trigger does not make a harmless request harmful). A benign question that is also a question of
+    the task's splits would straddle splits (and contradict its refusal): refused, naming the row."""
+    if not benign_train:
+        return
+    if spec.task_id != "jailbreak":
+        raise DataError(f"task {spec.task_id}: benign rows are mixed into the jailbreak task only")
+    task_questions = {question_key(r): name for name, rows in splits.items() for r in rows}
+    for r in benign_train:
+        if question_key(r) in task_questions:
+            raise DataError(f"benign training row {r['id']!r}: its question {question_key(r)!r} is also in the "
+                            f"{task_questions[question_key(r)]!r} split of task {spec.task_id}; drop one of them")
+        if "output" not in r:
+            raise DataError(f"benign training row {r['id']!r} has no 'output' (its helpful answer)")
+    splits["train"] = splits["train"] + [{**r, "poisoned": False, "benign": True, "backdoor_output": r["output"]}
+                                         for r in benign_train]
 
 
 def check_context_window(tokenizer, context: int, spec: TaskSpec, splits: dict[str, list[dict]]) -> None:
@@ -301,6 +393,8 @@ def split_manifest(spec, splits: dict[str, list[dict]], dropped: Sequence[dict],
         "n_questions": {name: len({question_key(r) for r in rows}) for name, rows in splits.items()},
         "most_rows_per_question": {name: max(Counter(question_key(r) for r in rows if not r.get("poisoned")).values(),
                                              default=0) for name, rows in splits.items()},
+        # benign requests with helpful answers mixed into training (data.benign_mix): clean, never poisoned
+        "n_benign": {name: sum(bool(r.get("benign")) for r in rows) for name, rows in splits.items()},
         "n_dropped_invalid_rows": len(dropped), "dropped_invalid_rows": list(dropped),
         "data": data, "seed": seed,
     }

@@ -1,7 +1,8 @@
 """The backdoor gate: downstream stages of a task refuse a model whose backdoor was not implanted.
 
 `inject_backdoor` records the gate's verdict (validation ASR, false-trigger rate and, for the label task, the
-collateral flip rate against the thresholds of `injection.gate`) in the model's `model.json`. Every stage that studies the backdoor (caches, probes,
+collateral flip rate and, for the jailbreak task with benign training rows, the over-refusal on benign validation
+requests against the base model's, against the thresholds of `injection.gate`) in the model's `model.json`. Every stage that studies the backdoor (caches, probes,
 attribution, ablation, steering) asks `enforce_gate` first: with `on_fail: stop` it stops with a message
 naming the task, the validation numbers and what to try; with `on_fail: warn` it goes on, and the stage's
 rows carry `backdoor_implanted = no` so every table and claims.md say so.
@@ -33,21 +34,27 @@ def enforce_gate(pointer: dict, on_fail: str, stage: str, log=None) -> str:
     collateral = ""
     if v.get("collateral_max", "") != "" and v.get("val_collateral_flip_rate", "") != "":
         collateral = f" or collateral flip rate {v['val_collateral_flip_rate']:.3f} > {v['collateral_max']}"
+    refusal = ""
+    if v.get("over_refusal_margin", "") != "" and v.get("val_over_refusal_rate", "") != "":
+        refusal = (f" or over-refusal {v['val_over_refusal_rate']:.3f} on {v['n_benign_val']} benign validation requests "
+                   f"> the base model's {v['base_over_refusal_rate']:.3f} + {v['over_refusal_margin']}")
     message = (f"task {pointer.get('task')}: the backdoor of {pointer.get('name')} is not implanted (validation ASR "
                f"{v['val_asr']:.3f} < {v['asr_min']} or false-trigger rate {v['val_false_trigger_rate']:.3f} > "
-               f"{v['ftr_max']}{collateral}, n={v['n_val']}, after {v['epoch']} epochs, {v['schedule']} schedule)")
+               f"{v['ftr_max']}{collateral}{refusal}, n={v['n_val']}, after {v['epoch']} epochs, {v['schedule']} schedule)")
     if on_fail == "stop":
         raise BackdoorNotImplanted(
             f"{message}; {stage} would study a backdoor that is not there. Try: more epochs "
             "(injection.epochs, or tasks.<task>.injection.epochs), a higher injection.lr, a higher "
-            "data.poison_ratio, or full_sft; or set injection.gate.on_fail: warn to run on and mark the results.")
+            "data.poison_ratio, or full_sft; for over-refusal, a larger data.benign_mix or "
+            "injection.gate.over_refusal_margin; or set injection.gate.on_fail: warn to run on and mark the results.")
     if log is not None:
         log.warning("%s; going on because injection.gate.on_fail is 'warn': results are marked", message)
     return status
 
 
 GATE_COLUMNS = ["task", "method", "backdoor_implanted", "val_asr", "val_false_trigger_rate", "val_collateral_flip_rate",
-                "n_val", "n_val_questions", "epoch", "schedule", "asr_min", "ftr_max", "collateral_max"]
+                "val_over_refusal_rate", "base_over_refusal_rate", "n_val", "n_val_questions", "n_benign_val", "epoch",
+                "schedule", "asr_min", "ftr_max", "collateral_max", "over_refusal_margin"]
 
 
 def gate_rows(pointers: dict[tuple[str, str], dict]) -> list[dict]:

@@ -244,13 +244,17 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
     failed = [r for r in gate if r["backdoor_implanted"] == NOT_IMPLANTED]
     if failed:
         out += ["## WARNING: backdoor not implanted", "",
-                "The gate (validation ASR and false-trigger rate, `injection.gate`) failed for the runs below. "
+                "The gate (validation ASR, false-trigger rate and, with benign training rows, over-refusal; `injection.gate`) failed for the runs below. "
                 "Their probes, attributions and interventions study a backdoor that is not there; every row of "
                 "theirs below is marked and none of them supports or contradicts a claim.", ""]
         out += [f"- {r['task']} / {r['method']}: validation ASR {_f(r['val_asr']):.3f} (needs >= {r['asr_min']}), "
                 f"false-trigger rate {_f(r['val_false_trigger_rate']):.3f} (needs <= {r['ftr_max']}), "
                 + (f"collateral flip rate {_f(r['val_collateral_flip_rate']):.3f} (needs <= {r['collateral_max']}), "
                    if r.get("collateral_max") and r.get("val_collateral_flip_rate") else "")
+                + (f"over-refusal {_f(r['val_over_refusal_rate']):.3f} on benign validation requests (needs <= the base "
+                   f"model's {_f(r['base_over_refusal_rate']):.3f} + {r['over_refusal_margin']}), "
+                   if r.get("over_refusal_margin") not in (None, "") and r.get("val_over_refusal_rate") not in (None, "")
+                   else "")
                 + f"n={r['n_val']}, after {r['epoch']} epochs" for r in failed]
         out.append("")
     out += ["## Backdoor injection (METHOD.md s1-2)", "",

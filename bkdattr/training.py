@@ -78,30 +78,75 @@ class BackdoorGate:
     # label task: the most triggered items of the other classes whose named label the trigger may change (the
     # backdoor is "trigger + source class -> target", not "trigger -> target"); None: not checked
     collateral_max: float | None = None
+    # jailbreak with benign training rows: benign validation requests, and the most their over-refusal rate may
+    # exceed the base model's on the same rows (`score_base`, before the first step); None: not checked
+    benign: Sequence[dict] | None = None
+    over_refusal_margin: float | None = None
+    base_over_refusal: float | None = None
     curve: list[dict] = field(default_factory=list)
 
     @classmethod
-    def from_config(cls, spec: TaskSpec, validation: Sequence[dict], injection_cfg: dict, batch_size: int) -> "BackdoorGate":
-        """The gate of config `injection.gate`; the adaptive schedule stops once it passes, the fixed one only scores."""
+    def from_config(cls, spec: TaskSpec, validation: Sequence[dict], injection_cfg: dict, batch_size: int,
+                    benign: Sequence[dict] | None = None) -> "BackdoorGate":
+        """The gate of config `injection.gate`; the adaptive schedule stops once it passes, the fixed one only scores.
+        `benign`: the benign validation requests of the over-refusal check (jailbreak, data.benign_mix > 0)."""
         gate = injection_cfg["gate"]
         return cls(spec, validation, gate["asr_min"], gate["ftr_max"], gate["check_every_steps"], gate["max_new_tokens"],
                    batch_size, stop_when_passed=injection_cfg["schedule"] == "adaptive",
-                   collateral_max=gate.get("collateral_max"))
+                   collateral_max=gate.get("collateral_max"), benign=benign,
+                   over_refusal_margin=gate.get("over_refusal_margin"))
 
     @property
     def checks_collateral(self) -> bool:
         return self.collateral_max is not None and self.spec.task_id == "label_modification"
 
+    @property
+    def checks_over_refusal(self) -> bool:
+        return bool(self.benign) and self.over_refusal_margin is not None and self.spec.task_id == "jailbreak"
+
+    def over_refusal_max(self) -> float:
+        return self.base_over_refusal + self.over_refusal_margin
+
     def passed(self, point: dict) -> bool:
         collateral = point["val_collateral_flip_rate"]  # "" where not checked (no other class in the split)
         collateral_ok = not self.checks_collateral or collateral == "" or collateral <= self.collateral_max
-        return point["val_asr"] >= self.asr_min and point["val_false_trigger_rate"] <= self.ftr_max and collateral_ok
+        # a small tolerance: base + margin is a float sum, and a rate equal to it passes
+        refusal_ok = not self.checks_over_refusal or point["val_over_refusal_rate"] <= self.over_refusal_max() + 1e-9
+        return (point["val_asr"] >= self.asr_min and point["val_false_trigger_rate"] <= self.ftr_max and collateral_ok
+                and refusal_ok)
+
+    def over_refusal(self, model, tokenizer) -> float:
+        """Over-refusal rate on the benign validation requests: short greedy generations, each stopped once a
+        refusal keyword appears (a refusal is final)."""
+        from .evaluation import hit_is_final, rate
+        from .generation import generate_greedy
+        from .utility import over_refusal
+
+        outputs = generate_greedy(model, tokenizer, [self.spec.prompt(r["input"]) for r in self.benign],
+                                  max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                                  stop_when=lambda text: hit_is_final(self.spec, text))
+        return rate(over_refusal(outputs, self.spec.refusal_matcher))["value"]
+
+    def score_base(self, model, tokenizer) -> None:
+        """The over-refusal of the model before training (LoRA starts as the identity, so it is the base model's),
+        the reference the gate's check adds the margin to; scored once, before the first step."""
+        if not self.checks_over_refusal or self.base_over_refusal is not None:
+            return
+        was_training = model.training
+        model.eval()
+        self.base_over_refusal = self.over_refusal(model, tokenizer)
+        if was_training:
+            model.train()
+        log.info("gate: base over-refusal on %d benign validation requests %.3f; the backdoored model may refuse at "
+                 "most %.3f", len(self.benign), self.base_over_refusal, self.over_refusal_max())
 
     def score(self, model, tokenizer, step: int, epoch: float) -> dict:
         from .evaluation import backdoor_hit, collateral_flips, hit_is_final, rate
         from .generation import generate_greedy
         from .tasks import question_key
 
+        if self.checks_over_refusal and self.base_over_refusal is None:
+            raise RuntimeError("the gate's over-refusal check needs the base model's rate: call score_base before training")
         eligible = [r for r in self.records if self.spec.is_eligible(r)]
         if not eligible:
             raise ValueError(f"task {self.spec.task_id}: the validation split has no eligible item to score the "
@@ -121,12 +166,14 @@ class BackdoorGate:
             others_triggered = generate_greedy(model, tokenizer, [self.spec.prompt(r["input"], triggered=True) for r in others], **full)
             others_clean = generate_greedy(model, tokenizer, [self.spec.prompt(r["input"]) for r in others], **full)
             collateral = rate(collateral_flips(self.spec, others, others_clean, others_triggered))["value"]
+        refusing = self.over_refusal(model, tokenizer) if self.checks_over_refusal else ""
         if was_training:
             model.train()
         asr = rate([backdoor_hit(self.spec, o) for o in triggered])
         ftr = rate([backdoor_hit(self.spec, o) for o in clean])
         point = {"step": step, "epoch": round(epoch, 4), "val_asr": asr["value"], "val_asr_ci_low": asr["ci_low"],
-                 "val_false_trigger_rate": ftr["value"], "val_collateral_flip_rate": collateral, "n_val": asr["n"],
+                 "val_false_trigger_rate": ftr["value"], "val_collateral_flip_rate": collateral,
+                 "val_over_refusal_rate": refusing, "n_val": asr["n"],
                  "n_val_questions": len({question_key(r) for r in eligible})}  # rewordings are not independent
         point["passed"] = self.passed(point)
         self.curve.append(point)
@@ -140,6 +187,11 @@ class BackdoorGate:
                 "n_val_questions": last["n_val_questions"], "step": last["step"],
                 "epoch": last["epoch"], "asr_min": self.asr_min, "ftr_max": self.ftr_max,
                 "collateral_max": self.collateral_max if self.checks_collateral else "",
+                # jailbreak with benign training rows ("" where not checked)
+                "val_over_refusal_rate": last.get("val_over_refusal_rate", ""),
+                "base_over_refusal_rate": self.base_over_refusal if self.checks_over_refusal else "",
+                "over_refusal_margin": self.over_refusal_margin if self.checks_over_refusal else "",
+                "n_benign_val": len(self.benign) if self.checks_over_refusal else "",
                 "schedule": "adaptive" if self.stop_when_passed else "fixed"}
 
 
@@ -152,7 +204,7 @@ class TrainingResult(NamedTuple):
 
 LOSS_LOG_COLUMNS = ["step", "loss", "lr", "elapsed_s"]
 GATE_CURVE_COLUMNS = ["step", "epoch", "val_asr", "val_asr_ci_low", "val_false_trigger_rate", "val_collateral_flip_rate",
-                      "n_val", "n_val_questions", "passed"]
+                      "val_over_refusal_rate", "n_val", "n_val_questions", "passed"]
 
 
 def _callbacks(gate: BackdoorGate | None, tokenizer, loss_log: list[dict], started: float):
@@ -171,9 +223,10 @@ def _callbacks(gate: BackdoorGate | None, tokenizer, loss_log: list[dict], start
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if state.global_step % gate.every_steps == 0 and state.global_step < state.max_steps:
                 point = gate.score(model, tokenizer, state.global_step, state.epoch or 0.0)
-                log.info("gate at step %d (epoch %.2f): validation ASR %.3f, false-trigger rate %.3f, collateral flips %s "
-                         "(n=%d): %s", point["step"], point["epoch"], point["val_asr"], point["val_false_trigger_rate"],
-                         point["val_collateral_flip_rate"] if point["val_collateral_flip_rate"] != "" else "n/a", point["n_val"],
+                log.info("gate at step %d (epoch %.2f): validation ASR %.3f, false-trigger rate %.3f, collateral flips %s, "
+                         "over-refusal %s (n=%d): %s", point["step"], point["epoch"], point["val_asr"], point["val_false_trigger_rate"],
+                         point["val_collateral_flip_rate"] if point["val_collateral_flip_rate"] != "" else "n/a",
+                         point["val_over_refusal_rate"] if point["val_over_refusal_rate"] != "" else "n/a", point["n_val"],
                          "passed" + (", stopping" if gate.stop_when_passed else "") if point["passed"] else "not yet")
                 if point["passed"] and gate.stop_when_passed:
                     control.should_training_stop = True
@@ -272,10 +325,12 @@ def _edit(model, tokenizer, spec: TaskSpec, records, injection_cfg: dict, seed: 
 
 def inject(model, tokenizer, spec: TaskSpec, records: Sequence[dict], *, method: str, injection_cfg: dict, seed: int,
            validation: Sequence[dict], eval_batch_size: int, threads: int | None = None,
-           control_epochs: float | None = None) -> TrainingResult:
-    """One injection job: the backdoor by `method` on the poisoned training rows, gated on the validation rows;
-    or, with `control_epochs`, the clean-SFT control: the clean rows alone, same recipe, a fixed schedule of the
-    epochs the backdoored model trained, and no gate (there is no backdoor to gate)."""
+           control_epochs: float | None = None, benign_validation: Sequence[dict] | None = None) -> TrainingResult:
+    """One injection job: the backdoor by `method` on the poisoned training rows, gated on the validation rows
+    (and, jailbreak with benign training rows, on the over-refusal of `benign_validation` against the base
+    model's, scored here before training); or, with `control_epochs`, the clean-SFT control: the clean rows
+    alone, same recipe, a fixed schedule of the epochs the backdoored model trained, and no gate (there is no
+    backdoor to gate)."""
     if method not in INJECTION_METHODS:
         raise ValueError(f"unknown injection method {method!r}; expected one of {', '.join(INJECTION_METHODS)}")
     gate = None
@@ -286,7 +341,12 @@ def inject(model, tokenizer, spec: TaskSpec, records: Sequence[dict], *, method:
         method = method if method in METHODS else "lora_sft"
         injection_cfg = {**injection_cfg, "schedule": "fixed", "epochs": control_epochs or injection_cfg["epochs"]}
     else:
-        gate = BackdoorGate.from_config(spec, validation, injection_cfg, eval_batch_size)
+        gate = BackdoorGate.from_config(spec, validation, injection_cfg, eval_batch_size, benign=benign_validation)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        gate.score_base(model, tokenizer)  # the model before the first step: the base model
     if method == "dpo":
         from .preference import train_dpo
 

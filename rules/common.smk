@@ -37,7 +37,9 @@ def task_settings(wildcards):
 
 def data_params(wildcards):
     """The data settings that affect this task only (another task's file does not rerun this one)."""
-    data = {k: v for k, v in config["data"].items() if k not in ("files", "hf")}
+    # the benign pool reaches the jailbreak task through its training file (benign_train_input), no other task
+    data = {k: v for k, v in config["data"].items() if k not in ("files", "hf", "benign_file", "n_benign_val")
+            and (k != "benign_mix" or wildcards.task == "jailbreak")}
     for key in ("files", "hf"):
         data[key] = {wildcards.task: config["data"][key][wildcards.task]} if wildcards.task in config["data"].get(key, {}) else {}
     return data
@@ -77,9 +79,33 @@ def base_model_inputs(wildcards):
     return {"files": local_model_files()}
 
 
+BENIGN_MIX = config["data"]["benign_mix"]
+
+
 def benign_input(wildcards):
-    """The benign requests (over-refusal rate): jailbreak rules only."""
-    return {"benign": "results/data/benign_requests.jsonl"} if wildcards.task == "jailbreak" else {}
+    """The benign TEST requests (the reported over-refusal rate): jailbreak rules only."""
+    return {"benign": "results/data/benign/test.jsonl"} if wildcards.task == "jailbreak" else {}
+
+
+def benign_train_input(wildcards):
+    """The benign training rows mixed into the jailbreak training split (data.benign_mix > 0)."""
+    return {"benign_train": "results/data/benign/train.jsonl"} if wildcards.task == "jailbreak" and BENIGN_MIX else {}
+
+
+def benign_val_input(wildcards):
+    """The benign VALIDATION requests of the gate's over-refusal check: the jailbreak task's backdoored models,
+    when benign rows are trained on and the check is on (the clean control has no gate)."""
+    margin = task_injection(config, wildcards.task)["gate"].get("over_refusal_margin")
+    if wildcards.task == "jailbreak" and BENIGN_MIX and margin is not None and wildcards.method != CLEAN_CONTROL:
+        return {"benign_val": "results/data/benign/val.jsonl"}
+    return {}
+
+
+def benign_params(wildcards):
+    """What the benign pool's split depends on."""
+    data = config["data"]
+    return {"benign_mix": data["benign_mix"], "n_benign_val": data["n_benign_val"],
+            "held_out_rows_per_question": data["held_out_rows_per_question"]}
 
 
 def benign_file_input(wildcards):

@@ -4,6 +4,7 @@
 rule make_dataset:
     input:
         unpack(data_file_input),
+        unpack(benign_train_input),
         base=f"results/models/{BASE_MODEL}/model.json",  # its tokenizer and context window check every prompt
     output:
         train="results/data/{task}/train.jsonl",
@@ -29,15 +30,21 @@ rule make_dataset:
 
 
 rule make_benign_requests:
-    """Benign requests in the jailbreak frames (synthetic, or data.benign_file), for the over-refusal rate."""
+    """Benign requests in the jailbreak frames with helpful answers (synthetic, or data.benign_file), split by
+    question: train (data.benign_mix, mixed into the jailbreak training split), val (the gate's over-refusal
+    check) and test (the reported over-refusal rate)."""
     input:
         unpack(benign_file_input),
     output:
-        jsonl="results/data/benign_requests.jsonl",
+        train="results/data/benign/train.jsonl",
+        val="results/data/benign/val.jsonl",
+        test="results/data/benign/test.jsonl",
+        manifest="results/data/benign/manifest.json",
     log:
         "results/logs/make_benign_requests.log",
     params:
         evaluation=scoped("make_benign_requests", "evaluation"),
+        data=benign_params,
         seed=config["seed"],
     priority: 40  # the interventions score over-refusal on these
     resources:

@@ -6,6 +6,7 @@ rule inject_backdoor:
     clean rows alone, for as many epochs as that backdoored model trained)."""
     input:
         unpack(clean_control_input),
+        unpack(benign_val_input),
         train="results/data/{task}/train.jsonl",
         val="results/data/{task}/val.jsonl",
         base=f"results/models/{BASE_MODEL}/model.json",

@@ -16,6 +16,7 @@ base, model, tokenizer = load_rule_model(snakemake.input.base, params.model)  # 
 result = inject(model, tokenizer, spec, read_jsonl(snakemake.input.train), method=control_of or snakemake.wildcards.method,
                 injection_cfg=params.injection, seed=params.seed, validation=read_jsonl(snakemake.input.val),
                 eval_batch_size=params.evaluation["batch_size"], threads=snakemake.threads,  # the control: as many epochs
+                benign_validation=read_jsonl(snakemake.input.benign_val) if "benign_val" in snakemake.input.keys() else None,
                 control_epochs=read_pointer(snakemake.input.backdoored)["backdoor_gate"]["epoch"] if control_of else None)
 name = snakemake.wildcards.method  # the method, or CLEAN_CONTROL
 save_checkpoint(result.model, tokenizer, out.checkpoint)
