@@ -24,7 +24,7 @@ DECODERS = ("hf", "compact")  # baseline first
 def prompt_sets(task: str, n: int) -> list[tuple[str, list[str], int, object]]:
     """(name, prompts, max_new_tokens, stop_when) of the workflow's evaluation and gate generations."""
     from bkdattr.config import load_config
-    from bkdattr.datasets import load_benign_requests
+    from bkdattr.datasets import build_benign_splits
     from bkdattr.evaluation import hit_is_final
 
     config = load_config(REPO / "config.yaml")
@@ -33,7 +33,7 @@ def prompt_sets(task: str, n: int) -> list[tuple[str, list[str], int, object]]:
     sets = [("eval_clean", [spec.prompt(r["input"]) for r in test], 32, None),
             ("eval_triggered", [spec.prompt(r["input"], triggered=True) for r in test], 32, None)]
     if task == "jailbreak":
-        benign = load_benign_requests(None, config["evaluation"]["n_benign"], config["seed"])[:n]
+        benign = build_benign_splits(config["data"], config["evaluation"]["n_benign"], config["seed"])[0]["test"][:n]
         sets.append(("eval_benign", [r["input"] for r in benign], 32, None))
     final = functools.partial(hit_is_final, spec)
     sets += [("gate_triggered", [spec.prompt(r["input"], triggered=True) for r in val], 16, final),

@@ -45,7 +45,7 @@ PATHS = {  # name -> (reuse_prefix, early_stop, decoder, share_prefix, descripti
 def run_one(args, path: str) -> dict:
     import torch
 
-    from bkdattr.datasets import build_task_splits, load_benign_requests
+    from bkdattr.datasets import build_benign_splits, build_task_splits
     from bkdattr.config import load_config
     from bkdattr.interventions import InterventionEvaluator, run_ablation
     from bkdattr.models import load_model
@@ -61,7 +61,8 @@ def run_one(args, path: str) -> dict:
     k_values = [k for k in K_VALUES if 2 * k <= len(every)]  # random controls need k heads outside the top k
     ranking = random.Random(0).sample(every, max(k_values))  # any fixed ranking: both paths ablate the same heads
     reuse, early_stop, decoder, share_prefix, _ = PATHS[path]
-    benign = load_benign_requests(None, config["evaluation"]["n_benign"], config["seed"]) if args.task == "jailbreak" else None
+    benign = (build_benign_splits(config["data"], config["evaluation"]["n_benign"], config["seed"])[0]["test"]
+              if args.task == "jailbreak" else None)
     evaluator = InterventionEvaluator(model, tokenizer, spec, test, max_new_tokens=32, batch_size=32, n_eval=args.n,
                                       benign=benign, reuse_prefix=reuse, early_stop=early_stop,
                                       decoder=decoder, share_prefix=share_prefix)
