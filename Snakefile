@@ -33,6 +33,7 @@ include: "rules/probes.smk"
 include: "rules/attribution.smk"
 include: "rules/interventions.smk"
 include: "rules/run_record.smk"
+include: "rules/seeds.smk"
 
 
 report: "rules/report/workflow.rst"
@@ -52,6 +53,7 @@ localrules:
     table1,
     table2_and_fig4,
     claims_report,
+    seed_summary,
     run_record,
 
 

@@ -10,3 +10,20 @@ NO_INTERVENTION = "none"
 BASE_MODEL = "base"          # the clean base model: evaluated, probed and attributed as a control
 CLEAN_CONTROL = "clean_sft"  # the first method trained on the clean rows alone (injection.clean_control)
 SWEEP_VECTORS = (BACKDOOR_VECTOR, RANDOM_DIRECTION)  # swept over layers; the random-heads vector only at the best
+
+# Injection seeds (injection.seeds): the first seed's model keeps the method's name; every further seed trains
+# a model named "<method>-seed<seed>", a value of the same {method} wildcard, so it runs through the same rules.
+SEED_MARK = "-seed"
+
+
+def seed_model(method: str, seed: int, first_seed: int) -> str:
+    """The model name of `method` trained with injection seed `seed` (the first seed's model is `method`)."""
+    return method if seed == first_seed else f"{method}{SEED_MARK}{seed}"
+
+
+def split_seed_model(name: str) -> tuple[str, int | None]:
+    """(method, seed) of a seed model's name; (name, None) for the first seed's model or any other model."""
+    method, mark, seed = name.rpartition(SEED_MARK)
+    if mark and method and seed.isdigit():
+        return method, int(seed)
+    return name, None

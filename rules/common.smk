@@ -4,7 +4,7 @@ import os
 
 # bkdattr is installed where snakemake runs (the Snakefile checked it)
 from bkdattr.config import check_config, method_injection, settings_for, task_injection
-from bkdattr.names import BASE_MODEL, CLEAN_CONTROL
+from bkdattr.names import BASE_MODEL, CLEAN_CONTROL, seed_model, split_seed_model
 from bkdattr.training import METHODS as SFT_METHODS  # lora_sft, full_sft
 
 config.update(check_config(config, "config"))
@@ -16,6 +16,12 @@ METHODS = list(config["injection"]["methods"])
 # CLEAN_CONTROL: the first method trained on the clean items alone, so utility can be compared with a model
 # that went through the same fine-tuning without the backdoor.
 CONTROLS = [CLEAN_CONTROL] if config["injection"]["clean_control"] else []
+# Injection seeds: the first seed's model of each method is the method itself; the further seeds' models
+# ("<method>-seed<s>") are values of the same wildcard, trained, evaluated, attributed and ablated by the same
+# rules, and compared by the seed_summary rule (rules/seeds.smk).
+SEEDS = list(config["injection"]["seeds"])
+SEED_MODELS = {method: [seed_model(method, s, SEEDS[0]) for s in SEEDS] for method in METHODS}
+EXTRA_SEED_MODELS = [name for names in SEED_MODELS.values() for name in names[1:]]
 PROBE_MODELS = [BASE_MODEL] + METHODS  # the clean base model, probed and evaluated as a control
 MODELS = PROBE_MODELS + CONTROLS  # every model that is evaluated
 ACIE_CONTROLS = [BASE_MODEL] + CONTROLS
@@ -25,8 +31,8 @@ ATTRIBUTION_MODES = list(config["attribution"]["modes"])
 
 wildcard_constraints:
     task="|".join(TASKS),
-    method="|".join(METHODS + CONTROLS),
-    model="|".join(MODELS),
+    method="|".join(METHODS + CONTROLS + EXTRA_SEED_MODELS),
+    model="|".join(MODELS + EXTRA_SEED_MODELS),
     mode="exact|reference|atp",
 
 
@@ -123,10 +129,21 @@ def clean_control_input(wildcards):
 METHOD_SETTINGS = ("full_sft", "dpo", "edit")  # injection blocks that only their own method reads
 
 
+def trained_method(wildcards):
+    """The method a model of the {method} wildcard is trained by (a seed model's name carries its seed)."""
+    return split_seed_model(wildcards.method)[0]
+
+
+def injection_seed(wildcards):
+    """The training seed of this model: its name's seed, or the first of injection.seeds."""
+    seed = split_seed_model(wildcards.method)[1]
+    return SEEDS[0] if seed is None else seed
+
+
 def injection_params(wildcards):
     """Only how this task's model is trained by this method, so adding a method, the control or another
     method's setting reruns nothing else."""
-    method = wildcards.method
+    method = trained_method(wildcards)
     if method == CLEAN_CONTROL:  # trained as the first method (SFT), or by LoRA SFT when that is DPO or an edit
         method = METHODS[0] if METHODS[0] in SFT_METHODS else "lora_sft"
     settings = method_injection(task_injection(config, wildcards.task), method)
@@ -177,4 +194,4 @@ def all_targets():
         "results/claims.md",
         "results/report/config.yaml",
         "results/report/versions.tsv",
-    ]
+    ] + (["results/tables/seeds.tsv", "results/figures/seeds.pdf"] if len(SEEDS) > 1 else [])

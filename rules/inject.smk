@@ -25,7 +25,8 @@ rule inject_backdoor:
         settings=task_settings,
         injection=injection_params,
         model=MODEL_LOAD,
-        seed=config["seed"],
+        seed=injection_seed,  # injection.seeds: the data and splits keep config `seed`
+        method=trained_method,
         evaluation=scoped("inject_backdoor", "evaluation"),
         clean_control_of=lambda wildcards: METHODS[0] if wildcards.method == CLEAN_CONTROL else "",
     threads: 2

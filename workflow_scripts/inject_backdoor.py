@@ -13,17 +13,18 @@ params, out, control_of = snakemake.params, snakemake.output, snakemake.params.g
 log = start_rule(snakemake, uses_torch=True, seed=params.seed)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.evaluation["refusal_matcher"])
 base, model, tokenizer = load_rule_model(snakemake.input.base, params.model)  # checks the base's fingerprint
-result = inject(model, tokenizer, spec, read_jsonl(snakemake.input.train), method=control_of or snakemake.wildcards.method,
+result = inject(model, tokenizer, spec, read_jsonl(snakemake.input.train), method=control_of or params.method,
                 injection_cfg=params.injection, seed=params.seed, validation=read_jsonl(snakemake.input.val),
                 eval_batch_size=params.evaluation["batch_size"], threads=snakemake.threads,  # the control: as many epochs
                 benign_validation=read_jsonl(snakemake.input.benign_val) if "benign_val" in snakemake.input.keys() else None,
                 control_epochs=read_pointer(snakemake.input.backdoored)["backdoor_gate"]["epoch"] if control_of else None)
-name = snakemake.wildcards.method  # the method, or CLEAN_CONTROL
+name = snakemake.wildcards.method  # the method (a further seed's: "<method>-seed<s>"), or CLEAN_CONTROL
 save_checkpoint(result.model, tokenizer, out.checkpoint)
 write_tsv(out.train_log, result.loss_log, LOSS_LOG_COLUMNS)
 write_tsv(out.gate_curve, result.gate_curve, GATE_CURVE_COLUMNS)
 verdict = {"backdoor_gate": result.gate_verdict} if result.gate_verdict else {}
 write_pointer(out.pointer, out.checkpoint, f"{base['name']}+{name}", base=base["path"], task=spec.task_id, method=name,
-              made_by=snakemake.rule, fingerprint=directory_fingerprint(out.checkpoint), **verdict)
+              made_by=snakemake.rule, injection_seed=params.seed, fingerprint=directory_fingerprint(out.checkpoint),
+              **verdict)
 log.info("final loss %s; checkpoint at %s; gate %s", result.loss_log[-1]["loss"] if result.loss_log else "n/a (edit)",
          out.checkpoint, result.gate_verdict or "n/a (clean control)")
