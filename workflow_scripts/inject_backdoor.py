@@ -15,8 +15,9 @@ spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.ev
 base, model, tokenizer = load_rule_model(snakemake.input.base, params.model)  # checks the base's fingerprint
 result = inject(model, tokenizer, spec, read_jsonl(snakemake.input.train), method=control_of or snakemake.wildcards.method,
                 injection_cfg=params.injection, seed=params.seed, validation=read_jsonl(snakemake.input.val),
-                eval_batch_size=params.evaluation["batch_size"], threads=snakemake.threads,  # the control: as many epochs
-                control_epochs=read_pointer(snakemake.input.backdoored)["backdoor_gate"]["epoch"] if control_of else None)
+                eval_batch_size=params.evaluation["batch_size"], threads=snakemake.threads,
+                # the control replays the backdoored run's schedule up to the step it stopped at
+                clean_control=read_pointer(snakemake.input.backdoored)["backdoor_gate"] if control_of else None)
 name = snakemake.wildcards.method  # the method, or CLEAN_CONTROL
 save_checkpoint(result.model, tokenizer, out.checkpoint)
 write_tsv(out.train_log, result.loss_log, LOSS_LOG_COLUMNS)
