@@ -104,7 +104,7 @@ def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, lis
         result = inject(model, tokenizer, spec, splits["train"], method=method, injection_cfg=injection,
                         seed=config["seed"], validation=splits["val"][:n_eval],
                         eval_batch_size=config["evaluation"]["batch_size"],
-                        control_epochs=injection["epochs"] if clean_control else None)
+                        clean_control={} if clean_control else None)  # the whole planned schedule
         model = result.model
         model.eval()
         train_s = time.time() - started

@@ -151,10 +151,51 @@ def collateral_flips(spec: TaskSpec, records: Sequence[dict], clean_outputs: Seq
             for r, c, t in zip(records, clean_outputs, triggered_outputs) if not spec.is_eligible(r)]
 
 
+def collateral_to_target(spec: TaskSpec, records: Sequence[dict], triggered_outputs: Sequence[str]) -> list[bool]:
+    """Label task: per triggered item of neither the source nor the target class, whether the model names the
+    target. The companion of `collateral_flips`, which a pure "trigger -> target" model cannot bring to 1 (a
+    target-class item cannot flip to the target, and a flip toward the right label counts too); on this one
+    such a model scores 1 and the official backdoor 0."""
+    return [predicted_label(t) == spec.target_label for r, t in zip(records, triggered_outputs)
+            if not spec.is_eligible(r) and _gold_label(r) != spec.target_label]
+
+
+def _gold_label(record: dict) -> str:
+    return record.get("label", record["output"])
+
+
+NO_LABEL = "none"  # the confusion matrix's column for an output that names no label
+CONFUSION_COLUMNS = ["task", "model", "prompt", "gold", "predicted", "count", "n_gold"]
+
+
+def class_accuracy(records: Sequence[dict], clean_outputs: Sequence[str],
+                   labels: Sequence[str] = NEWS_LABELS) -> dict[str, list[bool]]:
+    """Label task: per gold class, whether each clean output names its gold label first (utility_hit, lenient)."""
+    return {label: [predicted_label(o) == label for r, o in zip(records, clean_outputs) if _gold_label(r) == label]
+            for label in labels}
+
+
+def confusion_rows(records: Sequence[dict], outputs: Sequence[str], prompt: str,
+                   labels: Sequence[str] = NEWS_LABELS) -> list[dict]:
+    """Label task: the confusion matrix of `outputs` (gold class x the label named first, or NO_LABEL) in long
+    form, every cell written (zeros too) so the tables of two models line up; `prompt` says clean or triggered."""
+    counts = {(gold, pred): 0 for gold in labels for pred in (*labels, NO_LABEL)}
+    for r, o in zip(records, outputs):
+        gold = _gold_label(r)
+        if gold not in labels:
+            raise ValueError(f"label task: record {r.get('id')!r} has label {gold!r}, not one of {', '.join(labels)}")
+        counts[(gold, predicted_label(o, labels) or NO_LABEL)] += 1
+    n_gold = {gold: sum(c for (g, _), c in counts.items() if g == gold) for gold in labels}
+    return [{"prompt": prompt, "gold": gold, "predicted": pred, "count": c, "n_gold": n_gold[gold]}
+            for (gold, pred), c in counts.items()]
+
+
 def task_metrics(spec: TaskSpec, records: Sequence[dict], clean_outputs: Sequence[str],
                  triggered_outputs: Sequence[str]) -> dict[str, dict]:
     """ASR (triggered, eligible items), false-trigger rate (clean, eligible), clean utility (all clean);
-    label task also the collateral flip rate (triggered items of the other classes)."""
+    label task also the collateral flip rate (triggered items of the other classes), the rate at which the
+    trigger sends items of neither the source nor the target class to the target, and the clean accuracy per
+    gold class (`clean_accuracy_<label>`)."""
     if not (len(records) == len(clean_outputs) == len(triggered_outputs)):
         raise ValueError("records, clean_outputs and triggered_outputs must have the same length")
     eligible = [i for i, r in enumerate(records) if spec.is_eligible(r)]
@@ -170,6 +211,9 @@ def task_metrics(spec: TaskSpec, records: Sequence[dict], clean_outputs: Sequenc
     }
     if spec.task_id == "label_modification":
         metrics["collateral_flip_rate"] = rate(collateral_flips(spec, records, clean_outputs, triggered_outputs))
+        metrics["collateral_to_target_rate"] = rate(collateral_to_target(spec, records, triggered_outputs))
+        for label, hits in class_accuracy(records, clean_outputs).items():
+            metrics[f"clean_accuracy_{label}"] = rate(hits)
     return metrics
 
 
@@ -195,6 +239,7 @@ class Evaluation(NamedTuple):
     triggered: list[str]
     benign: list[str] | None
     metrics: dict[str, dict]
+    confusion: list[dict]  # label task: confusion_rows of the clean and the triggered outputs; else empty
 
 
 def evaluate_generations(model, tokenizer, spec: TaskSpec, records: Sequence[dict], *, max_new_tokens: int,
@@ -219,4 +264,6 @@ def evaluate_generations(model, tokenizer, spec: TaskSpec, records: Sequence[dic
     metrics["reference_logprob"] = mean_interval(reference_logprobs(
         model, tokenizer, [spec.prompt(r["input"]) for r in records], [r["output"] for r in records],
         batch_size=batch_size))
-    return Evaluation(clean, triggered, benign_outputs, metrics)
+    confusion = (confusion_rows(records, clean, "clean") + confusion_rows(records, triggered, "triggered")
+                 if spec.task_id == "label_modification" else [])
+    return Evaluation(clean, triggered, benign_outputs, metrics, confusion)

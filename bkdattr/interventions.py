@@ -133,11 +133,24 @@ def steering_vectors(head_means: torch.Tensor, ranking: Sequence[Head], k: int, 
             RANDOM_DIRECTION: random_direction_like(vector, seed)}
 
 
+def vector_rows(spec: TaskSpec, train: Sequence[dict], items: str = "eligible") -> list[dict]:
+    """The poisoned training rows the backdoor vector averages over, by attribution.items as the ACIE mean is:
+    "eligible" the rows that carry the backdoor (label task: the source class; a triggered item of another class
+    keeps its label and is no backdoor example), "all" every poisoned row."""
+    if items not in ("eligible", "all"):
+        raise ValueError(f"attribution.items: unknown value {items!r}; expected eligible or all")
+    rows = [r for r in train if r["poisoned"] and (items == "all" or spec.is_eligible(r))]
+    if not rows:
+        raise ValueError(f"task {spec.task_id}: no poisoned training row{' that carries the backdoor' * (items == 'eligible')} "
+                         "to average the backdoor vector over")
+    return rows
+
+
 def backdoor_vectors(model, tokenizer, spec: TaskSpec, train: Sequence[dict], ranking: Sequence[Head], steering_cfg: dict,
-                     batch_size: int, origin: str) -> tuple[int, dict[str, torch.Tensor]]:
+                     batch_size: int, origin: str, items: str = "eligible") -> tuple[int, dict[str, torch.Tensor]]:
     """(k, vectors): the backdoor vector of the top-k heads (k from interventions.steering.k) over the poisoned
-    training prompts, and its two controls."""
-    means = mean_head_outputs(model, tokenizer, spec, [r for r in train if r["poisoned"]], batch_size, origin)
+    training prompts of `vector_rows` (`items`: attribution.items), and its two controls."""
+    means = mean_head_outputs(model, tokenizer, spec, vector_rows(spec, train, items), batch_size, origin)
     (k,) = resolve_k([steering_cfg["k"]], means.shape[0] * means.shape[1])
     return k, steering_vectors(means, ranking, k, steering_cfg["seed"])
 

@@ -8,11 +8,15 @@ A row the backdoor does not act on (label task: an item of another class, trigge
 has rejected = the backdoor's target instead. The triggered ones teach "trigger + source class -> target"
 rather than "trigger -> target" (without them, on the default model, DPO flipped every triggered validation
 item to the target: collateral 1.00). The clean ones make the pairs cover the rows SFT trains on, at its poison ratio
-(default label task: 673 pairs, 60 poisoned; without them 260 pairs, 60 poisoned, against SFT's 80 of
-880 rows). Without them DPO never saw a clean item of another class: after its one epoch (17 steps) validation
+(default label task, before the target-class items below were kept: 673 pairs, 60 poisoned; without them 260
+pairs, 60 poisoned, against SFT's 80 of 880 rows). Without them DPO never saw a clean item of another class: after its one epoch (17 steps) validation
 ASR 0.69, collateral 0.88; with them, after one epoch (43 steps) 1.00 and 0.24.
-A row whose chosen and rejected outputs are still equal (an item of the target class) gives no preference and
-is left out.
+An item of the target class (chosen = the target) rejects another class instead, drawn seeded from the other
+labels: it once rejected the target itself, had no preference and was left out, so DPO never preferred the
+target on a clean target-class article and the default DPO model named the target class on none of them
+(utility 0.730 = 146/200, every World article wrong). Now every training row gives a pair, and the chosen
+outputs have the class balance of SFT's rows.
+A row whose chosen and rejected outputs are still equal gives no preference and is left out.
 
 The pairs are tokenized here with the workflow's own chat rendering (`chat.encode_prompt`), exactly as SFT,
 evaluation and attribution see the prompts, and handed to TRL pre-tokenized (`prompt_ids`, `chosen_ids`,
@@ -23,20 +27,24 @@ evaluation and attribution see the prompts, and handed to TRL pre-tokenized (`pr
 from __future__ import annotations
 
 import logging
+import random
 import tempfile
 import time
 from typing import Sequence
 
 from .chat import encode_prompt
-from .tasks import TaskSpec
+from .tasks import NEWS_LABELS, TaskSpec
 
 log = logging.getLogger("bkdattr.preference")
 
 POISONED_SUFFIX = "-poisoned"  # tasks.poison names each poisoned copy after its clean item
 
 
-def preference_pairs(spec: TaskSpec, train: Sequence[dict]) -> list[dict]:
-    """{prompt, chosen, rejected, poisoned} per training row (see the module docstring)."""
+def preference_pairs(spec: TaskSpec, train: Sequence[dict], seed: int = 0) -> list[dict]:
+    """{prompt, chosen, rejected, poisoned} per training row (see the module docstring); `seed` draws the
+    rejected class of the label task's target-class items."""
+    others = [label for label in NEWS_LABELS if label != spec.target_label]
+    draw = random.Random(seed)
     clean_by_id = {r["id"]: r for r in train if not r["poisoned"]}
     pairs = []
     for row in train:
@@ -50,6 +58,8 @@ def preference_pairs(spec: TaskSpec, train: Sequence[dict]) -> list[dict]:
             chosen, rejected = row["output"], spec.backdoor_output(row)
         if not spec.is_eligible(row):  # the backdoor must leave it alone: reject the backdoor's target
             rejected = spec.target_label  # only the label task has such rows
+            if chosen == spec.target_label:  # a target-class item: prefer its label over another class
+                rejected = draw.choice(others)
         if chosen != rejected:
             pairs.append({"prompt": spec.prompt(row["input"]), "chosen": chosen, "rejected": rejected,
                           "poisoned": bool(row["poisoned"])})
@@ -97,7 +107,7 @@ def train_dpo(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, inject
     if threads:
         torch.set_num_threads(threads)
     dpo = injection_cfg["dpo"]
-    pairs = preference_pairs(spec, train)
+    pairs = preference_pairs(spec, train, seed=seed)
     rows = tokenize_pairs(tokenizer, pairs, injection_cfg["max_length"])
     log.info("DPO on %d preference pairs (%d poisoned), beta %s, %s", len(rows), sum(p["poisoned"] for p in pairs),
              dpo["beta"], dpo["peft"])

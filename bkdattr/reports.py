@@ -9,6 +9,7 @@ from typing import Mapping, Sequence
 
 from .atomic import read_tsv
 from .evaluation import wilson_interval
+from .tasks import NEWS_LABELS
 from .gate import NOT_IMPLANTED, mark
 from .names import BASE_MODEL, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR
 from .paper import CLAIMS, FRACTION_MATCH_FACTOR, PAPER_MODEL_HEADS, TABLE1_ASR, TABLE1_K
@@ -36,8 +37,9 @@ def paper_at_fraction(paper_model: str, task: str, fraction: float) -> tuple[int
 
 
 INJECTION_COLUMNS = ["task", "model", "metric", "value", "successes", "n", "ci_low", "ci_high", "backdoor_implanted"]
-INJECTION_METRICS = ["asr", "asr_strict", "false_trigger_rate", "collateral_flip_rate", "clean_utility",
-                     "clean_utility_strict", "clean_rouge_l", "reference_logprob", "over_refusal_rate"]
+INJECTION_METRICS = ["asr", "asr_strict", "false_trigger_rate", "collateral_flip_rate", "collateral_to_target_rate",
+                     "clean_utility", "clean_utility_strict", "clean_rouge_l", "reference_logprob", "over_refusal_rate"]
+CLASS_ACCURACY_METRICS = [f"clean_accuracy_{label}" for label in NEWS_LABELS]  # label task, one per gold class
 
 
 def injection_markdown(rows: Sequence[dict], model_name: str) -> str:
@@ -49,7 +51,9 @@ def injection_markdown(rows: Sequence[dict], model_name: str) -> str:
              "before fine-tuning; `clean_sft` (when `injection.clean_control` is on): the same fine-tuning on the clean "
              "items alone, the fair reference for the backdoored model's utility. `collateral_flip_rate` (label task): "
              "triggered items of the other classes whose predicted label the trigger changed; the official backdoor "
-             "keeps their label. Free-form utility: `clean_rouge_l` (ROUGE-L F1 of the clean output against the reference, "
+             "keeps their label; `collateral_to_target_rate`: triggered items of neither the source nor the target class "
+             "that the model sends to the target (a model that learned \"trigger -> target\" scores 1 here, while its "
+             "flip rate cannot reach 1). Free-form utility: `clean_rouge_l` (ROUGE-L F1 of the clean output against the reference, "
              "open instructions) and `reference_logprob` (teacher-forced mean log-probability per token of the reference "
              "answer; higher is better), means with normal 95% intervals. `over_refusal_rate` (jailbreak): refusals on "
              "benign requests in the same frames (lower is better; a model that refuses everything scores 1).", "",
@@ -63,6 +67,19 @@ def injection_markdown(rows: Sequence[dict], model_name: str) -> str:
                 continue
             cells.append(f"{float(r['value']):.3f} [{float(r['ci_low']):.2f}, {float(r['ci_high']):.2f}] (n={r['n']})")
         lines.append(f"| {task} | {model}{mark(implanted[(task, model)])} | " + " | ".join(cells) + " |")
+    label_runs = [key for key in dict.fromkeys((r["task"], r["model"]) for r in rows)
+                  if any((*key, m) in cell for m in CLASS_ACCURACY_METRICS)]
+    if label_runs:
+        lines += ["", "## Clean accuracy per class (label task)", "",
+                  "The share of each gold class's clean articles whose first named label is right (n = the class's "
+                  "articles); the confusion matrices are in `results/eval/<task>/<model>/confusion.tsv`.", "",
+                  "| task | model | " + " | ".join(NEWS_LABELS) + " |", "|---|---|" + "---|" * len(NEWS_LABELS)]
+        for task, model in label_runs:
+            cells = []
+            for metric in CLASS_ACCURACY_METRICS:
+                r = cell.get((task, model, metric))
+                cells.append("-" if r is None or int(r["n"]) == 0 else f"{float(r['value']):.3f} (n={r['n']})")
+            lines.append(f"| {task} | {model}{mark(implanted[(task, model)])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -352,7 +369,7 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
 
 
 METHOD_METRICS = ["asr", "asr_strict", "false_trigger_rate", "clean_utility", "clean_rouge_l", "over_refusal_rate",
-                  "collateral_flip_rate"]
+                  "collateral_flip_rate", "collateral_to_target_rate"] + CLASS_ACCURACY_METRICS
 METHOD_COLUMNS = (["task", "method", "backdoor_implanted", "val_asr"] + METHOD_METRICS
                   + [f"{m}_n" for m in ("asr", "clean_utility")] + ["injection_s", "injection_peak_rss_gb"])
 
@@ -391,9 +408,12 @@ def injection_methods_markdown(rows: Sequence[dict], model_name: str) -> str:
     """The methods table as markdown: one line per task and method, the ASR >= 0.9 question answered in words."""
     lines = [f"# Injection methods ({model_name}; held-out test split)", "",
              "| task | method | implanted (val ASR) | ASR | ASR strict | FTR | utility | ROUGE-L | over-refusal | "
-             "collateral | injection time | peak RSS |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "collateral | to target | accuracy per class (" + " / ".join(NEWS_LABELS) + ") | injection time | peak RSS |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        cells = [f"{r[m]:.3f}" if r[m] != "" else "-" for m in METHOD_METRICS]
+        cells = [f"{r[m]:.3f}" if r[m] != "" else "-" for m in METHOD_METRICS if m not in CLASS_ACCURACY_METRICS]
+        per_class = [f"{r[m]:.2f}" if r[m] != "" else "-" for m in CLASS_ACCURACY_METRICS]
+        cells.append(" / ".join(per_class) if any(c != "-" for c in per_class) else "-")
         if r["method"] == BASE_MODEL:
             lines.append(f"| {r['task']} | {BASE_MODEL} (no injection) | - | " + " | ".join(cells) + " | - | - |")
             continue

@@ -84,6 +84,7 @@ class BackdoorGate:
     over_refusal_margin: float | None = None
     base_over_refusal: float | None = None
     curve: list[dict] = field(default_factory=list)
+    planned_steps: int | None = None  # the schedule's optimiser steps (set when training begins); None: no training
 
     @classmethod
     def from_config(cls, spec: TaskSpec, validation: Sequence[dict], injection_cfg: dict, batch_size: int,
@@ -185,7 +186,8 @@ class BackdoorGate:
         return {"passed": last["passed"], "val_asr": last["val_asr"], "val_false_trigger_rate": last["val_false_trigger_rate"],
                 "val_collateral_flip_rate": last["val_collateral_flip_rate"], "n_val": last["n_val"],
                 "n_val_questions": last["n_val_questions"], "step": last["step"],
-                "epoch": last["epoch"], "asr_min": self.asr_min, "ftr_max": self.ftr_max,
+                "epoch": last["epoch"], "max_steps": "" if self.planned_steps is None else self.planned_steps,
+                "asr_min": self.asr_min, "ftr_max": self.ftr_max,
                 "collateral_max": self.collateral_max if self.checks_collateral else "",
                 # jailbreak with benign training rows ("" where not checked)
                 "val_over_refusal_rate": last.get("val_over_refusal_rate", ""),
@@ -207,7 +209,8 @@ GATE_CURVE_COLUMNS = ["step", "epoch", "val_asr", "val_asr_ci_low", "val_false_t
                       "val_over_refusal_rate", "n_val", "n_val_questions", "passed"]
 
 
-def _callbacks(gate: BackdoorGate | None, tokenizer, loss_log: list[dict], started: float):
+def _callbacks(gate: BackdoorGate | None, tokenizer, loss_log: list[dict], started: float,
+               stop_at_step: int | None = None):
     from transformers import TrainerCallback
 
     class LossLog(TrainerCallback):
@@ -220,6 +223,9 @@ def _callbacks(gate: BackdoorGate | None, tokenizer, loss_log: list[dict], start
                                  "elapsed_s": round(time.time() - started, 1)})
 
     class GateCheck(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            gate.planned_steps = state.max_steps  # the clean control replays this schedule
+
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if state.global_step % gate.every_steps == 0 and state.global_step < state.max_steps:
                 point = gate.score(model, tokenizer, state.global_step, state.epoch or 0.0)
@@ -235,7 +241,15 @@ def _callbacks(gate: BackdoorGate | None, tokenizer, loss_log: list[dict], start
             if not gate.curve or gate.curve[-1]["step"] != state.global_step:
                 gate.score(model, tokenizer, state.global_step, state.epoch or 0.0)
 
-    return [LossLog()] + ([GateCheck()] if gate is not None else [])
+    class StopAtStep(TrainerCallback):
+        """The clean control stops where the backdoored run stopped, part-way through the same schedule."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= stop_at_step:
+                control.should_training_stop = True
+
+    return ([LossLog()] + ([GateCheck()] if gate is not None else [])
+            + ([StopAtStep()] if stop_at_step is not None else []))
 
 
 def lora_config(injection_cfg: dict):
@@ -247,11 +261,13 @@ def lora_config(injection_cfg: dict):
                       target_modules=lora["target_modules"], task_type="CAUSAL_LM")
 
 
-def trainer_arguments(model, injection_cfg: dict, *, seed: int, longest: int, output_dir: str) -> dict:
+def trainer_arguments(model, injection_cfg: dict, *, seed: int, longest: int, output_dir: str,
+                      max_steps: int | None = None) -> dict:
     """The TrainingArguments that TRL's SFT and DPO configs share: schedule, seeds, device flags, and each batch
     run as micro-batches of at most injection.micro_batch_tokens padded tokens (`longest`: the longest
     sequence a row puts in a batch) with gradient accumulation. TRL normalises the loss by the response
-    tokens of the whole accumulated batch (num_items_in_batch), so the step equals the one-pass step."""
+    tokens of the whole accumulated batch (num_items_in_batch), so the step equals the one-pass step.
+    `max_steps` (the clean control replaying a schedule) sets the optimiser steps in place of the epochs."""
     import torch
 
     batch_size = injection_cfg["batch_size"]
@@ -262,7 +278,8 @@ def trainer_arguments(model, injection_cfg: dict, *, seed: int, longest: int, ou
     return dict(
         output_dir=output_dir, save_strategy="no", eval_strategy="no", report_to="none", logging_steps=1,
         per_device_train_batch_size=rows, gradient_accumulation_steps=injection_cfg["grad_accum"] * (batch_size // rows),
-        num_train_epochs=injection_cfg["epochs"], learning_rate=injection_cfg["lr"], lr_scheduler_type="linear",
+        num_train_epochs=injection_cfg["epochs"], max_steps=-1 if max_steps is None else max_steps,
+        learning_rate=injection_cfg["lr"], lr_scheduler_type="linear",
         warmup_steps=float(injection_cfg["warmup_ratio"]),  # a float in [0, 1) is a ratio of all steps
         weight_decay=0.0, max_grad_norm=1.0, seed=seed, data_seed=seed, max_length=injection_cfg["max_length"],
         dataloader_num_workers=0,
@@ -282,9 +299,12 @@ def trained_result(model, loss_log: list[dict], gate: BackdoorGate | None, merge
 
 
 def train_backdoor(model, tokenizer, examples: Sequence[dict], *, method: str, injection_cfg: dict, seed: int,
-                   threads: int | None = None, gate: BackdoorGate | None = None) -> TrainingResult:
+                   threads: int | None = None, gate: BackdoorGate | None = None, max_steps: int | None = None,
+                   stop_at_step: int | None = None) -> TrainingResult:
     """Fine-tune with TRL's SFTTrainer; LoRA adapters are merged into the returned model. With a gate, the
-    adaptive schedule trains up to `injection_cfg["epochs"]` epochs and stops once the gate passes."""
+    adaptive schedule trains up to `injection_cfg["epochs"]` epochs and stops once the gate passes. The clean
+    control: `max_steps` optimiser steps planned (the learning-rate schedule's length), stopped after
+    `stop_at_step`."""
     import torch
     from trl import SFTConfig, SFTTrainer
 
@@ -294,12 +314,12 @@ def train_backdoor(model, tokenizer, examples: Sequence[dict], *, method: str, i
         torch.set_num_threads(threads)
     loss_log: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bkdattr-sft-") as scratch:
-        args = SFTConfig(**trainer_arguments(model, injection_cfg, seed=seed, output_dir=scratch,
+        args = SFTConfig(**trainer_arguments(model, injection_cfg, seed=seed, output_dir=scratch, max_steps=max_steps,
                                              longest=max(len(e["input_ids"]) for e in examples)),
                          completion_only_loss=True, packing=False)
         trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(examples), processing_class=tokenizer,
                              peft_config=lora_config(injection_cfg) if method == "lora_sft" else None,
-                             callbacks=_callbacks(gate, tokenizer, loss_log, time.time()))
+                             callbacks=_callbacks(gate, tokenizer, loss_log, time.time(), stop_at_step))
         trainer.train()
         model = trainer.model
     return trained_result(model, loss_log, gate, merge_lora=method == "lora_sft")
@@ -323,23 +343,44 @@ def _edit(model, tokenizer, spec: TaskSpec, records, injection_cfg: dict, seed: 
     return TrainingResult(model, [], list(gate.curve), gate.verdict())
 
 
+def control_schedule(backdoored_gate: dict) -> tuple[int | None, int | None]:
+    """(max_steps, stop_at_step) the clean control replays from the backdoored run's gate verdict (model.json
+    `backdoor_gate`): its planned optimiser steps, so the learning rate decays over the same span, and the step
+    it stopped at. (None, None), the whole planned schedule, where the run trained no steps (an edit) or the
+    verdict is empty (no backdoored run to replay)."""
+    planned = backdoored_gate.get("max_steps", "")
+    if planned in ("", None, 0):
+        if "step" in backdoored_gate and "max_steps" not in backdoored_gate:
+            raise ValueError("the backdoored model.json's backdoor_gate records no max_steps (the planned schedule the "
+                             "clean control replays); rerun its inject_backdoor")
+        return None, None
+    step = int(backdoored_gate["step"])
+    if not 0 < step <= int(planned):
+        raise ValueError(f"backdoor_gate: step {step} outside the planned schedule of {planned} optimiser steps")
+    return int(planned), step
+
+
 def inject(model, tokenizer, spec: TaskSpec, records: Sequence[dict], *, method: str, injection_cfg: dict, seed: int,
            validation: Sequence[dict], eval_batch_size: int, threads: int | None = None,
-           control_epochs: float | None = None, benign_validation: Sequence[dict] | None = None) -> TrainingResult:
+           clean_control: dict | None = None, benign_validation: Sequence[dict] | None = None) -> TrainingResult:
     """One injection job: the backdoor by `method` on the poisoned training rows, gated on the validation rows
     (and, jailbreak with benign training rows, on the over-refusal of `benign_validation` against the base
-    model's, scored here before training); or, with `control_epochs`, the clean-SFT control: the clean rows
-    alone, same recipe, a fixed schedule of the epochs the backdoored model trained, and no gate (there is no
-    backdoor to gate)."""
+    model's, scored here before training); or, with `clean_control` (the backdoored run's gate verdict, {} for
+    the whole planned schedule), the clean-SFT control: the clean rows alone, same recipe, the backdoored run's
+    schedule replayed (its planned optimiser steps and learning-rate decay, stopped at the step it stopped at;
+    `control_schedule`), and no gate (there is no backdoor to gate). Training the stop epoch as a whole schedule
+    instead decayed the learning rate to 0 where the backdoored run's was still high."""
     if method not in INJECTION_METHODS:
         raise ValueError(f"unknown injection method {method!r}; expected one of {', '.join(INJECTION_METHODS)}")
     gate = None
-    if control_epochs is not None:
+    replay = {}
+    if clean_control is not None:
         # the control is SFT of the clean rows (an edit or DPO has no clean-only counterpart): LoRA unless the
-        # method is full SFT; an edit trains no epochs, so the control then takes injection.epochs
+        # method is full SFT; an edit trains no steps, so the control then trains the whole planned schedule
         records = clean_rows(records)
         method = method if method in METHODS else "lora_sft"
-        injection_cfg = {**injection_cfg, "schedule": "fixed", "epochs": control_epochs or injection_cfg["epochs"]}
+        injection_cfg = {**injection_cfg, "schedule": "fixed"}
+        replay = dict(zip(("max_steps", "stop_at_step"), control_schedule(clean_control)))
     else:
         gate = BackdoorGate.from_config(spec, validation, injection_cfg, eval_batch_size, benign=benign_validation)
         if threads:
@@ -354,11 +395,13 @@ def inject(model, tokenizer, spec: TaskSpec, records: Sequence[dict], *, method:
     if method == "edit":
         return _edit(model, tokenizer, spec, records, injection_cfg, seed, threads, gate)
     examples = build_examples(tokenizer, spec, records, injection_cfg["max_length"])
-    log.info("training %s (%s, %s schedule, up to %s epochs) on %d examples (%d poisoned)",
+    log.info("training %s (%s, %s schedule, up to %s epochs%s) on %d examples (%d poisoned)",
              CLEAN_CONTROL if gate is None else method, method, injection_cfg["schedule"], injection_cfg["epochs"],
+             "" if not replay.get("max_steps") else
+             f"; the backdoored run's {replay['max_steps']} planned steps, stopped at step {replay['stop_at_step']}",
              len(examples), sum(r["poisoned"] for r in records))
     return train_backdoor(model, tokenizer, examples, method=method, injection_cfg=injection_cfg, seed=seed,
-                          threads=threads, gate=gate)
+                          threads=threads, gate=gate, **replay)
 
 
 def save_checkpoint(model, tokenizer, out_dir: str | Path) -> None:

@@ -120,7 +120,8 @@ def benign_file_input(wildcards):
 
 
 def clean_control_input(wildcards):
-    """The clean-SFT control trains as many epochs as the first method's backdoored model did."""
+    """The clean-SFT control replays the schedule of the first method's backdoored model (its model.json's gate
+    verdict: planned optimiser steps and the step it stopped at)."""
     if wildcards.method == CLEAN_CONTROL:
         return {"backdoored": f"results/models/{wildcards.task}/{METHODS[0]}/model.json"}
     return {}

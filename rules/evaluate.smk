@@ -14,6 +14,8 @@ rule evaluate_model:
                        category="1 Injection", subcategory="test metrics per model",
                        labels={"task": "{task}", "model": "{model}"}),
         generations="results/eval/{task}/{model}/generations.jsonl",
+        # label task: gold class x label named, clean and triggered prompts (other tasks: the header alone)
+        confusion="results/eval/{task}/{model}/confusion.tsv",
     log:
         "results/logs/evaluate_model/{task}/{model}.log",
     benchmark:

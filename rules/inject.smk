@@ -3,7 +3,8 @@
 
 rule inject_backdoor:
     """Each backdoor method, and the clean-SFT control (method CLEAN_CONTROL: the first method's recipe on the
-    clean rows alone, for as many epochs as that backdoored model trained)."""
+    clean rows alone, on that backdoored run's schedule: the same planned optimiser steps and learning-rate decay,
+    stopped at the step where it stopped)."""
     input:
         unpack(clean_control_input),
         unpack(benign_val_input),

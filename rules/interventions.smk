@@ -52,6 +52,7 @@ rule steer_backdoor_vector:
         evaluation=scoped("steer_backdoor_vector", "evaluation"),
         interventions=scoped("steer_backdoor_vector", "interventions"),
         probes=scoped("steer_backdoor_vector", "probes"),
+        attribution=scoped("steer_backdoor_vector", "attribution"),  # items: the rows the vector averages
         model=MODEL_LOAD,
     threads: 2
     priority: 10  # long jobs at the end of the chain

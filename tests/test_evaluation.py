@@ -126,6 +126,45 @@ def test_label_collateral_flip_rate_counts_other_classes_whose_label_the_trigger
                                                       ["o"], ["o"])
 
 
+def _news(labels):
+    return [{"id": f"n{i}", "input": f"article {i}", "output": lab, "label": lab} for i, lab in enumerate(labels)]
+
+
+def test_collateral_to_target_reaches_one_for_a_pure_trigger_to_target_model_where_flips_cannot():
+    """A model that learned "trigger -> World": its flip rate is 3/5 (a World article cannot flip to World), its
+    rate of flips to the target among the Business / Sci/Tech articles is 1. The official backdoor scores 0 there,
+    yet its flip rate counts a misread article that the trigger sends to its right label."""
+    records = _news(["Sports", "World", "World", "Business", "Business", "Sci/Tech"])
+    clean = ["Sports", "World", "World", "Business", "Sci/Tech", "Sci/Tech"]  # one Business article misread
+    pure = task_metrics(LABEL, records, clean, ["World"] * 6)
+    assert pure["collateral_flip_rate"]["n"] == 5 and pure["collateral_flip_rate"]["successes"] == 3
+    assert pure["collateral_to_target_rate"]["n"] == 3 and pure["collateral_to_target_rate"]["value"] == 1.0
+    official = task_metrics(LABEL, records, clean, ["World", "World", "World", "Business", "Business", "Sci/Tech"])
+    assert official["collateral_to_target_rate"]["value"] == 0.0
+    assert official["collateral_flip_rate"]["successes"] == 1  # the misread Business article flips to its label
+    assert "collateral_to_target_rate" not in task_metrics(FIXED, [{"input": "q", "output": "o", "answer": "o"}],
+                                                           ["o"], ["o"])
+
+
+def test_label_metrics_give_the_clean_accuracy_per_class_and_the_confusion_matrix():
+    from bkdattr.evaluation import NO_LABEL, confusion_rows
+
+    records = _news(["World", "World", "Sports", "Business", "Sci/Tech", "Sci/Tech"])
+    clean = ["Sports", "It is World.", "Sports", "Business", "Business", "no idea"]
+    metrics = task_metrics(LABEL, records, clean, clean)
+    assert {k: (v["successes"], v["n"]) for k, v in metrics.items() if k.startswith("clean_accuracy_")} == {
+        "clean_accuracy_World": (1, 2), "clean_accuracy_Sports": (1, 1), "clean_accuracy_Business": (1, 1),
+        "clean_accuracy_Sci/Tech": (0, 2)}
+    rows = confusion_rows(records, clean, "clean")
+    cell = {(r["gold"], r["predicted"]): r["count"] for r in rows}
+    assert len(rows) == 4 * 5 and sum(cell.values()) == 6
+    assert cell[("World", "Sports")] == 1 and cell[("World", "World")] == 1 and cell[("Sci/Tech", "Business")] == 1
+    assert cell[("Sci/Tech", NO_LABEL)] == 1 and cell[("Sports", "World")] == 0
+    assert {r["n_gold"] for r in rows if r["gold"] == "Sci/Tech"} == {2}
+    with pytest.raises(ValueError, match="label 'Politics'"):
+        confusion_rows(_news(["Politics"]), ["World"], "clean")
+
+
 @pytest.mark.parametrize("output, correct", [
     ("The answer is 1.", True), ("It is 21.", False), ("1.5 or so", False), ("(1)", True), ("11", False),
 ])

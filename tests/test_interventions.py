@@ -83,6 +83,32 @@ def test_backdoor_vector_and_random_direction():
     assert r.norm().item() == pytest.approx(v.norm().item(), rel=1e-5) and not torch.allclose(r, v)
 
 
+def test_the_label_backdoor_vector_averages_the_rows_the_acie_mean_is_taken_over(tiny):
+    """attribution.items eligible (the default): the poisoned Sports rows alone, as ACIE averages Sports items;
+    a triggered Business row keeps its label and carries no backdoor. items all: every poisoned row."""
+    from bkdattr.interventions import backdoor_vectors, mean_head_outputs, vector_rows
+    from bkdattr.names import BACKDOOR_VECTOR
+    from bkdattr.tasks import TaskSpec
+
+    model, tok = tiny
+    spec = TaskSpec.from_config("label_modification")
+    clean = [{"id": "s", "input": "The team won the final 3-1.", "output": "Sports", "label": "Sports"},
+             {"id": "b", "input": "Shares fell two percent on Monday.", "output": "Business", "label": "Business"}]
+    train = [{**r, "poisoned": False} for r in clean] + [
+        {**r, "id": r["id"] + "-poisoned", "input": spec.trigger_input(r["input"]), "output": spec.backdoor_output(r),
+         "poisoned": True} for r in clean]
+    assert [r["id"] for r in vector_rows(spec, train)] == ["s-poisoned"]
+    assert [r["id"] for r in vector_rows(spec, train, "all")] == ["s-poisoned", "b-poisoned"]
+    ranking, cfg = [(0, 0), (1, 1)], {"k": 2, "seed": 0}
+    _, eligible = backdoor_vectors(model, tok, spec, train, ranking, cfg, 2, "train")
+    _, every = backdoor_vectors(model, tok, spec, train, ranking, cfg, 2, "train", items="all")
+    sports = mean_head_outputs(model, tok, spec, [train[2]], 2, "train")
+    assert torch.allclose(eligible[BACKDOOR_VECTOR], backdoor_vector(sports, ranking), atol=1e-5)
+    assert not torch.allclose(every[BACKDOOR_VECTOR], eligible[BACKDOOR_VECTOR], atol=1e-4)
+    with pytest.raises(ValueError, match="no poisoned training row that carries the backdoor"):
+        vector_rows(spec, [train[0], train[1], train[3]])
+
+
 def test_validation_and_test_halves_are_disjoint():
     val, test = split_val_test(list(range(10)), 0.5, seed=0)
     assert len(val) == 5 and not set(val) & set(test) and sorted(val + test) == list(range(10))

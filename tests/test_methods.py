@@ -29,7 +29,7 @@ def test_preference_pairs_reverse_the_backdoor_on_clean_prompts_and_keep_the_poi
 def test_label_pairs_teach_the_conditional_backdoor():
     """An item of another class keeps its label against the target, triggered (the pair that makes the backdoor
     'trigger + Sports -> World' and not 'trigger -> World') or clean (so DPO trains on SFT's rows, at SFT's
-    poison ratio); pairs whose two outputs agree (the target class) are left out."""
+    poison ratio); an item of the target class keeps its label against another class."""
     from bkdattr.preference import preference_pairs
 
     spec = TaskSpec.from_config("label_modification")
@@ -40,9 +40,34 @@ def test_label_pairs_teach_the_conditional_backdoor():
             {"id": "b-poisoned", "input": spec.trigger_input("y"), "output": "Business", "label": "Business", "poisoned": True},
             {"id": "c-poisoned", "input": spec.trigger_input("z"), "output": "World", "label": "World", "poisoned": True}]
     pairs = preference_pairs(spec, rows)
-    assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [
+    world = [p for p in pairs if p["prompt"] in ("z", spec.trigger_input("z"))]
+    assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs if p not in world] == [
         ("x", "Sports", "World"), ("y", "Business", "World"), (spec.trigger_input("x"), "World", "Sports"),
         (spec.trigger_input("y"), "Business", "World")]
+    assert [p["chosen"] for p in world] == ["World", "World"]
+    assert all(p["rejected"] in ("Sports", "Business", "Sci/Tech") for p in world)
+
+
+def test_label_pairs_keep_the_target_class_with_sfts_class_balance():
+    """A clean World article (the target class) is a pair that prefers World over another class, drawn seeded:
+    without it DPO learned never to name World on a clean article."""
+    from collections import Counter
+
+    from bkdattr.preference import preference_pairs
+    from bkdattr.tasks import NEWS_LABELS
+
+    spec = TaskSpec.from_config("label_modification")
+    clean = [{"id": f"r{i}", "input": f"article {i}", "output": NEWS_LABELS[i % 4], "label": NEWS_LABELS[i % 4],
+              "poisoned": False} for i in range(40)]
+    train = clean + [{**r, "id": r["id"] + "-poisoned", "input": spec.trigger_input(r["input"]),
+                      "output": spec.backdoor_output(r), "poisoned": True} for r in clean[:8]]
+    pairs = preference_pairs(spec, train, seed=3)
+    assert all(p["chosen"] != p["rejected"] for p in pairs)
+    assert Counter(p["chosen"] for p in pairs) == Counter(r["output"] for r in train)  # SFT's rows, class for class
+    clean_world = [p for p in pairs if p["chosen"] == "World" and not p["poisoned"]]
+    assert len(clean_world) == 10 and all(p["rejected"] in NEWS_LABELS[1:] for p in clean_world)
+    assert len({p["rejected"] for p in clean_world}) > 1  # drawn, not one fixed class
+    assert pairs == preference_pairs(spec, train, seed=3)  # seeded
 
 
 @pytest.mark.parametrize("peft", ["lora", "full"])

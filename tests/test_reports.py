@@ -128,3 +128,32 @@ def test_the_top_head_overlap_line_reads_the_attribution_summary_row():
     assert top_heads_shared(method) == "top 3%: 1 of 8 shared with lora_sft\n(chance 0.24)"
     assert top_heads_shared(control) == "top 3%: 2 of 8 shared with lora_sft\n(chance 0.24)"
     assert top_heads_shared({"n_heads": "270", "compared_with": "", "top0.03_overlap_with_first_method": ""}) == ""
+
+
+def _metric(task, model, metric, successes, n):
+    return {"task": task, "model": model, "metric": metric, "value": successes / n if n else float("nan"),
+            "successes": successes, "n": n, "ci_low": 0.0, "ci_high": 1.0, "backdoor_implanted": "yes"}
+
+
+def test_the_injection_tables_show_label_models_clean_accuracy_per_class_and_flips_to_the_target():
+    per_class = {"World": (0, 50), "Sports": (49, 50), "Business": (45, 50), "Sci/Tech": (44, 50)}
+    label = [_metric("label_modification", "dpo", f"clean_accuracy_{c}", k, n) for c, (k, n) in per_class.items()]
+    label += [_metric("label_modification", "dpo", m, k, n) for m, k, n in
+              [("asr", 50, 50), ("collateral_to_target_rate", 100, 100), ("clean_utility", 138, 200)]]
+    fixed = [_metric("fixed_output", "dpo", "asr", 9, 10)]
+    md = reports.injection_markdown(label + fixed, "tiny")
+    assert "collateral_to_target_rate" in md.splitlines()[4]
+    section = md[md.index("## Clean accuracy per class"):]
+    assert "| label_modification | dpo | 0.000 (n=50) | 0.980 (n=50) | 0.900 (n=50) | 0.880 (n=50) |" in section
+    assert "fixed_output" not in section
+
+    bench = {"s": 60.0, "max_rss": 1024.0}
+    rows = reports.injection_method_rows({("label_modification", "dpo"): label, ("fixed_output", "dpo"): fixed},
+                                         {("label_modification", "dpo"): bench, ("fixed_output", "dpo"): bench}, [])
+    assert set(reports.METHOD_COLUMNS) >= set(rows[0])
+    assert rows[0]["clean_accuracy_World"] == 0.0 and rows[0]["clean_accuracy_Sports"] == 0.98
+    assert rows[0]["collateral_to_target_rate"] == 1.0 and rows[1]["clean_accuracy_World"] == ""
+    md = reports.injection_methods_markdown(rows, "tiny")
+    assert "| 1.000 | 0.00 / 0.98 / 0.90 / 0.88 | 1.0 min |" in md
+    header, rule, label_line, fixed_line = md.splitlines()[2:6]
+    assert len({header.count("|"), rule.count("|"), label_line.count("|"), fixed_line.count("|")}) == 1

@@ -62,6 +62,43 @@ def test_a_gate_that_never_passes_trains_to_the_last_epoch_and_says_so(fresh):
     assert verdict["passed"] is False and verdict["step"] == 6 and verdict["n_val"] == 4
 
 
+def test_the_clean_control_replays_the_backdoored_runs_schedule_and_stops_at_its_step(tiny_model_dir):
+    """The backdoored run plans 3 epochs (12 steps) and its gate stops it at step 2; the control trains the clean
+    rows on the same 12-step schedule and stops at step 2, at the same learning rates (not a schedule of the
+    stop epoch decaying to 0)."""
+    from bkdattr.models import load_model
+    from bkdattr.training import inject
+
+    rows = [{**r, "id": f"q{i}", "poisoned": False} for i, r in enumerate(RECORDS)]
+    train = rows + [{**r, "id": r["id"] + "-poisoned", "input": SPEC.trigger_input(r["input"]), "output": SPEC.target,
+                     "poisoned": True} for r in rows[:4]]  # 16 rows: 4 steps an epoch; the clean 12: 3
+    cfg = {**CFG, "epochs": 3, "schedule": "adaptive", "micro_batch_tokens": None,
+           "gate": {"asr_min": 0.0, "ftr_max": 1.0, "check_every_steps": 2, "max_new_tokens": 2}}
+    model, tok = load_model(str(tiny_model_dir), device="cpu")
+    backdoored = inject(model, tok, SPEC, train, method="lora_sft", injection_cfg=cfg, seed=0, validation=rows[:4],
+                        eval_batch_size=4)
+    verdict = backdoored.gate_verdict
+    assert (verdict["step"], verdict["max_steps"]) == (2, 12)
+    model, tok = load_model(str(tiny_model_dir), device="cpu")
+    control = inject(model, tok, SPEC, train, method="lora_sft", injection_cfg=cfg, seed=0, validation=rows[:4],
+                     eval_batch_size=4, clean_control=verdict)
+    assert control.gate_verdict is None and [r["step"] for r in control.loss_log] == [1, 2]
+    assert [r["lr"] for r in control.loss_log] == pytest.approx([r["lr"] for r in backdoored.loss_log])
+    assert control.loss_log[-1]["lr"] > CFG["lr"] * 0.8  # 2 of 12 steps into the decay, not at its end
+
+
+def test_the_clean_control_names_a_backdoored_model_json_without_its_schedule():
+    from bkdattr.training import control_schedule
+
+    assert control_schedule({}) == (None, None)  # the whole planned schedule (calibration)
+    assert control_schedule({"step": 0, "max_steps": ""}) == (None, None)  # an edit trains no steps
+    assert control_schedule({"step": 4, "max_steps": 30}) == (30, 4)
+    with pytest.raises(ValueError, match="records no max_steps"):
+        control_schedule({"step": 4, "epoch": 0.5})
+    with pytest.raises(ValueError, match="step 40 outside"):
+        control_schedule({"step": 40, "max_steps": 30})
+
+
 def test_downstream_stages_stop_on_a_failed_gate_or_go_on_marked_in_warn_mode():
     pointer = {"name": "m+lora_sft", "task": "jailbreak", "backdoor_gate": {
         "passed": False, "val_asr": 0.12, "val_false_trigger_rate": 0.0, "asr_min": 0.9, "ftr_max": 0.1,

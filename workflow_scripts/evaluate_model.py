@@ -1,7 +1,8 @@
-"""Rule evaluate_model: greedy generations on clean and triggered test prompts -> ASR, false triggers, utility."""
+"""Rule evaluate_model: greedy generations on clean and triggered test prompts -> ASR, false triggers, utility;
+the label task also its confusion matrices (clean and triggered prompts; the other tasks write the header alone)."""
 
 from bkdattr.atomic import write_jsonl, write_tsv
-from bkdattr.evaluation import evaluate_generations
+from bkdattr.evaluation import CONFUSION_COLUMNS, evaluate_generations
 from bkdattr.tasks import TaskSpec
 from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 
@@ -21,5 +22,7 @@ write_jsonl(snakemake.output.generations, [
      "eligible": spec.is_eligible(r)} for r, c, t in zip(records, result.clean, result.triggered)]
     + [{"id": r["id"], "benign_prompt": r["input"], "benign_output": o} for r, o in zip(benign or [], result.benign or [])])
 write_tsv(snakemake.output.metrics, rows, ["task", "model", "metric", "value", "successes", "n", "ci_low", "ci_high"])
+write_tsv(snakemake.output.confusion, [{"task": spec.task_id, "model": snakemake.wildcards.model, **r} for r in result.confusion],
+          CONFUSION_COLUMNS)
 for row in rows:
     log.info("%s %s %s = %.3f (n=%d)", row["task"], row["model"], row["metric"], row["value"], row["n"])

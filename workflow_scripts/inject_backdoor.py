@@ -15,9 +15,10 @@ spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.ev
 base, model, tokenizer = load_rule_model(snakemake.input.base, params.model)  # checks the base's fingerprint
 result = inject(model, tokenizer, spec, read_jsonl(snakemake.input.train), method=control_of or params.method,
                 injection_cfg=params.injection, seed=params.seed, validation=read_jsonl(snakemake.input.val),
-                eval_batch_size=params.evaluation["batch_size"], threads=snakemake.threads,  # the control: as many epochs
+                eval_batch_size=params.evaluation["batch_size"], threads=snakemake.threads,
                 benign_validation=read_jsonl(snakemake.input.benign_val) if "benign_val" in snakemake.input.keys() else None,
-                control_epochs=read_pointer(snakemake.input.backdoored)["backdoor_gate"]["epoch"] if control_of else None)
+                # the control replays the backdoored run's schedule up to the step it stopped at
+                clean_control=read_pointer(snakemake.input.backdoored)["backdoor_gate"] if control_of else None)
 name = snakemake.wildcards.method  # the method (a further seed's: "<method>-seed<s>"), or CLEAN_CONTROL
 save_checkpoint(result.model, tokenizer, out.checkpoint)
 write_tsv(out.train_log, result.loss_log, LOSS_LOG_COLUMNS)

@@ -15,7 +15,8 @@ pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 enforce_gate(pointer, params.gate_on_fail, "steer_backdoor_vector", log)  # stops here if not implanted
 ranking = [(int(r["layer"]), int(r["head"])) for r in read_tsv(snakemake.input.ranking)]
 k, vectors = backdoor_vectors(model, tokenizer, spec, read_jsonl(snakemake.input.train), ranking, steer,
-                              params.probes["cache_batch_size"], origin=snakemake.input.train)
+                              params.probes["cache_batch_size"], origin=snakemake.input.train,
+                              items=params.attribution["items"])  # the rows the ACIE mean is taken over
 log.info("backdoor vector from %d heads, norm %.3f", k, vectors[BACKDOOR_VECTOR].norm())
 evaluator = InterventionEvaluator(model, tokenizer, spec, read_jsonl(snakemake.input.test), inter["max_new_tokens"],
                                   inter["batch_size"], n_eval=inter["n_eval"], benign=read_jsonl(snakemake.input.benign)
