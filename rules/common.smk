@@ -4,7 +4,7 @@ import os
 
 # bkdattr is installed where snakemake runs (the Snakefile checked it)
 from bkdattr.config import check_config, method_injection, settings_for, task_injection
-from bkdattr.names import BASE_MODEL, CLEAN_CONTROL
+from bkdattr.names import BASE_MODEL, CLEAN_CONTROL, REFUSAL_CONTROL
 from bkdattr.training import METHODS as SFT_METHODS  # lora_sft, full_sft
 
 config.update(check_config(config, "config"))

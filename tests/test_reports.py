@@ -128,3 +128,14 @@ def test_the_top_head_overlap_line_reads_the_attribution_summary_row():
     assert top_heads_shared(method) == "top 3%: 1 of 8 shared with lora_sft\n(chance 0.24)"
     assert top_heads_shared(control) == "top 3%: 2 of 8 shared with lora_sft\n(chance 0.24)"
     assert top_heads_shared({"n_heads": "270", "compared_with": "", "top0.03_overlap_with_first_method": ""}) == ""
+
+
+def test_the_claims_report_states_the_refusal_heads_overlap_beside_chance():
+    rows = [{"task": "jailbreak", "method": "base_refusal", "mode": "exact", "role": "refusal_control",
+             "n_heads": "270", "compared_with": "lora_sft", "fraction_of_heads_for_half_positive_acie": "0.1",
+             "max_acie": "0.01", "top0.03_overlap_with_backdoored": "0.25", "top0.03_overlap_by_chance": "0.0296296",
+             "top0.1_overlap_with_backdoored": "0.0", "top0.1_overlap_by_chance": "0.1"}]
+    text = reports.claims_markdown([], [], rows, [], [], "tiny", 0.95)
+    assert "Backdoor heads or refusal heads?" in text
+    assert "| jailbreak | lora_sft | 2 of 8 (0.24) | 0 of 27 (2.70) |" in text
+    assert "| jailbreak | base_refusal |" not in text  # not a row of the control table above it
