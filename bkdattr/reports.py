@@ -236,6 +236,35 @@ def _specificity(ours: float, n: int, controls: dict[str, float], lower: bool) -
     return "specific: every control stays outside the interval"
 
 
+CONFIRMATION_METRICS = ("asr", "false_trigger_rate", "clean_utility")  # the headline numbers
+CONFIRMATION_COLUMNS = ["task", "method", "metric", "backdoor_implanted",
+                        *(f"{split}_{c}" for split in ("test", "confirm") for c in ("value", "n", "ci_low", "ci_high")),
+                        "intervals_overlap"]
+
+
+def confirmation_rows(test: Sequence[dict], confirm: Sequence[dict], implanted: Mapping[tuple[str, str], str]) -> list[dict]:
+    """results/tables/confirmation.tsv: each backdoored model's headline numbers on the test split (which design
+    choices were made looking at) beside the same numbers on the confirmation split (drawn after, from questions
+    no split used), with whether their 95% intervals overlap. `test` and `confirm`: metrics.tsv rows."""
+    from .gate import NOT_APPLICABLE
+
+    by_split = {split: {(r["task"], r["model"], r["metric"]): r for r in rows}
+                for split, rows in (("test", test), ("confirm", confirm))}
+    out = []
+    for (task, model, metric), t in by_split["test"].items():
+        c = by_split["confirm"].get((task, model, metric))
+        if metric not in CONFIRMATION_METRICS or c is None:
+            continue
+        row = {"task": task, "method": model, "metric": metric,
+               "backdoor_implanted": implanted.get((task, model), NOT_APPLICABLE)}
+        for split, r in (("test", t), ("confirm", c)):
+            row.update({f"{split}_{k}": r[k] for k in ("value", "n", "ci_low", "ci_high")})
+        row["intervals_overlap"] = ("yes" if _f(t["ci_low"]) <= _f(c["ci_high"]) and _f(c["ci_low"]) <= _f(t["ci_high"])
+                                    else "no")
+        out.append(row)
+    return out
+
+
 def refusal_control_markdown(attribution: Sequence[dict]) -> list[str]:
     """Backdoor heads or refusal heads? The refusal-attribution control's rows of attribution.tsv (role
     refusal_control): per backdoored model, how many of its top heads are the clean base model's refusal heads,

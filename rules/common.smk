@@ -151,4 +151,4 @@ def all_targets():
         "results/claims.md",
         "results/report/config.yaml",
         "results/report/versions.tsv",
-    ]
+    ] + (["results/tables/confirmation.tsv"] if config["data"]["n_confirm"] else [])

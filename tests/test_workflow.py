@@ -87,7 +87,8 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
 
 def test_forcerun_reruns_a_rule_and_only_what_depends_on_it(tiny_run):
     jobs = planned_jobs(snakemake(tiny_run, "-n", "--forcerun", "evaluate_model").stdout)
-    assert jobs == {"evaluate_model": 9, "injection_table": 1, "injection_methods_table": 1, "claims_report": 1, "all": 1}
+    assert jobs == {"evaluate_model": 9, "injection_table": 1, "injection_methods_table": 1, "confirmation_table": 1,
+                    "claims_report": 1, "all": 1}
     jobs = planned_jobs(snakemake(tiny_run, "-n", "--forcerun", "train_probes").stdout)
     assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "claims_report": 1, "all": 1}
 
@@ -129,6 +130,24 @@ def test_the_refusal_control_is_compared_with_the_backdoored_jailbreak_heads(tin
         assert float(rows[0][f"top{fraction}_overlap_by_chance"]) > 0
     claims = (tiny_run / "results/claims.md").read_text()
     assert "Backdoor heads or refusal heads?" in claims and "| jailbreak | lora_sft | " in claims
+
+
+def test_the_confirmation_split_is_held_out_and_its_headline_numbers_sit_beside_the_tests(tiny_run):
+    from bkdattr.tasks import question_key
+
+    for task in TASKS:
+        splits = {name: [json.loads(line) for line in (tiny_run / f"results/data/{task}/{name}.jsonl").open()]
+                  for name in ("train", "test", "val", "attribution", "confirm")}
+        assert len(splits["confirm"]) == 8  # tests/configs/tiny.yaml data.n_confirm
+        confirm = {question_key(r) for r in splits["confirm"]}
+        for name in ("train", "test", "val", "attribution"):
+            assert not confirm & {question_key(r) for r in splits[name] if not r.get("poisoned")}, (task, name)
+    rows = read_tsv(tiny_run / "results/tables/confirmation.tsv")
+    assert {(r["task"], r["method"], r["metric"]) for r in rows} == {
+        (t, "lora_sft", m) for t in TASKS for m in ("asr", "false_trigger_rate", "clean_utility")}
+    for r in rows:
+        assert int(r["test_n"]) > 0 and int(r["confirm_n"]) > 0 and r["intervals_overlap"] in ("yes", "no")
+        assert 0.0 <= float(r["confirm_value"]) <= 1.0
 
 
 def test_a_failed_gate_is_marked_in_every_table_in_warn_mode(tiny_run):
