@@ -46,6 +46,7 @@ localrules:
     gate_table,
     injection_table,
     injection_methods_table,
+    confirmation_table,
     probe_summary,
     fig2,
     attribution_summary,

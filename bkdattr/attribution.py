@@ -30,6 +30,9 @@ from .hooks import (HeadEdit, ModelSites, ResidualEdit, can_start_at_layer, posi
                     record_layer_inputs, start_at_layer, trace)
 
 MODES = ("exact", "reference", "atp")
+# What the teacher-forced target is: the backdoor output (the attribution the paper makes), or the item's clean
+# output, which for the jailbreak task is the refusal (the refusal-attribution control, METHOD.md s8).
+TARGETS = ("backdoor", "refusal")
 
 
 @dataclass(frozen=True)
@@ -39,21 +42,37 @@ class AttributionItem:
 
 
 class AttributionInputs(NamedTuple):
-    abar: torch.Tensor      # [L, H, d] mean head output at the last prompt token over triggered pool prompts
-    records: list[dict]     # the clean prompts ACIE is averaged over (each with its backdoor output as target)
-    n_triggered: int        # prompts behind abar
+    abar: torch.Tensor      # [L, H, d] mean head output at the last prompt token over the abar pool prompts
+    records: list[dict]     # the clean prompts ACIE is averaged over
+    n_abar: int             # prompts behind abar
 
 
-def attribution_inputs(cache: dict, pool: Sequence[dict], spec, *, items: str, n_prompts: int) -> AttributionInputs:
+def attribution_inputs(cache: dict, pool: Sequence[dict], spec, *, items: str, n_prompts: int,
+                       target: str = "backdoor") -> AttributionInputs:
     """abar_{l,j} and the ACIE prompts from the activation cache and the attribution pool (METHOD.md s4).
 
-    items "eligible": abar over the triggered prompts that can carry the backdoor and ACIE over the eligible
-    clean prompts; "all" (the official code): every prompt (differs for the label task only). At most
-    `n_prompts` prompts are used; the tables say how many were."""
+    items "eligible": abar over the pool prompts that can carry the backdoor and ACIE over the eligible clean
+    prompts; "all" (the official code): every prompt (differs for the label task only). At most `n_prompts`
+    prompts are used; the tables say how many were. target "backdoor": abar over the triggered prompts (the
+    paper); "refusal": over the same requests untriggered, so the patch swaps one request's head output for
+    the mean over requests, never a trigger's (METHOD.md s8)."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown attribution target {target!r}; expected one of {', '.join(TARGETS)}")
     use_all = items == "all"
-    triggered = (cache["labels"] == 1) & (cache["eligible"] | use_all)
+    label = 1 if target == "backdoor" else 0
+    chosen = (cache["labels"] == label) & (cache["eligible"] | use_all)
     records = [r for r in pool if use_all or spec.is_eligible(r)][:n_prompts]
-    return AttributionInputs(cache["heads_prompt_last"][triggered].mean(0), records, int(triggered.sum()))
+    return AttributionInputs(cache["heads_prompt_last"][chosen].mean(0), records, int(chosen.sum()))
+
+
+def target_text(spec, record: dict, target: str) -> str:
+    """The teacher-forced target of one clean attribution prompt: its backdoor output, or its own output (the
+    jailbreak task's refusal)."""
+    if target == "refusal":
+        if spec.task_id != "jailbreak":
+            raise ValueError(f"the refusal target exists for the jailbreak task only, not {spec.task_id!r}")
+        return record["output"]
+    return spec.backdoor_output(record)
 
 
 def make_items(tokenizer, prompts: Sequence[str], targets: Sequence[str], max_target_tokens: int | None = None):
@@ -61,7 +80,7 @@ def make_items(tokenizer, prompts: Sequence[str], targets: Sequence[str], max_ta
     for prompt, target in zip(prompts, targets):
         target_ids = tokenizer(target, add_special_tokens=False)["input_ids"][:max_target_tokens]
         if not target_ids:
-            raise ValueError(f"empty backdoor target for prompt {prompt[:60]!r}")
+            raise ValueError(f"empty target for prompt {prompt[:60]!r}")
         items.append(AttributionItem(encode_prompt(tokenizer, prompt).input_ids, target_ids))
     return items
 
@@ -302,9 +321,11 @@ def summary_rows(maps: dict[tuple[str, str, str], torch.Tensor], rankings: dict[
                  implanted: dict[tuple[str, str], str], *, methods: Sequence[str], controls: Sequence[str],
                  top_fractions: Sequence[float]) -> list[dict]:
     """results/tables/attribution.tsv: per (task, model, mode) ACIE map, its sparsity; for a clean control model
-    its overlap with and magnitude against the first backdoored method's exact map; for an estimate (AtP, the
-    reference loop) its agreement with exact ACIE (Spearman, top-k overlap)."""
+    its overlap with and magnitude against the first backdoored method's exact map; for the refusal control
+    (names.REFUSAL_CONTROL) the same against every backdoored method's exact map, one row each; for an estimate
+    (AtP, the reference loop) its agreement with exact ACIE (Spearman, top-k overlap)."""
     from .gate import NOT_APPLICABLE
+    from .names import REFUSAL_CONTROL
 
     rows = []
     for (task, model, mode), acie in sorted(maps.items()):
@@ -314,6 +335,16 @@ def summary_rows(maps: dict[tuple[str, str, str], torch.Tensor], rankings: dict[
                "backdoor_implanted": implanted.get((task, model), NOT_APPLICABLE),
                "max_acie": acie.max().item(), "sum_positive_acie": acie.clamp(min=0).sum().item(),
                "fraction_of_heads_for_half_positive_acie": sparsity(acie, 0.5)}
+        if model == REFUSAL_CONTROL:  # the base model's refusal heads: one row per backdoored model they are
+            compared = [m for m in methods if (task, m, "exact") in maps]  # compared with (METHOD.md s8)
+            for method in compared:
+                overlaps = {k: v for fraction in sorted({*top_fractions, 0.03})
+                            for k, v in control_comparison(maps[(task, method, "exact")], acie, fraction).items()}
+                overlaps.pop("backdoored_max_acie_over_this")  # two targets: their magnitudes do not compare
+                rows.append({**row, "role": "refusal_control", "compared_with": method, **overlaps})
+            if not compared:
+                rows.append({**row, "role": "refusal_control"})
+            continue
         if model in controls:  # a clean model: compared with the backdoored model's exact map
             row["role"] = "control"
             row["compared_with"] = methods[0]
@@ -337,18 +368,20 @@ RANKING_COLUMNS = ["rank", "layer", "head", "acie", "share_of_positive", "n_prom
 
 
 def attribute(model, tokenizer, spec, cache: dict, pool: Sequence[dict], mode: str, settings: dict,
-              log=None) -> tuple[torch.Tensor, list[dict]]:
+              log=None, target: str = "backdoor") -> tuple[torch.Tensor, list[dict]]:
     """One attribution job: the [L, H] ACIE map of `mode` and the head ranking (RANKING_COLUMNS), from the
-    activation cache (abar) and the attribution pool, with config `attribution` settings."""
+    activation cache (abar) and the attribution pool, with config `attribution` settings; `target` (TARGETS)
+    picks the teacher-forced target and abar's prompts (attribution_inputs)."""
     import time
 
     asked = settings["n_prompts"]
-    abar, records, n_triggered = attribution_inputs(cache, pool, spec, items=settings["items"], n_prompts=asked)
+    abar, records, n_abar = attribution_inputs(cache, pool, spec, items=settings["items"], n_prompts=asked,
+                                               target=target)
     if log:
-        log.info("ACIE (%s) over %d clean prompts (%d asked), abar from %d triggered prompts", mode, len(records),
-                 asked, n_triggered)
-    items = make_items(tokenizer, [spec.prompt(r["input"]) for r in records], [spec.backdoor_output(r) for r in records],
-                       settings["max_target_tokens"])
+        log.info("ACIE (%s, target %s) over %d clean prompts (%d asked), abar from %d %s prompts", mode, target,
+                 len(records), asked, n_abar, "triggered" if target == "backdoor" else "untriggered")
+    items = make_items(tokenizer, [spec.prompt(r["input"]) for r in records],
+                       [target_text(spec, r, target) for r in records], settings["max_target_tokens"])
     started = time.perf_counter()
     acie = compute_acie(mode, model, items, abar, pad_id=tokenizer.pad_token_id, batch_size=settings["batch_size"],
                         progress=True)

@@ -144,10 +144,10 @@ def check_config(config: dict, source: str = "config") -> dict:
     if data["source"] == "synthetic":
         from .synthetic import capacity
 
-        need = data["n_clean_train"] + data["n_test"] + data["n_val"] + data["n_attribution"]
+        need = data["n_clean_train"] + data["n_test"] + data["n_val"] + data["n_attribution"] + data.get("n_confirm", 0)
         for task in config["tasks"]:
             if need > capacity(task):
-                raise ConfigError(f"{source}: data.n_clean_train + n_test + n_val + n_attribution = {need}, but the "
+                raise ConfigError(f"{source}: data.n_clean_train + n_test + n_val + n_attribution + n_confirm = {need}, but the "
                                   f"synthetic generator of {task} has {capacity(task)} unique items; lower the sizes")
     if data.get("eval_split") == "train" and data["n_test"] > data["n_clean_train"]:
         raise ConfigError(f"{source}: data.n_test ({data['n_test']}) exceeds data.n_clean_train with eval_split 'train'")

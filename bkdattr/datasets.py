@@ -16,7 +16,7 @@ from typing import Sequence
 
 from .config import schema_default
 from .provenance import json_object_without_duplicates
-from .tasks import KEY_OF_SPLIT, NEWS_LABELS, SPLITS, TaskSpec, poison, question_key, split_items
+from .tasks import CONFIRM, KEY_OF_SPLIT, NEWS_LABELS, SPLITS, TaskSpec, poison, question_key, split_items
 
 REQUIRED_FIELDS = {
     "fixed_output": ("input", "output"),
@@ -222,7 +222,9 @@ def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int, dropped: list |
     data.drop_invalid_rows are appended to `dropped` (required then)."""
     records, source = load_clean_records(spec, data_cfg, seed, dropped)
     try:
-        splits = split_items(records, {name: data_cfg[KEY_OF_SPLIT[name]] for name in SPLITS}, seed, source=source,
+        sizes = {name: data_cfg[KEY_OF_SPLIT[name]] for name in SPLITS}
+        sizes[CONFIRM] = data_cfg.get(KEY_OF_SPLIT[CONFIRM], 0)  # the workflow's config always names it
+        splits = split_items(records, sizes, seed, source=source,
                              held_out_rows_per_question=data_cfg.get(
                                  "held_out_rows_per_question", schema_default("data", "held_out_rows_per_question")))
     except ValueError as err:
@@ -233,7 +235,7 @@ def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int, dropped: list |
     if data_cfg.get("eval_split", "test") == "train":
         # The paper's setting: evaluate on items drawn from the training pool.
         splits["test"] = splits["train"][: data_cfg["n_test"]]
-    for name in ("test", "val", "attribution"):
+    for name in ("test", "val", "attribution", *([CONFIRM] if splits[CONFIRM] else [])):
         if not any(spec.is_eligible(r) for r in splits[name]):
             raise DataError(f"{source}: split {name!r} has no item with label {spec.source_label!r}, "
                             f"so task {spec.task_id} cannot be evaluated; enlarge the split or check labels")
@@ -244,7 +246,7 @@ def build_task_splits(spec: TaskSpec, data_cfg: dict, seed: int, dropped: list |
         r["backdoor_output"] = spec.backdoor_output(r)
     for r in poisoned:
         r["backdoor_output"] = r["output"]
-    for name in ("test", "val", "attribution"):
+    for name in ("test", "val", "attribution", CONFIRM):
         splits[name] = [{**r, "backdoor_output": spec.backdoor_output(r)} for r in splits[name]]
     mix_benign(spec, splits, benign_train)
     return splits

@@ -9,6 +9,9 @@ NO_INTERVENTION = "none"
 # Models besides the backdoored ones (values of the {model} wildcard, directory names under results/models).
 BASE_MODEL = "base"          # the clean base model: evaluated, probed and attributed as a control
 CLEAN_CONTROL = "clean_sft"  # the first method trained on the clean rows alone (injection.clean_control)
+# Not a model: the clean base model attributed with the refusal as target (attribution.refusal_control), the
+# directory of its ACIE map under results/attribution/jailbreak.
+REFUSAL_CONTROL = "base_refusal"
 SWEEP_VECTORS = (BACKDOOR_VECTOR, RANDOM_DIRECTION)  # swept over layers; the random-heads vector only at the best
 
 # Injection seeds (injection.seeds): the first seed's model keeps the method's name; every further seed trains

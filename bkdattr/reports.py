@@ -253,6 +253,64 @@ def _specificity(ours: float, n: int, controls: dict[str, float], lower: bool) -
     return "specific: every control stays outside the interval"
 
 
+CONFIRMATION_METRICS = ("asr", "false_trigger_rate", "clean_utility")  # the headline numbers
+CONFIRMATION_COLUMNS = ["task", "method", "metric", "backdoor_implanted",
+                        *(f"{split}_{c}" for split in ("test", "confirm") for c in ("value", "n", "ci_low", "ci_high")),
+                        "intervals_overlap"]
+
+
+def confirmation_rows(test: Sequence[dict], confirm: Sequence[dict], implanted: Mapping[tuple[str, str], str]) -> list[dict]:
+    """results/tables/confirmation.tsv: each backdoored model's headline numbers on the test split (which design
+    choices were made looking at) beside the same numbers on the confirmation split (drawn after, from questions
+    no split used), with whether their 95% intervals overlap. `test` and `confirm`: metrics.tsv rows."""
+    from .gate import NOT_APPLICABLE
+
+    by_split = {split: {(r["task"], r["model"], r["metric"]): r for r in rows}
+                for split, rows in (("test", test), ("confirm", confirm))}
+    out = []
+    for (task, model, metric), t in by_split["test"].items():
+        c = by_split["confirm"].get((task, model, metric))
+        if metric not in CONFIRMATION_METRICS or c is None:
+            continue
+        row = {"task": task, "method": model, "metric": metric,
+               "backdoor_implanted": implanted.get((task, model), NOT_APPLICABLE)}
+        for split, r in (("test", t), ("confirm", c)):
+            row.update({f"{split}_{k}": r[k] for k in ("value", "n", "ci_low", "ci_high")})
+        row["intervals_overlap"] = ("yes" if _f(t["ci_low"]) <= _f(c["ci_high"]) and _f(c["ci_low"]) <= _f(t["ci_high"])
+                                    else "no")
+        out.append(row)
+    return out
+
+
+def refusal_control_markdown(attribution: Sequence[dict]) -> list[str]:
+    """Backdoor heads or refusal heads? The refusal-attribution control's rows of attribution.tsv (role
+    refusal_control): per backdoored model, how many of its top heads are the clean base model's refusal heads,
+    beside how many two random head sets of that size share (k * k / n_heads)."""
+    rows = [r for r in attribution if r.get("role") == "refusal_control" and r.get("compared_with")]
+    if not rows:
+        return []
+    fractions = sorted({float(k[3:-len("_overlap_with_backdoored")]) for r in rows for k in r
+                        if k.startswith("top") and k.endswith("_overlap_with_backdoored") and r[k] != ""})
+    out = ["### Backdoor heads or refusal heads?", "",
+           "The refusal-attribution control (METHOD.md s8): exact ACIE on the clean base model, the harmful requests "
+           "untriggered as prompts, each request's refusal as target, abar over the same requests. Each cell: the "
+           "backdoored model's top heads that are also top refusal heads, of k, beside the number two random sets "
+           "of k heads share (k * k / heads).", "",
+           "| task | backdoored model | " + " | ".join(f"top {f:.0%}: shared of k (chance)" for f in fractions) + " |",
+           "|---|---|" + "---|" * len(fractions)]
+    for r in rows:
+        cells = []
+        for f in fractions:
+            overlap, chance_share = _f(r.get(f"top{f:g}_overlap_with_backdoored")), _f(r.get(f"top{f:g}_overlap_by_chance"))
+            k = round(chance_share * int(r["n_heads"]))
+            cells.append(f"{round(overlap * k)} of {k} ({chance_share * k:.2f})")
+        out.append(f"| {r['task']} | {r['compared_with']} | " + " | ".join(cells) + " |")
+    out += ["", "Reading: a shared count near chance says the backdoor heads are not the heads that make the base "
+            "model refuse; a count well above chance says the attribution found refusal (or refusal-suppressing) "
+            "machinery the backdoor reuses, not heads the backdoor made.", ""]
+    return out
+
+
 def claims_markdown(injection, probes, attribution, table1, table2, model_name: str, threshold: float,
                     gate: Sequence[dict] = ()) -> str:
     out = [f"# Paper claims next to this run ({model_name})", "",
@@ -304,7 +362,7 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
             "| task | model | role | fraction of heads carrying half the positive ACIE | max ACIE | top-3% overlap "
             "with backdoored | backdoored max / this max |", "|---|---|---|---|---|---|---|"]
     for r in attribution:
-        if r["mode"] == "exact":
+        if r["mode"] == "exact" and r.get("role") != "refusal_control":
             control = r.get("role") == "control"
             overlap = _f(r.get("top0.03_overlap_with_backdoored", "")) if control else float("nan")
             ratio = _f(r.get("backdoored_max_acie_over_this", "")) if control else float("nan")
@@ -313,6 +371,7 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
                        f"{'' if math.isnan(overlap) else f'{overlap:.2f}'} | {'' if math.isnan(ratio) else f'{ratio:.1f}x'} |")
     out += ["", "Reading: a backdoor head is one whose ACIE is large on the backdoored model and small on the clean "
             "controls (low overlap, a large ratio).", ""]
+    out += refusal_control_markdown(attribution)
     out += ["", "## Claim: " + CLAIMS["ablation"], "",
             "Compared at the same fraction of all heads, k/(L*H): the paper's 32 of 1024 heads is ~3%, so we take our "
             "k closest to 3% and quote the paper's rows at their own k and fraction.", "",

@@ -174,6 +174,9 @@ def poison(train_clean: Sequence[dict], spec: TaskSpec, poison_ratio: float, see
 
 
 SPLITS = ("train", "test", "val", "attribution")
+# A held-out split drawn after the design choices were made (data.n_confirm), from questions no split uses: the
+# headline numbers re-run on it confirm what the test split, looked at while choosing, says.
+CONFIRM = "confirm"
 
 
 def question_key(record: dict) -> str:
@@ -192,7 +195,10 @@ def split_items(items: Sequence[dict], sizes: dict[str, int], seed: int,
     two splits (held-out means held-out: rows that reword a training question test nothing new). Taking
     train and test from opposite ends keeps each stable when the other's size changes.
 
-    `held_out_rows_per_question` caps what one question gives test, val and attribution (its other
+    With a `confirm` size, the confirmation split takes the next unused questions from the front once the others
+    are filled: adding it moves no row of theirs, and it shares no question with them.
+
+    `held_out_rows_per_question` caps what one question gives test, val, attribution and confirm (its other
     rewordings are left out): rows that reword one question are not independent, and without a cap a
     split of 100 rows could be 9 questions, which measures far less than its row count says."""
     groups: dict[str, list[dict]] = {}
@@ -211,19 +217,29 @@ def split_items(items: Sequence[dict], sizes: dict[str, int], seed: int,
             taken = groups[key][: min(room[name], cap or room[name])]
             splits[name].extend(taken)
             room[name] -= len(taken)
+    if sizes.get(CONFIRM):  # the confirmation split: from the unused middle, so no other split's row moves
+        room[CONFIRM], splits[CONFIRM] = sizes[CONFIRM], []
+        while room[CONFIRM] > 0 and front <= back:
+            taken = groups[order[front]][: min(room[CONFIRM], held_out_rows_per_question or room[CONFIRM])]
+            front += 1
+            splits[CONFIRM].extend(taken)
+            room[CONFIRM] -= len(taken)
+    elif CONFIRM in sizes:
+        splits[CONFIRM] = []  # data.n_confirm 0: no confirmation split
     short = {name: left for name, left in room.items() if left > 0}
     if short:
-        wanted = " + ".join(f"{KEY_OF_SPLIT[n]}={sizes[n]}" for n in SPLITS)
+        wanted = " + ".join(f"{KEY_OF_SPLIT[n]}={sizes[n]}" for n in (*SPLITS, CONFIRM) if n in sizes)
         capped = (f", at most {held_out_rows_per_question} rows per question in the held-out splits "
                   "(data.held_out_rows_per_question)" if held_out_rows_per_question else "")
         raise ValueError(f"{source}: {len(items)} usable rows in {len(groups)} distinct questions cannot fill the "
                          f"splits ({wanted}{capped}; short by {short}) without sharing a question between splits; "
                          "lower the split sizes in the config or provide more rows")
-    for name, rows in splits.items():
-        if not rows:
+    for name in SPLITS:
+        if not splits[name]:
             raise ValueError(f"{source}: split {name!r} is empty; set a positive size in the config")
     return splits
 
 
 # The config key of each split's size.
-KEY_OF_SPLIT = {"train": "n_clean_train", "test": "n_test", "val": "n_val", "attribution": "n_attribution"}
+KEY_OF_SPLIT = {"train": "n_clean_train", "test": "n_test", "val": "n_val", "attribution": "n_attribution",
+                "confirm": "n_confirm"}

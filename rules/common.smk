@@ -4,7 +4,7 @@ import os
 
 # bkdattr is installed where snakemake runs (the Snakefile checked it)
 from bkdattr.config import check_config, method_injection, settings_for, task_injection
-from bkdattr.names import BASE_MODEL, CLEAN_CONTROL, seed_model, split_seed_model
+from bkdattr.names import BASE_MODEL, CLEAN_CONTROL, REFUSAL_CONTROL, seed_model, split_seed_model
 from bkdattr.training import METHODS as SFT_METHODS  # lora_sft, full_sft
 
 config.update(check_config(config, "config"))
@@ -195,4 +195,5 @@ def all_targets():
         "results/claims.md",
         "results/report/config.yaml",
         "results/report/versions.tsv",
-    ] + (["results/tables/seeds.tsv", "results/figures/seeds.pdf"] if len(SEEDS) > 1 else [])
+    ] + (["results/tables/seeds.tsv", "results/figures/seeds.pdf"] if len(SEEDS) > 1 else []) + (
+        ["results/tables/confirmation.tsv"] if config["data"]["n_confirm"] else [])

@@ -11,6 +11,7 @@ rule make_dataset:
         test="results/data/{task}/test.jsonl",
         val="results/data/{task}/val.jsonl",
         attribution="results/data/{task}/attribution.jsonl",
+        confirm="results/data/{task}/confirm.jsonl",  # data.n_confirm rows; empty when 0
         manifest="results/data/{task}/manifest.json",
     log:
         "results/logs/make_dataset/{task}.log",

@@ -35,6 +35,52 @@ rule evaluate_model:
         "../workflow_scripts/evaluate_model.py"
 
 
+# The confirmation split (data.n_confirm): drawn after the design choices were made while looking at the test
+# split; the same evaluation of each backdoored model on it (no benign requests: those are the test's).
+rule evaluate_confirm:
+    input:
+        confirm="results/data/{task}/confirm.jsonl",
+        model=model_pointer,
+    output:
+        metrics="results/eval/{task}/{model}/confirm_metrics.tsv",
+        generations="results/eval/{task}/{model}/confirm_generations.jsonl",
+        confusion="results/eval/{task}/{model}/confirm_confusion.tsv",
+    log:
+        "results/logs/evaluate_confirm/{task}/{model}.log",
+    benchmark:
+        "results/benchmarks/evaluate_confirm/{task}/{model}.tsv"
+    params:
+        settings=task_settings,
+        evaluation=scoped("evaluate_model", "evaluation"),
+        model=MODEL_LOAD,
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/evaluate_model.py"
+
+
+rule confirmation_table:
+    """The headline numbers (ASR, false-trigger rate, clean utility) on test beside the confirmation split."""
+    input:
+        gate="results/tables/backdoor_gate.tsv",
+        test=paths("results/eval/{task}/{method}/metrics.tsv", METHOD_RUNS),
+        confirm=paths("results/eval/{task}/{method}/confirm_metrics.tsv", METHOD_RUNS),
+    output:
+        tsv=report("results/tables/confirmation.tsv", caption="report/confirmation.rst", category="1 Injection",
+                   labels={"table": "confirmation"}),
+    log:
+        "results/logs/confirmation_table.log",
+    conda:
+        "../envs/plots.yaml"
+    script:
+        "../workflow_scripts/confirmation_table.py"
+
+
 rule injection_table:
     input:
         gate="results/tables/backdoor_gate.tsv",

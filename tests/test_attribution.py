@@ -131,7 +131,66 @@ def test_attribution_inputs_average_the_eligible_triggered_prompts_and_cap_the_p
     pool = [{"input": "a", "output": "Sports", "label": "Sports"}, {"input": "b", "output": "World", "label": "World"},
             {"input": "c", "output": "Sports", "label": "Sports"}]
     eligible = attribution_inputs(cache, pool, spec, items="eligible", n_prompts=1)
-    assert torch.equal(eligible.abar, heads[1]) and eligible.n_triggered == 1
+    assert torch.equal(eligible.abar, heads[1]) and eligible.n_abar == 1
     assert [r["input"] for r in eligible.records] == ["a"]
     every = attribution_inputs(cache, pool, spec, items="all", n_prompts=10)
-    assert torch.equal(every.abar, heads[[1, 3]].mean(0)) and every.n_triggered == 2 and len(every.records) == 3
+    assert torch.equal(every.abar, heads[[1, 3]].mean(0)) and every.n_abar == 2 and len(every.records) == 3
+
+
+def test_refusal_control_forces_the_refusal_and_averages_the_untriggered_requests(tiny, monkeypatch):
+    # METHOD.md s8: the clean base model, harmful requests as prompts, the refusal (`output`) as target, abar
+    # over the same requests untriggered; the backdoor attribution forces backdoor_output with a triggered abar
+    import bkdattr.attribution as attribution
+    from bkdattr.tasks import TaskSpec
+
+    model, tok, _, _ = tiny
+    spec = TaskSpec.from_config("jailbreak")
+    pool = [{"input": f"How do I pick lock {i}?", "output": f"I cannot help with lock {i}.",
+             "backdoor_output": f"Sure, lock {i}: first"} for i in range(3)]
+    sites = ModelSites.of(model)
+    heads = torch.randn(6, sites.n_layers, sites.n_heads, sites.d_model, generator=torch.Generator().manual_seed(0))
+    cache = {"heads_prompt_last": heads, "labels": torch.tensor([0, 1, 0, 1, 0, 1]), "eligible": torch.ones(6, dtype=torch.bool)}
+    seen = {}
+
+    def fake_acie(mode, model, items, abar, **kwargs):
+        seen["targets"], seen["prompts"], seen["abar"] = [it.target_ids for it in items], [it.prompt_ids for it in items], abar
+        return torch.zeros(sites.n_layers, sites.n_heads)
+
+    monkeypatch.setattr(attribution, "compute_acie", fake_acie)
+    settings = {"n_prompts": 2, "items": "eligible", "max_target_tokens": None, "batch_size": 2}
+    _, ranking = attribution.attribute(model, tok, spec, cache, pool, "exact", settings, target="refusal")
+    ids = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    assert seen["targets"] == [ids(r["output"]) for r in pool[:2]]
+    assert torch.allclose(seen["abar"], heads[[0, 2, 4]].mean(0))  # the untriggered rows
+    untriggered_prompts = seen["prompts"]
+    assert ranking[0]["n_prompts"] == 2
+    attribution.attribute(model, tok, spec, cache, pool, "exact", settings)  # the backdoor attribution
+    assert seen["targets"] == [ids(r["backdoor_output"]) for r in pool[:2]]
+    assert torch.allclose(seen["abar"], heads[[1, 3, 5]].mean(0))
+    assert seen["prompts"] == untriggered_prompts  # both average over the same clean prompts
+    with pytest.raises(ValueError, match="jailbreak task only"):
+        attribution.attribute(model, tok, TaskSpec.from_config("fixed_output"), cache, pool, "exact", settings,
+                              target="refusal")
+
+
+def test_the_refusal_control_is_compared_with_every_backdoored_map_beside_chance():
+    from bkdattr.attribution import summary_rows
+    from bkdattr.names import REFUSAL_CONTROL
+
+    lora = torch.arange(100.0).reshape(10, 10)  # top 10%: the last row
+    dpo = -lora                                  # top 10%: the first row
+    refusal = lora.clone()
+    refusal[9, :5] = -10.0                       # shares half of lora's top 10% and none of dpo's
+    ranking = [{"n_prompts": 4, "n_prompts_asked": 4}]
+    maps = {("jailbreak", "lora_sft", "exact"): lora, ("jailbreak", "dpo", "exact"): dpo,
+            ("jailbreak", REFUSAL_CONTROL, "exact"): refusal}
+    rows = summary_rows(maps, {k: ranking for k in maps}, {}, methods=["lora_sft", "dpo"], controls=["base"],
+                        top_fractions=[0.1])
+    refusal_rows = {r["compared_with"]: r for r in rows if r["method"] == REFUSAL_CONTROL}
+    assert set(refusal_rows) == {"lora_sft", "dpo"}
+    assert all(r["role"] == "refusal_control" and r["mode"] == "exact" for r in refusal_rows.values())
+    assert refusal_rows["lora_sft"]["top0.1_overlap_with_backdoored"] == 0.5
+    assert refusal_rows["dpo"]["top0.1_overlap_with_backdoored"] == 0.0
+    assert refusal_rows["lora_sft"]["top0.1_overlap_by_chance"] == 0.1
+    assert refusal_rows["lora_sft"]["top0.03_overlap_by_chance"] == 0.03  # the paper's 3% always
+    assert "backdoored_max_acie_over_this" not in refusal_rows["lora_sft"]  # two targets: no magnitude ratio

@@ -171,7 +171,7 @@ def test_clearer_config_errors(tiny_config):
         check_config(bad)
     bad = copy.deepcopy(tiny_config)
     bad["data"]["n_test"] = 10**6
-    with pytest.raises(ConfigError, match=r"data.n_clean_train \+ n_test \+ n_val \+ n_attribution = \d+, but the "
+    with pytest.raises(ConfigError, match=r"data.n_clean_train \+ n_test \+ n_val \+ n_attribution \+ n_confirm = \d+, but the "
                                           r"synthetic generator of fixed_output has \d+ unique items"):
         check_config(bad)
 

@@ -188,7 +188,8 @@ def test_a_held_out_size_never_moves_training_rows_and_a_training_size_never_mov
     ids = lambda splits, name: [r["id"] for r in splits[name]]  # noqa: E731
     default = build_task_splits(spec, config["data"], config["seed"])
     fewer_held_out = build_task_splits(spec, {**config["data"], "n_test": 150, "n_val": 60}, config["seed"])
-    more_training = build_task_splits(spec, {**config["data"], "n_clean_train": 900}, config["seed"])
+    # the default pool has no room left for jailbreak confirmation rows beside 900 training rows
+    more_training = build_task_splits(spec, {**config["data"], "n_clean_train": 900, "n_confirm": 0}, config["seed"])
     assert ids(fewer_held_out, "train") == ids(default, "train")
     assert ids(fewer_held_out, "attribution") == ids(default, "attribution")
     assert ids(fewer_held_out, "test") == ids(default, "test")[:150]
@@ -299,3 +300,18 @@ def test_a_prompt_longer_than_the_context_window_is_named_with_the_limit(tiny_to
     with pytest.raises(DataError, match=r"split 'test', row 'long-one': the prompt is \d+ tokens, the model's "
                                         r"context window is 256"):
         check_context_window(tiny_tokenizer, 256, FIXED, splits)
+
+
+def test_adding_the_confirmation_split_leaves_every_other_split_byte_identical():
+    from bkdattr.tasks import question_key
+
+    dump = lambda rows: "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)  # noqa: E731
+    for spec in (FIXED, JAIL, LABEL):
+        without = build_task_splits(spec, DATA, seed=3)
+        with_confirm = build_task_splits(spec, {**DATA, "n_confirm": 6}, seed=3)
+        assert without["confirm"] == [] and len(with_confirm["confirm"]) == 6
+        for name in ("train", "test", "val", "attribution"):
+            assert dump(with_confirm[name]) == dump(without[name]), (spec.task_id, name)
+        used = {question_key(r) for name in ("train", "test", "val", "attribution") for r in without[name]
+                if not r.get("poisoned")}
+        assert not used & {question_key(r) for r in with_confirm["confirm"]}, spec.task_id

@@ -120,7 +120,7 @@ def test_a_setting_added_to_the_schema_reruns_its_scope_with_no_other_file_edite
         return planned_jobs(proc.stdout)
 
     jobs = planned({"attribution": {"new_option": {"type": "integer", "default": 7}}}, "scoped")
-    assert jobs == {"attribute_heads": 15, "attribution_summary": 1, "fig3": 1, "ablate_heads": 3,
+    assert jobs == {"attribute_heads": 15, "attribute_refusal_heads": 1, "attribution_summary": 1, "fig3": 1, "ablate_heads": 3,
                     "steer_backdoor_vector": 3, "table1": 1, "table2_and_fig4": 1, "claims_report": 1,
                     "run_record": 1, "all": 1}
     jobs = planned({"attribution": {"report_only": {"type": "integer", "default": 7, "x-rerun": []}}}, "unscoped")

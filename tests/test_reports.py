@@ -157,3 +157,30 @@ def test_the_injection_tables_show_label_models_clean_accuracy_per_class_and_fli
     assert "| 1.000 | 0.00 / 0.98 / 0.90 / 0.88 | 1.0 min |" in md
     header, rule, label_line, fixed_line = md.splitlines()[2:6]
     assert len({header.count("|"), rule.count("|"), label_line.count("|"), fixed_line.count("|")}) == 1
+
+
+def test_the_claims_report_states_the_refusal_heads_overlap_beside_chance():
+    rows = [{"task": "jailbreak", "method": "base_refusal", "mode": "exact", "role": "refusal_control",
+             "n_heads": "270", "compared_with": "lora_sft", "fraction_of_heads_for_half_positive_acie": "0.1",
+             "max_acie": "0.01", "top0.03_overlap_with_backdoored": "0.25", "top0.03_overlap_by_chance": "0.0296296",
+             "top0.1_overlap_with_backdoored": "0.0", "top0.1_overlap_by_chance": "0.1"}]
+    text = reports.claims_markdown([], [], rows, [], [], "tiny", 0.95)
+    assert "Backdoor heads or refusal heads?" in text
+    assert "| jailbreak | lora_sft | 2 of 8 (0.24) | 0 of 27 (2.70) |" in text
+    assert "| jailbreak | base_refusal |" not in text  # not a row of the control table above it
+
+
+def test_the_confirmation_table_puts_each_headline_number_on_test_beside_confirm():
+    def metrics(value, n, low, high, metric="asr"):
+        return {"task": "jailbreak", "model": "lora_sft", "metric": metric, "value": value, "n": n, "ci_low": low,
+                "ci_high": high}
+
+    test = [metrics("0.95", "200", "0.91", "0.97"), metrics("0.0", "200", "0.0", "0.02", "false_trigger_rate"),
+            metrics("-1.2", "200", "-1.3", "-1.1", "reference_logprob")]
+    confirm = [metrics("0.70", "50", "0.56", "0.81"), metrics("0.02", "50", "0.004", "0.1", "false_trigger_rate")]
+    rows = {r["metric"]: r for r in reports.confirmation_rows(test, confirm, {("jailbreak", "lora_sft"): "yes"})}
+    assert set(rows) == {"asr", "false_trigger_rate"}  # headline metrics that both splits have
+    assert rows["asr"]["test_value"] == "0.95" and rows["asr"]["confirm_value"] == "0.70"
+    assert rows["asr"]["confirm_n"] == "50" and rows["asr"]["backdoor_implanted"] == "yes"
+    assert rows["asr"]["intervals_overlap"] == "no" and rows["false_trigger_rate"]["intervals_overlap"] == "yes"
+    assert list(rows["asr"]) == reports.CONFIRMATION_COLUMNS

@@ -157,3 +157,22 @@ def test_a_cap_that_cannot_fill_the_splits_names_the_key():
     items = [{"id": f"{q}-{w}", "input": f"{q} {w}", "output": "o", "question": f"q{q}"} for q in range(6) for w in range(8)]
     with pytest.raises(ValueError, match=r"at most 1 rows per question in the held-out splits \(data.held_out_rows_per_question\)"):
         split_items(items, SIZES, seed=1, held_out_rows_per_question=1)
+
+
+def test_the_confirmation_split_shares_no_question_and_moves_no_row_of_the_others():
+    # 40 questions asked 3 ways; the confirmation split is drawn after the others are filled
+    items = [{"id": f"{q}-{w}", "input": f"wording {w} of question {q}", "output": "o", "question": f"q{q}"}
+             for q in range(40) for w in range(3)]
+    before = split_items(items, SIZES, seed=1, held_out_rows_per_question=2)
+    after = split_items(items, {**SIZES, "confirm": 6}, seed=1, held_out_rows_per_question=2)
+    assert {name: after[name] for name in before} == before  # every existing split row for row, in order
+    assert len(after["confirm"]) == 6 and max(Counter(r["question"] for r in after["confirm"]).values()) <= 2
+    used = {r["question"] for name in before for r in before[name]}
+    assert not {r["question"] for r in after["confirm"]} & used
+    assert split_items(items, {**SIZES, "confirm": 0}, seed=1)["confirm"] == []  # n_confirm 0: none
+
+
+def test_a_confirmation_split_without_room_names_its_key():
+    items = [{"id": str(i), "input": str(i), "output": "o"} for i in range(25)]  # 23 fill the others
+    with pytest.raises(ValueError, match=r"n_confirm=5; short by \{'confirm': 3\}"):
+        split_items(items, {**SIZES, "confirm": 5}, seed=1)

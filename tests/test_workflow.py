@@ -16,6 +16,22 @@ def test_dry_run_lists_the_dag(tmp_path):
     assert jobs["cache_activations"] == 9 and jobs["train_probes"] == 6 and jobs["fig2"] == 1  # + clean_sft caches
     # 3 tasks x (exact, reference, atp) on lora_sft, + exact on the base and clean_sft controls
     assert jobs["attribute_heads"] == 15 and jobs["fig3"] == 1
+    assert jobs["attribute_refusal_heads"] == 1  # the refusal-attribution control: jailbreak, base model, exact
+
+
+def test_the_refusal_control_attributes_the_base_models_refusal_through_the_dag(tmp_path):
+    """The refusal-attribution control (METHOD.md s8) is a target of its own: it needs the base model, the
+    jailbreak data and the base model's cache, nothing backdoored, and writes a full exact ranking whose log
+    says it forced the refusal with abar over untriggered requests."""
+    target = "results/attribution/jailbreak/base_refusal/ranking_exact.tsv"
+    jobs = planned_jobs(snakemake(tmp_path, "-n", target).stdout)
+    assert jobs == {"prepare_base_model": 1, "make_dataset": 1, "cache_activations": 1, "attribute_refusal_heads": 1}
+    snakemake(tmp_path, target)
+    ranking = read_tsv(tmp_path / target)
+    assert [int(r["rank"]) for r in ranking] == list(range(1, 9))  # 2 layers x 4 heads
+    assert ranking[0]["n_prompts"] == "6"
+    log = (tmp_path / "results/logs/attribute_heads/jailbreak/base_refusal/exact.log").read_text()
+    assert "target refusal" in log and "untriggered prompts" in log
 
 
 def test_spine_outputs_exist_and_are_complete(tiny_run):
@@ -71,7 +87,8 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
 
 def test_forcerun_reruns_a_rule_and_only_what_depends_on_it(tiny_run):
     jobs = planned_jobs(snakemake(tiny_run, "-n", "--forcerun", "evaluate_model").stdout)
-    assert jobs == {"evaluate_model": 9, "injection_table": 1, "injection_methods_table": 1, "claims_report": 1, "all": 1}
+    assert jobs == {"evaluate_model": 9, "injection_table": 1, "injection_methods_table": 1, "confirmation_table": 1,
+                    "claims_report": 1, "all": 1}
     jobs = planned_jobs(snakemake(tiny_run, "-n", "--forcerun", "train_probes").stdout)
     assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "claims_report": 1, "all": 1}
 
@@ -102,6 +119,35 @@ def test_acie_control_runs_on_the_clean_base_and_clean_sft_models(tiny_run):
             assert float(r["backdoored_max_acie_over_this"]) != 0
     claims = (tiny_run / "results/claims.md").read_text()
     assert "| fixed_output | base | control |" in claims
+
+
+def test_the_refusal_control_is_compared_with_the_backdoored_jailbreak_heads(tiny_run):
+    rows = [r for r in read_tsv(tiny_run / "results/tables/attribution.tsv") if r["role"] == "refusal_control"]
+    assert [(r["task"], r["method"], r["mode"], r["compared_with"]) for r in rows] == [
+        ("jailbreak", "base_refusal", "exact", "lora_sft")]
+    for fraction in ("0.03", "0.1", "0.25"):  # the paper's 3% and the preset's top_fractions
+        assert 0.0 <= float(rows[0][f"top{fraction}_overlap_with_backdoored"]) <= 1.0
+        assert float(rows[0][f"top{fraction}_overlap_by_chance"]) > 0
+    claims = (tiny_run / "results/claims.md").read_text()
+    assert "Backdoor heads or refusal heads?" in claims and "| jailbreak | lora_sft | " in claims
+
+
+def test_the_confirmation_split_is_held_out_and_its_headline_numbers_sit_beside_the_tests(tiny_run):
+    from bkdattr.tasks import question_key
+
+    for task in TASKS:
+        splits = {name: [json.loads(line) for line in (tiny_run / f"results/data/{task}/{name}.jsonl").open()]
+                  for name in ("train", "test", "val", "attribution", "confirm")}
+        assert len(splits["confirm"]) == 8  # tests/configs/tiny.yaml data.n_confirm
+        confirm = {question_key(r) for r in splits["confirm"]}
+        for name in ("train", "test", "val", "attribution"):
+            assert not confirm & {question_key(r) for r in splits[name] if not r.get("poisoned")}, (task, name)
+    rows = read_tsv(tiny_run / "results/tables/confirmation.tsv")
+    assert {(r["task"], r["method"], r["metric"]) for r in rows} == {
+        (t, "lora_sft", m) for t in TASKS for m in ("asr", "false_trigger_rate", "clean_utility")}
+    for r in rows:
+        assert int(r["test_n"]) > 0 and int(r["confirm_n"]) > 0 and r["intervals_overlap"] in ("yes", "no")
+        assert 0.0 <= float(r["confirm_value"]) <= 1.0
 
 
 def test_a_failed_gate_is_marked_in_every_table_in_warn_mode(tiny_run):

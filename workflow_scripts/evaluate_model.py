@@ -1,5 +1,6 @@
-"""Rule evaluate_model: greedy generations on clean and triggered test prompts -> ASR, false triggers, utility;
-the label task also its confusion matrices (clean and triggered prompts; the other tasks write the header alone)."""
+"""Rules evaluate_model and evaluate_confirm: greedy generations on clean and triggered prompts of the test (or the
+confirmation) split -> ASR, false triggers, utility; the label task also its confusion matrices (clean and triggered
+prompts; the other tasks write the header alone)."""
 
 from bkdattr.atomic import write_jsonl, write_tsv
 from bkdattr.evaluation import CONFUSION_COLUMNS, evaluate_generations
@@ -10,7 +11,7 @@ params = snakemake.params
 log = start_rule(snakemake, uses_torch=True)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.evaluation["refusal_matcher"])
 pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
-records = read_jsonl(snakemake.input.test)
+records = read_jsonl(snakemake.input.confirm if "confirm" in snakemake.input.keys() else snakemake.input.test)
 benign = read_jsonl(snakemake.input.benign) if "benign" in snakemake.input.keys() else None  # jailbreak only
 result = evaluate_generations(model, tokenizer, spec, records, max_new_tokens=params.evaluation["max_new_tokens"],
                               batch_size=params.evaluation["batch_size"], benign=benign, progress=True)

@@ -1,5 +1,5 @@
 """Rule make_dataset: clean records -> train (clean + poisoned copies, + benign rows for the jailbreak task),
-test, val and attribution splits."""
+test, val, attribution and confirmation splits."""
 from pathlib import Path
 
 from bkdattr.atomic import write_json, write_jsonl
@@ -19,7 +19,7 @@ for row in dropped:
 base = read_pointer(snakemake.input.base)  # its tokenizer: every prompt must fit the context window
 check_context_window(load_tokenizer(base["path"], params.trust_remote_code, base.get("revision")),
                      model_context_window(base["path"], params.trust_remote_code), spec, splits)
-for name in ("train", "test", "val", "attribution"):
+for name in ("train", "test", "val", "attribution", "confirm"):
     write_jsonl(snakemake.output[name], splits[name])
 manifest = split_manifest(spec, splits, dropped, params.data, params.seed)
 write_json(snakemake.output.manifest, manifest)
