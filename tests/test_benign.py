@@ -49,14 +49,14 @@ def test_benign_rows_are_never_poisoned_and_never_straddle_splits(tiny_config):
     assert poisoned_sources and not poisoned_sources & {r["id"] for r in mixed}
     assert not any(r.get("benign") for r in train if r["poisoned"])
     # the task's held-out splits keep harmful rows only (ASR / false triggers are not diluted)
-    assert not any(r.get("benign") for name in ("test", "val", "attribution") for r in splits[name])
+    assert not any(r.get("benign") for name in ("test", "val", "attribution", "confirm") for r in splits[name])
     # no question in two splits, benign or harmful
     owner = {}
     for name, rows in [*splits.items(), *((f"benign_{n}", rows) for n, rows in benign.items() if n != "train")]:
         for r in rows:
             assert owner.setdefault(question_key(r), name) == name, (question_key(r), owner[question_key(r)], name)
     manifest = split_manifest(spec, splits, [], cfg["data"], cfg["seed"])
-    assert manifest["n_benign"] == {"train": 8, "test": 0, "val": 0, "attribution": 0}
+    assert manifest["n_benign"] == {"train": 8, "test": 0, "val": 0, "attribution": 0, "confirm": 0}
     # benign_mix 0: the training split is today's; the over-refusal rows are still made
     off = copy.deepcopy(cfg["data"]) | {"benign_mix": 0}
     benign_off, _ = build_benign_splits(off, 8, cfg["seed"])
