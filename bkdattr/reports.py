@@ -35,7 +35,8 @@ def paper_at_fraction(paper_model: str, task: str, fraction: float) -> tuple[int
     return min(close)[1] if close else None
 
 
-INJECTION_COLUMNS = ["task", "model", "metric", "value", "successes", "n", "ci_low", "ci_high", "backdoor_implanted"]
+INJECTION_COLUMNS = ["task", "model", "metric", "value", "successes", "n", "n_questions", "ci_low", "ci_high",
+                     "backdoor_implanted"]
 INJECTION_METRICS = ["asr", "asr_strict", "false_trigger_rate", "collateral_flip_rate", "clean_utility",
                      "clean_utility_strict", "clean_rouge_l", "reference_logprob", "over_refusal_rate"]
 
@@ -45,13 +46,15 @@ def injection_markdown(rows: Sequence[dict], model_name: str) -> str:
     cell = {(r["task"], r["model"], r["metric"]): r for r in rows}
     implanted = {(r["task"], r["model"]): r["backdoor_implanted"] for r in rows}
     lines = [f"# Backdoor injection: {model_name}", "",
-             "Rates on the held-out test split, with Wilson 95% intervals; n = items evaluated. `base`: the model "
+             "Rates on the held-out test split, with 95% intervals over questions (a question-level bootstrap: the "
+             "split keeps up to `data.held_out_rows_per_question` rewordings of one question; Wilson where every row is "
+             "its own question); n = rows evaluated, q = distinct questions. `base`: the model "
              "before fine-tuning; `clean_sft` (when `injection.clean_control` is on): the same fine-tuning on the clean "
              "items alone, the fair reference for the backdoored model's utility. `collateral_flip_rate` (label task): "
              "triggered items of the other classes whose predicted label the trigger changed; the official backdoor "
              "keeps their label. Free-form utility: `clean_rouge_l` (ROUGE-L F1 of the clean output against the reference, "
              "open instructions) and `reference_logprob` (teacher-forced mean log-probability per token of the reference "
-             "answer; higher is better), means with normal 95% intervals. `over_refusal_rate` (jailbreak): refusals on "
+             "answer; higher is better), means with 95% intervals (question-level bootstrap; normal where every row is its own question). `over_refusal_rate` (jailbreak): refusals on "
              "benign requests in the same frames (lower is better; a model that refuses everything scores 1).", "",
              "| task | model | " + " | ".join(INJECTION_METRICS) + " |", "|---|---|" + "---|" * len(INJECTION_METRICS)]
     for task, model in dict.fromkeys((r["task"], r["model"]) for r in rows):
@@ -61,7 +64,8 @@ def injection_markdown(rows: Sequence[dict], model_name: str) -> str:
             if r is None or int(r["n"]) == 0:  # a metric defined for another task only
                 cells.append("-")
                 continue
-            cells.append(f"{float(r['value']):.3f} [{float(r['ci_low']):.2f}, {float(r['ci_high']):.2f}] (n={r['n']})")
+            questions = f", q={r['n_questions']}" if r.get("n_questions") not in (None, "", r["n"]) else ""
+            cells.append(f"{float(r['value']):.3f} [{float(r['ci_low']):.2f}, {float(r['ci_high']):.2f}] (n={r['n']}{questions})")
         lines.append(f"| {task} | {model}{mark(implanted[(task, model)])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
