@@ -9,4 +9,4 @@ NO_INTERVENTION = "none"
 # Models besides the backdoored ones (values of the {model} wildcard, directory names under results/models).
 BASE_MODEL = "base"          # the clean base model: evaluated, probed and attributed as a control
 CLEAN_CONTROL = "clean_sft"  # the first method trained on the clean rows alone (injection.clean_control)
-SWEEP_VECTORS = (BACKDOOR_VECTOR, RANDOM_DIRECTION)  # swept over layers; the random-heads vector only at the best
+CONTROL_VECTORS = (RANDOM_HEADS_VECTOR, RANDOM_DIRECTION)  # each drawn per seed, each draw picks its own layer

@@ -15,14 +15,15 @@ pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 enforce_gate(pointer, params.gate_on_fail, "steer_backdoor_vector", log)  # stops here if not implanted
 ranking = [(int(r["layer"]), int(r["head"])) for r in read_tsv(snakemake.input.ranking)]
 k, vectors = backdoor_vectors(model, tokenizer, spec, read_jsonl(snakemake.input.train), ranking, steer,
-                              params.probes["cache_batch_size"], origin=snakemake.input.train)
-log.info("backdoor vector from %d heads, norm %.3f", k, vectors[BACKDOOR_VECTOR].norm())
+                              params.probes["cache_batch_size"], origin=snakemake.input.train,
+                              control_seeds=inter["random_seeds"])
+log.info("backdoor vector from %d heads, norm %.3f", k, vectors[BACKDOOR_VECTOR][""].norm())
 evaluator = InterventionEvaluator(model, tokenizer, spec, read_jsonl(snakemake.input.test), inter["max_new_tokens"],
-                                  inter["batch_size"], n_eval=inter["n_eval"], benign=read_jsonl(snakemake.input.benign)
-                                  if "benign" in snakemake.input.keys() else None)
+                                  inter["batch_size"], n_eval=inter["n_eval"], seed=inter["sample_seed"],
+                                  benign=read_jsonl(snakemake.input.benign) if "benign" in snakemake.input.keys() else None)
 sweep, best = run_steering(evaluator, vectors, steering_layers(steer, ModelSites.of(model).n_layers), scale=steer["scale"],
                            k=k, val_fraction=steer["val_fraction"], seed=steer["seed"], select_on=steer["select_layer_on"],
-                           progress=lambda r: log.info("%s %s layer %d: ASR val %.3f test %.3f", r["vector"],
+                           progress=lambda r: log.info("%s %s %s layer %d: ASR val %s test %s", r["vector"], r["seed"],
                                                        r["direction"], r["layer"], r["asr_val"], r["asr_test"]))
 write_tsv(snakemake.output.sweep, sweep)
 write_tsv(snakemake.output.best, best)
