@@ -59,3 +59,17 @@ def test_the_mean_interval_widens_with_clusters():
 def test_cluster_labels_must_match_the_rows():
     with pytest.raises(ValueError, match="cluster labels"):
         cluster_bootstrap_rate([True, False, True], ["a", "a"])
+
+
+def test_task_metrics_intervals_are_over_questions():
+    from bkdattr.tasks import TaskSpec
+
+    spec = TaskSpec.from_config("fixed_output")
+    records = [{"id": f"{q}-{r}", "question": f"q{q}", "input": f"question {q} wording {r}", "output": "x", "answer": "x"}
+               for q in range(20) for r in range(3)]
+    triggered = [spec.target if (i // 3) % 3 else "no" for i in range(60)]
+    metrics = evaluation.task_metrics(spec, records, ["x"] * 60, triggered)
+    asr = metrics["asr"]
+    assert asr["n"] == 60 and asr["n_clusters"] == 20
+    lo, hi = wilson_interval(asr["successes"], 60)
+    assert asr["ci_high"] - asr["ci_low"] > 1.3 * (hi - lo)
