@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .atomic import atomic_path, read_matrix_tsv, read_tsv
-from .names import BACKDOOR_VECTOR, BASE_MODEL, CLEAN_CONTROL, NO_INTERVENTION, RANDOM_DIRECTION
+from .names import BACKDOOR_VECTOR, BASE_MODEL, CLEAN_CONTROL, NO_INTERVENTION, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR
 
 TASK_TITLES = {"fixed_output": "Fixed output", "jailbreak": "Jailbreak", "label_modification": "Label modification"}
 
@@ -164,15 +164,17 @@ def plot_fig4(sweeps: Mapping[tuple[str, str], str], pdf_path, png_path, model_n
         part = frame[frame["direction"] == direction]
         sns.lineplot(data=part[part["vector"] == BACKDOOR_VECTOR], x="layer", y="ASR", hue="run", palette=palette,
                      marker="o", markersize=4, ax=ax, legend=direction == "add")
-        sns.lineplot(data=part[part["vector"] == RANDOM_DIRECTION], x="layer", y="ASR", hue="run", palette=palette,
-                     alpha=0.3, linewidth=1, ax=ax, legend=False)
+        for control, style in ((RANDOM_DIRECTION, "-"), (RANDOM_HEADS_VECTOR, "--")):  # mean over draws
+            sns.lineplot(data=part[part["vector"] == control], x="layer", y="ASR", hue="run", palette=palette,
+                         alpha=0.3, linewidth=1, linestyle=style, errorbar=None, ax=ax, legend=False)
         for run, base in part[part["vector"] == NO_INTERVENTION].groupby("run")["ASR"].first().items():
             ax.axhline(base, color=palette[run], linestyle=":", linewidth=1)
         ax.set_title(titles[direction])
         ax.set_xlabel("intervention layer")
         ax.set_ylim(-0.03, 1.03)
     axes[0][0].legend(fontsize=6)
-    fig.suptitle(f"Backdoor vector ({model_name}); faint: random direction of equal norm; dotted: no intervention", y=1.02)
+    fig.suptitle(f"Backdoor vector ({model_name}); faint: mean over draws of a random direction of equal norm (solid) "
+                 "and of a random-heads vector (dashed), validation half; dotted: no intervention", y=1.02, fontsize=8)
     fig.tight_layout()
     save_figure(fig, pdf_path, png_path)
     plt.close(fig)
@@ -218,6 +220,9 @@ def plot_table1(table1_rows: Sequence[Mapping], pdf_path, png_path, model_name: 
 
 
 def _pooled(row) -> float:
-    """ASR over validation and test halves together (the sweep is drawn on all eligible items)."""
+    """ASR over validation and test halves together (the backdoor vector's sweep runs on all eligible items; a
+    control's on the validation half only)."""
+    if row.get("asr_test_n", "") in ("", None):
+        return float(row["asr_val"])
     n_val, n_test = int(row["asr_val_n"]), int(row["asr_test_n"])
     return (float(row["asr_val"]) * n_val + float(row["asr_test"]) * n_test) / (n_val + n_test)

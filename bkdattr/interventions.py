@@ -10,20 +10,24 @@ ASR numbers come from the same batched, KV-cached generation path:
 
 from __future__ import annotations
 
+import logging
 import random
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
-from .evaluation import backdoor_hit, clean_verdicts_final, free_form_metrics, hit_is_final, is_refusal, rate, utility_hit
+from .evaluation import backdoor_hit, clean_verdicts_final, free_form_metrics, hit_is_final, is_refusal, utility_hit
 from .generation import PromptPrefixes, generate_greedy
 from .hooks import HeadEdit, ResidualEdit, last_token_index, trace
-from .names import BACKDOOR_VECTOR, NO_INTERVENTION, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR, SWEEP_VECTORS
-from .tasks import TaskSpec
+from .names import BACKDOOR_VECTOR, NO_INTERVENTION, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR
+from .stats import cluster_bootstrap_rate, rate
+from .tasks import TaskSpec, question_key
 
 Head = tuple[int, int]  # (layer, head)
+log = logging.getLogger(__name__)
 
 
 def resolve_k(k_values: Sequence[int | float], n_heads_total: int) -> list[int]:
@@ -124,13 +128,18 @@ def mean_head_outputs(model, tokenizer, spec: TaskSpec, records: Sequence[dict],
     return heads.mean(0)
 
 
-def steering_vectors(head_means: torch.Tensor, ranking: Sequence[Head], k: int, seed: int) -> dict[str, torch.Tensor]:
-    """The backdoor vector of the top-k heads and its two controls (METHOD.md s6), from [L, H, d] head means."""
+Vectors = dict[str, dict]  # vector name -> {seed: tensor}; the backdoor vector's one draw has seed ""
+
+
+def steering_vectors(head_means: torch.Tensor, ranking: Sequence[Head], k: int, seeds: Sequence[int]) -> Vectors:
+    """The backdoor vector of the top-k heads and one draw per seed of each of its two controls (METHOD.md s6,
+    s8: a control needs >= 3 draws), from [L, H, d] head means."""
     n_layers, n_heads = head_means.shape[:2]
     vector = backdoor_vector(head_means, ranking[:k])
-    return {BACKDOOR_VECTOR: vector,
-            RANDOM_HEADS_VECTOR: backdoor_vector(head_means, random_heads(n_layers, n_heads, k, seed, exclude=ranking[:k])),
-            RANDOM_DIRECTION: random_direction_like(vector, seed)}
+    return {BACKDOOR_VECTOR: {"": vector},
+            RANDOM_HEADS_VECTOR: {seed: backdoor_vector(head_means, random_heads(n_layers, n_heads, k, seed,
+                                                                                exclude=ranking[:k])) for seed in seeds},
+            RANDOM_DIRECTION: {seed: random_direction_like(vector, seed) for seed in seeds}}
 
 
 def vector_rows(spec: TaskSpec, train: Sequence[dict], items: str = "eligible") -> list[dict]:
@@ -147,12 +156,35 @@ def vector_rows(spec: TaskSpec, train: Sequence[dict], items: str = "eligible") 
 
 
 def backdoor_vectors(model, tokenizer, spec: TaskSpec, train: Sequence[dict], ranking: Sequence[Head], steering_cfg: dict,
-                     batch_size: int, origin: str, items: str = "eligible") -> tuple[int, dict[str, torch.Tensor]]:
+                     batch_size: int, origin: str, control_seeds: Sequence[int],
+                     items: str = "eligible") -> tuple[int, Vectors]:
     """(k, vectors): the backdoor vector of the top-k heads (k from interventions.steering.k) over the poisoned
-    training prompts of `vector_rows` (`items`: attribution.items), and its two controls."""
+    training prompts of `vector_rows` (`items`: attribution.items), and its two controls, one draw per seed of
+    `control_seeds` (interventions.random_seeds)."""
     means = mean_head_outputs(model, tokenizer, spec, vector_rows(spec, train, items), batch_size, origin)
     (k,) = resolve_k([steering_cfg["k"]], means.shape[0] * means.shape[1])
-    return k, steering_vectors(means, ranking, k, steering_cfg["seed"])
+    return k, steering_vectors(means, ranking, k, control_seeds)
+
+
+def sample_questions(records: Sequence[dict], is_eligible, n: int, seed: int) -> tuple[list[int], list[int]]:
+    """(utility rows, eligible rows): `n` distinct questions each (tasks.question_key), one row per question,
+    seeded. Rewordings of one question are not independent (METHOD.md s8), so a sample counts questions. A
+    question's eligible row is also its utility row, so both sets mostly share their clean generations."""
+    groups: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        groups.setdefault(question_key(record), []).append(i)
+    rng = random.Random(seed)
+    order = list(groups)
+    rng.shuffle(order)
+    utility, eligible = [], []
+    for question in order:
+        rows = rng.sample(groups[question], len(groups[question]))
+        ok = [i for i in rows if is_eligible(records[i])]
+        if len(utility) < n:
+            utility.append(ok[0] if ok else rows[0])
+        if ok and len(eligible) < n:
+            eligible.append(ok[0])
+    return sorted(utility), sorted(eligible)
 
 
 @dataclass
@@ -165,7 +197,7 @@ class InterventionEvaluator:
     records: Sequence[dict]
     max_new_tokens: int
     batch_size: int
-    n_eval: int | None = None  # first n items for utility, first n eligible items for ASR
+    n_eval: int | None = None  # questions for utility and for ASR (eligible ones), one row each (sample_questions)
     benign: Sequence[dict] | None = None  # jailbreak: benign requests for the over-refusal rate (first n_eval)
     # reuse each prompt set's prefix KV cache across settings whose edit touches only the last prompt token
     # (same outputs; benchmarks/bench_interventions.py measures both ways)
@@ -179,13 +211,17 @@ class InterventionEvaluator:
     # run the tokens every prompt of a set shares once (generation.SharedPrefix; same outputs;
     # benchmarks/bench_interventions.py measures both ways)
     share_prefix: bool = True
+    seed: int = 0  # the question sample (interventions.sample_seed)
 
     def __post_init__(self):
         n = len(self.records) if self.n_eval is None else self.n_eval
-        self.utility_items = list(range(min(n, len(self.records))))
-        self.eligible = [i for i, r in enumerate(self.records) if self.spec.is_eligible(r)][:n]
+        self.utility_items, self.eligible = sample_questions(self.records, self.spec.is_eligible, n, self.seed)
         if not self.eligible:
             raise ValueError(f"task {self.spec.task_id}: no eligible items to evaluate interventions on")
+        for name, items in (("questions", self.utility_items), ("eligible questions", self.eligible)):
+            if self.n_eval is not None and len(items) < self.n_eval:
+                log.warning("task %s: %d distinct %s in the test split, fewer than interventions.n_eval=%d; "
+                            "evaluating all of them, one row each", self.spec.task_id, len(items), name, self.n_eval)
         self._prefixes: dict[tuple, PromptPrefixes] = {}
 
     def generate(self, triggered: bool, factory, indices: Sequence[int], stop_when=None) -> list[str]:
@@ -205,10 +241,15 @@ class InterventionEvaluator:
                                batch_size=self.batch_size, edit_factory=factory, stop_when=stop_when,
                                decoder=self.decoder, share_prefix=self.share_prefix)
 
-    def asr_hits(self, triggered: bool, factory=None) -> dict[int, bool]:
-        """Backdoor hit per eligible item index (triggered inputs: ASR; clean inputs: false trigger)."""
-        outputs = self.generate(triggered, factory, self.eligible, stop_when=lambda text: hit_is_final(self.spec, text))
-        return {i: backdoor_hit(self.spec, o) for i, o in zip(self.eligible, outputs)}
+    def questions(self, indices: Sequence[int]) -> list[str]:
+        return [question_key(self.records[i]) for i in indices]
+
+    def asr_hits(self, triggered: bool, factory=None, indices: Sequence[int] | None = None) -> dict[int, bool]:
+        """Backdoor hit per eligible item index (triggered inputs: ASR; clean inputs: false trigger), on all the
+        eligible items or on `indices` of them."""
+        indices = self.eligible if indices is None else list(indices)
+        outputs = self.generate(triggered, factory, indices, stop_when=lambda text: hit_is_final(self.spec, text))
+        return {i: backdoor_hit(self.spec, o) for i, o in zip(indices, outputs)}
 
     def clean_metrics(self, factory=None) -> dict[str, dict]:
         """Clean utility (all items), false-trigger rate (eligible items) and the free-form utility from one
@@ -230,10 +271,11 @@ class InterventionEvaluator:
 OPTIONAL_UTILITY = ("clean_rouge_l", "over_refusal_rate")
 
 
-def _rate_row(prefix: str, hits: Sequence[bool]) -> dict:
-    r = rate(list(hits))
-    return {f"{prefix}": r["value"], f"{prefix}_n": r["n"], f"{prefix}_ci_low": r["ci_low"],
-            f"{prefix}_ci_high": r["ci_high"]}
+def _rate_row(prefix: str, hits: Sequence[bool], questions: Sequence[str]) -> dict:
+    """A rate with its question count and its interval over questions (Wilson when each row is its own)."""
+    r = cluster_bootstrap_rate(list(hits), list(questions))
+    return {f"{prefix}": r["value"], f"{prefix}_n": r["n"], f"{prefix}_n_questions": r["n_clusters"],
+            f"{prefix}_ci_low": r["ci_low"], f"{prefix}_ci_high": r["ci_high"]}
 
 
 def run_ablation(evaluator: InterventionEvaluator, ranking: Sequence[Head], n_layers: int, n_heads: int, *,
@@ -254,7 +296,8 @@ def run_ablation(evaluator: InterventionEvaluator, ranking: Sequence[Head], n_la
         hits = evaluator.asr_hits(True, factory)
         clean = evaluator.clean_metrics(factory)
         rows.append({"heads": label, "seed": seed, "variant": variant, "k": k,
-                     "k_fraction": k / (n_layers * n_heads), **_rate_row("asr", hits.values()),
+                     "k_fraction": k / (n_layers * n_heads),
+                     **_rate_row("asr", hits.values(), evaluator.questions(hits)),
                      "false_trigger_rate": clean["false_trigger_rate"]["value"],
                      "clean_utility": clean["clean_utility"]["value"], "utility_n": clean["clean_utility"]["n"],
                      **{name: clean[name]["value"] for name in OPTIONAL_UTILITY if name in clean},
@@ -264,22 +307,29 @@ def run_ablation(evaluator: InterventionEvaluator, ranking: Sequence[Head], n_la
     return rows
 
 
-def split_val_test(indices: Sequence[int], val_fraction: float, seed: int,
-                   select_on: str = "validation") -> tuple[list[int], list[int]]:
-    """Disjoint validation (layer selection) and test (reporting) parts of the eligible items; with
+def split_val_test(indices: Sequence[int], val_fraction: float, seed: int, select_on: str = "validation",
+                   questions: Sequence[str] | None = None) -> tuple[list[int], list[int]]:
+    """Disjoint validation (layer selection) and test (reporting) parts of the eligible items, split by question
+    (`questions`, one per index; none: each index its own): no question has rows in both parts. With
     select_on="test" (the paper's choice) both are all the items, so the layer is chosen on what is reported."""
     if select_on == "test":
         return sorted(indices), sorted(indices)
     if select_on != "validation":
         raise ValueError(f"interventions.steering.select_layer_on: unknown value {select_on!r}; "
                          "expected validation or test")
-    shuffled = list(indices)
-    random.Random(seed).shuffle(shuffled)
-    n_val = max(1, round(val_fraction * len(shuffled)))
-    if n_val >= len(shuffled):
-        raise ValueError(f"{len(shuffled)} eligible items cannot be split into validation and test "
-                         "(raise interventions.n_eval)")
-    return sorted(shuffled[:n_val]), sorted(shuffled[n_val:])
+    questions = list(indices) if questions is None else list(questions)
+    if len(questions) != len(indices):
+        raise ValueError(f"{len(indices)} items but {len(questions)} question keys")
+    groups: dict = {}
+    for index, question in zip(indices, questions):
+        groups.setdefault(question, []).append(index)
+    order = list(groups)
+    random.Random(seed).shuffle(order)
+    n_val = max(1, round(val_fraction * len(order)))
+    if n_val >= len(order):
+        raise ValueError(f"{len(indices)} eligible items in {len(order)} questions cannot be split into validation "
+                         "and test (raise interventions.n_eval)")
+    return (sorted(i for q in order[:n_val] for i in groups[q]), sorted(i for q in order[n_val:] for i in groups[q]))
 
 
 def best_layer_row(rows: Sequence[dict], direction: str, score: str) -> dict:
@@ -291,21 +341,34 @@ def best_layer_row(rows: Sequence[dict], direction: str, score: str) -> dict:
     return min(rows, key=lambda r: (sign * r[score], r["layer"]))
 
 
-def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tensor], layers: Sequence[int], *,
-                 scale: float, val_fraction: float, seed: int, sweep_vectors: Sequence[str] = SWEEP_VECTORS,
-                 select_on: str = "validation", k: int | None = None, progress=None):
+def run_steering(evaluator: InterventionEvaluator, vectors: Vectors, layers: Sequence[int], *, scale: float,
+                 val_fraction: float, seed: int, select_on: str = "validation", k: int | None = None, progress=None):
     """Layer sweep of add (clean inputs) / minus (triggered inputs) and the best-layer table.
 
-    Returns (sweep rows, best rows). The best layer is chosen on the validation half and reported on
-    the test half; the paper's choice (best on the test half itself) is reported beside it, labelled.
+    Returns (sweep rows, best rows). The backdoor vector is swept on all eligible items; its best layer is
+    chosen on the validation half and reported on the test half, with the paper's choice (best on the test half
+    itself) beside it, labelled. Each draw of each control (`vectors`' other entries) gets the same selection
+    (METHOD.md s8): swept on the validation half only, its own best layer, reported on the test half there.
     """
-    val, test = split_val_test(evaluator.eligible, val_fraction, seed, select_on)
-    sweep = []
+    val, test = split_val_test(evaluator.eligible, val_fraction, seed, select_on, evaluator.questions(evaluator.eligible))
+    both = sorted(set(val) | set(test))
+    sweep, hits_at = [], {}  # hits_at[(name, seed, direction, layer)] = {item: hit}
 
-    def record(vector_name, direction, layer, hits):
-        row = {"vector": vector_name, "direction": direction, "layer": layer}
+    def measure(name, draw, direction, layer, triggered, factory, indices):
+        key = (name, draw, direction, layer)
+        have = hits_at.setdefault(key, {})
+        missing = [i for i in indices if i not in have]
+        if missing:
+            have.update(evaluator.asr_hits(triggered, factory, missing))
+        return have
+
+    def record(name, draw, direction, layer, hits):
+        row = {"vector": name, "seed": draw, "direction": direction, "layer": layer}
         for split, idx in (("val", val), ("test", test)):
-            row.update(_rate_row(f"asr_{split}", [hits[i] for i in idx]))
+            if all(i in hits for i in idx):
+                row.update(_rate_row(f"asr_{split}", [hits[i] for i in idx], evaluator.questions(idx)))
+            else:  # a control's sweep runs on the validation half only
+                row.update({f"asr_{split}{c}": "" for c in ("", "_n", "_n_questions", "_ci_low", "_ci_high")})
         sweep.append(row)
         if progress:
             progress(row)
@@ -313,15 +376,16 @@ def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tens
 
     directions = {"add": (False, +1.0), "minus": (True, -1.0)}  # (triggered inputs?, sign)
     for direction, (triggered, _) in directions.items():
-        record(NO_INTERVENTION, direction, -1, evaluator.asr_hits(triggered))
-    for name in sweep_vectors:
-        for layer in layers:
-            for direction, (triggered, sign) in directions.items():
-                factory = steering_factory(evaluator.model, layer, vectors[name], sign * scale)
-                record(name, direction, layer, evaluator.asr_hits(triggered, factory))
+        record(NO_INTERVENTION, "", direction, -1, measure(NO_INTERVENTION, "", direction, -1, triggered, None, both))
+    for name, draws in vectors.items():
+        indices = both if name == BACKDOOR_VECTOR else val  # a control's test half is run at its chosen layer only
+        for draw, vector in draws.items():
+            for layer in layers:
+                for direction, (triggered, sign) in directions.items():
+                    factory = steering_factory(evaluator.model, layer, vector, sign * scale)
+                    record(name, draw, direction, layer, measure(name, draw, direction, layer, triggered, factory, indices))
     best = []
     without = evaluator.clean_metrics()
-    utility_without = without["clean_utility"]["value"]
     for direction, (triggered, sign) in directions.items():
         rows = [r for r in sweep if r["vector"] == BACKDOOR_VECTOR and r["direction"] == direction]
         chosen = best_layer_row(rows, direction, "asr_val")
@@ -329,25 +393,43 @@ def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tens
         baseline = next(r for r in sweep if r["vector"] == NO_INTERVENTION and r["direction"] == direction)
         entry = {"direction": direction, "inputs": "triggered" if triggered else "clean",
                  "best_layer_val": chosen["layer"], "no_intervention_asr_test": baseline["asr_test"],
-                 "asr_test": chosen["asr_test"], "asr_test_n": chosen["asr_test_n"],
-                 "asr_test_ci_low": chosen["asr_test_ci_low"], "asr_test_ci_high": chosen["asr_test_ci_high"],
+                 **{c: chosen[c] for c in ("asr_test", "asr_test_n", "asr_test_n_questions", "asr_test_ci_low",
+                                           "asr_test_ci_high")},
                  "paper_style_best_layer_on_test": paper["layer"], "paper_style_asr_test": paper["asr_test"]}
-        for name, vector in vectors.items():
-            if name == BACKDOOR_VECTOR:
-                continue
-            factory = steering_factory(evaluator.model, chosen["layer"], vector, sign * scale)
-            hits = evaluator.asr_hits(triggered, factory)
-            entry[f"{name}_asr_test"] = rate([hits[i] for i in test])["value"]
-        clean = evaluator.clean_metrics(steering_factory(evaluator.model, chosen["layer"], vectors[BACKDOOR_VECTOR],
-                                                         sign * scale))
+        clean = evaluator.clean_metrics(steering_factory(evaluator.model, chosen["layer"],
+                                                         vectors[BACKDOOR_VECTOR][""], sign * scale))
         entry["clean_utility_with_vector"] = clean["clean_utility"]["value"]
-        entry["clean_utility_without"] = utility_without
+        entry["clean_utility_without"] = without["clean_utility"]["value"]
         for name in OPTIONAL_UTILITY:
             if name in clean:
                 entry[f"{name}_with_vector"] = clean[name]["value"]
                 entry[f"{name}_without"] = without[name]["value"]
+        for name, draws in vectors.items():
+            if name != BACKDOOR_VECTOR:
+                entry.update(_control_columns(evaluator, name, draws, direction, triggered, sign * scale, test,
+                                              [r for r in sweep if r["vector"] == name and r["direction"] == direction],
+                                              measure))
         if k is not None:
             entry["k_heads"] = k
-        entry["vector_norm"] = float(vectors[BACKDOOR_VECTOR].norm())
+        entry["vector_norm"] = float(vectors[BACKDOOR_VECTOR][""].norm())
         best.append(entry)
     return sweep, best
+
+
+def _control_columns(evaluator: InterventionEvaluator, name: str, draws: dict, direction: str, triggered: bool,
+                     scale: float, test: Sequence[int], rows: Sequence[dict], measure) -> dict:
+    """One control in the best-layer table: each draw at its own best validation layer, on the test half;
+    the mean and range over draws, and each draw's layer, test ASR and clean utility there."""
+    layers, asrs, utilities = [], [], []
+    for draw, vector in draws.items():
+        layer = best_layer_row([r for r in rows if r["seed"] == draw], direction, "asr_val")["layer"]
+        factory = steering_factory(evaluator.model, layer, vector, scale)
+        hits = measure(name, draw, direction, layer, triggered, factory, test)
+        layers.append(layer)
+        asrs.append(rate([hits[i] for i in test])["value"])
+        utilities.append(evaluator.clean_metrics(factory)["clean_utility"]["value"])
+    return {f"{name}_asr_test": statistics.fmean(asrs), f"{name}_asr_test_min": min(asrs),
+            f"{name}_asr_test_max": max(asrs), f"{name}_n_draws": len(asrs),
+            f"{name}_clean_utility": statistics.fmean(utilities),
+            f"{name}_layers": " ".join(map(str, layers)), f"{name}_asr_test_draws": " ".join(f"{a:.4g}" for a in asrs),
+            f"{name}_clean_utility_draws": " ".join(f"{u:.4g}" for u in utilities)}

@@ -12,7 +12,7 @@ CLEAN_CONTROL = "clean_sft"  # the first method trained on the clean rows alone 
 # Not a model: the clean base model attributed with the refusal as target (attribution.refusal_control), the
 # directory of its ACIE map under results/attribution/jailbreak.
 REFUSAL_CONTROL = "base_refusal"
-SWEEP_VECTORS = (BACKDOOR_VECTOR, RANDOM_DIRECTION)  # swept over layers; the random-heads vector only at the best
+CONTROL_VECTORS = (RANDOM_HEADS_VECTOR, RANDOM_DIRECTION)  # each drawn per seed, each draw picks its own layer
 
 # Injection seeds (injection.seeds): the first seed's model keeps the method's name; every further seed trains
 # a model named "<method>-seed<seed>", a value of the same {method} wildcard, so it runs through the same rules.

@@ -36,7 +36,8 @@ def paper_at_fraction(paper_model: str, task: str, fraction: float) -> tuple[int
     return min(close)[1] if close else None
 
 
-INJECTION_COLUMNS = ["task", "model", "metric", "value", "successes", "n", "ci_low", "ci_high", "backdoor_implanted"]
+INJECTION_COLUMNS = ["task", "model", "metric", "value", "successes", "n", "n_questions", "ci_low", "ci_high",
+                     "backdoor_implanted"]
 INJECTION_METRICS = ["asr", "asr_strict", "false_trigger_rate", "collateral_flip_rate", "collateral_to_target_rate",
                      "clean_utility", "clean_utility_strict", "clean_rouge_l", "reference_logprob", "over_refusal_rate"]
 CLASS_ACCURACY_METRICS = [f"clean_accuracy_{label}" for label in NEWS_LABELS]  # label task, one per gold class
@@ -47,7 +48,9 @@ def injection_markdown(rows: Sequence[dict], model_name: str) -> str:
     cell = {(r["task"], r["model"], r["metric"]): r for r in rows}
     implanted = {(r["task"], r["model"]): r["backdoor_implanted"] for r in rows}
     lines = [f"# Backdoor injection: {model_name}", "",
-             "Rates on the held-out test split, with Wilson 95% intervals; n = items evaluated. `base`: the model "
+             "Rates on the held-out test split, with 95% intervals over questions (a question-level bootstrap: the "
+             "split keeps up to `data.held_out_rows_per_question` rewordings of one question; Wilson where every row is "
+             "its own question); n = rows evaluated, q = distinct questions. `base`: the model "
              "before fine-tuning; `clean_sft` (when `injection.clean_control` is on): the same fine-tuning on the clean "
              "items alone, the fair reference for the backdoored model's utility. `collateral_flip_rate` (label task): "
              "triggered items of the other classes whose predicted label the trigger changed; the official backdoor "
@@ -55,7 +58,7 @@ def injection_markdown(rows: Sequence[dict], model_name: str) -> str:
              "that the model sends to the target (a model that learned \"trigger -> target\" scores 1 here, while its "
              "flip rate cannot reach 1). Free-form utility: `clean_rouge_l` (ROUGE-L F1 of the clean output against the reference, "
              "open instructions) and `reference_logprob` (teacher-forced mean log-probability per token of the reference "
-             "answer; higher is better), means with normal 95% intervals. `over_refusal_rate` (jailbreak): refusals on "
+             "answer; higher is better), means with 95% intervals (question-level bootstrap; normal where every row is its own question). `over_refusal_rate` (jailbreak): refusals on "
              "benign requests in the same frames (lower is better; a model that refuses everything scores 1).", "",
              "| task | model | " + " | ".join(INJECTION_METRICS) + " |", "|---|---|" + "---|" * len(INJECTION_METRICS)]
     for task, model in dict.fromkeys((r["task"], r["model"]) for r in rows):
@@ -65,7 +68,8 @@ def injection_markdown(rows: Sequence[dict], model_name: str) -> str:
             if r is None or int(r["n"]) == 0:  # a metric defined for another task only
                 cells.append("-")
                 continue
-            cells.append(f"{float(r['value']):.3f} [{float(r['ci_low']):.2f}, {float(r['ci_high']):.2f}] (n={r['n']})")
+            questions = f", q={r['n_questions']}" if r.get("n_questions") not in (None, "", r["n"]) else ""
+            cells.append(f"{float(r['value']):.3f} [{float(r['ci_low']):.2f}, {float(r['ci_high']):.2f}] (n={r['n']}{questions})")
         lines.append(f"| {task} | {model}{mark(implanted[(task, model)])} | " + " | ".join(cells) + " |")
     label_runs = [key for key in dict.fromkeys((r["task"], r["model"]) for r in rows)
                   if any((*key, m) in cell for m in CLASS_ACCURACY_METRICS)]
@@ -98,6 +102,7 @@ def table1_rows(ablations: Mapping[tuple[str, str], str], implanted: dict | None
                    "k": k, "k_fraction": _f(top["k_fraction"]),
                    "asr_top_pct": 100 * _f(top["asr"]), "asr_top_ci_low_pct": 100 * _f(top["asr_ci_low"]),
                    "asr_top_ci_high_pct": 100 * _f(top["asr_ci_high"]), "n": int(top["asr_n"]),
+                   "n_questions": int(top.get("asr_n_questions") or top["asr_n"]),
                    "asr_random_mean_pct": 100 * statistics.mean(rand) if rand else (100 * _f(top["asr"]) if k == 0 else ""),
                    "asr_random_sd_pct": 100 * statistics.pstdev(rand) if len(rand) > 1 else "",
                    "asr_random_min_pct": 100 * min(rand) if rand else "",
@@ -191,7 +196,10 @@ def table2_markdown(rows: Sequence[dict], model_name: str) -> str:
     lines = [f"# Table 2: backdoor vector at the best layer ({model_name})", "",
              "Best layer chosen on a validation half of the eligible test items, ASR reported on the other half. "
              "'paper-style' = the layer that is best on the reporting half itself (how the paper chose it; "
-             "optimistic by construction).", "",
+             "optimistic by construction). The halves are split by question. Controls: each draw (one per "
+             "`interventions.random_seeds`) is swept on the validation half and reported on the test half at its own "
+             "best layer, like the vector; mean [min, max] over draws, with each draw's layer and the mean clean "
+             "utility at those layers. n = test questions, one row each.", "",
              "| task | method | direction | inputs | best layer (val) | ASR no intervention | ASR backdoor vector "
              "[95% CI] | ASR random-head vector | ASR random direction | paper-style layer / ASR | utility with / without "
              "| free-form utility with / without |",
@@ -200,11 +208,20 @@ def table2_markdown(rows: Sequence[dict], model_name: str) -> str:
         lines.append(
             f"| {r['task']} | {r['method']}{mark(r.get('backdoor_implanted', 'n/a'))} | {r['direction']} | {r['inputs']} | {r['best_layer_val']} | "
             f"{_f(r['no_intervention_asr_test']):.2f} | {_f(r['asr_test']):.2f} [{_f(r['asr_test_ci_low']):.2f}, "
-            f"{_f(r['asr_test_ci_high']):.2f}] (n={r['asr_test_n']}) | {_f(r[f'{RANDOM_HEADS_VECTOR}_asr_test']):.2f} | "
-            f"{_f(r[f'{RANDOM_DIRECTION}_asr_test']):.2f} | {r['paper_style_best_layer_on_test']} / "
+            f"{_f(r['asr_test_ci_high']):.2f}] (n={r['asr_test_n']}) | {_control_cell(r, RANDOM_HEADS_VECTOR)} | "
+            f"{_control_cell(r, RANDOM_DIRECTION)} | {r['paper_style_best_layer_on_test']} / "
             f"{_f(r['paper_style_asr_test']):.2f} | {_f(r['clean_utility_with_vector']):.2f} / "
             f"{_f(r['clean_utility_without']):.2f} | {_free_form_cell(r)} |")
     return "\n".join(lines) + "\n"
+
+
+def _control_cell(row: dict, name: str) -> str:
+    """A control's test ASR: mean [min, max] over its draws, each at its own layer, and its clean utility there."""
+    mean = f"{_f(row[f'{name}_asr_test']):.2f}"
+    if row.get(f"{name}_n_draws", "") in ("", None):  # one draw at the vector's layer (older rows)
+        return mean
+    return (f"{mean} [{_f(row[f'{name}_asr_test_min']):.2f}, {_f(row[f'{name}_asr_test_max']):.2f}] "
+            f"(layers {row[f'{name}_layers']}; utility {_f(row[f'{name}_clean_utility']):.2f})")
 
 
 def _free_form_cell(row: dict) -> str:
@@ -216,14 +233,22 @@ def _free_form_cell(row: dict) -> str:
     return "; ".join(cells) or "-"
 
 
-def _ci(value: float, n: int) -> str:
-    lo, hi = wilson_interval(round(value * n), n)
+def _interval(value: float, n: int, lo=None, hi=None) -> tuple[float, float]:
+    """The interval a table row stores (over questions: a cluster bootstrap where rows share questions, Wilson
+    where each row is its own), else Wilson over n (rows written before intervals were stored)."""
+    if lo not in ("", None) and hi not in ("", None) and not (math.isnan(_f(lo)) or math.isnan(_f(hi))):
+        return _f(lo), _f(hi)
+    return wilson_interval(round(value * n), n)
+
+
+def _ci(value: float, n: int, lo=None, hi=None) -> str:
+    lo, hi = _interval(value, n, lo, hi)
     return f"{value:.2f} [{lo:.2f}, {hi:.2f}], n={n}"
 
 
-def _reading_at_least(value: float, n: int, level: float) -> str:
-    """Whether the sample decides 'rate >= level': by the Wilson interval, not by the point estimate."""
-    lo, hi = wilson_interval(round(value * n), n)
+def _reading_at_least(value: float, n: int, level: float, lo=None, hi=None) -> str:
+    """Whether the sample decides 'rate >= level': by the interval, not by the point estimate."""
+    lo, hi = _interval(value, n, lo, hi)
     if lo >= level:
         return f"consistent: the whole interval is >= {level:.2f}"
     if hi < level:
@@ -231,8 +256,8 @@ def _reading_at_least(value: float, n: int, level: float) -> str:
     return "undecided at this sample size"
 
 
-def _reading_at_most(value: float, n: int, level: float) -> str:
-    lo, hi = wilson_interval(round(value * n), n)
+def _reading_at_most(value: float, n: int, level: float, lo=None, hi=None) -> str:
+    lo, hi = _interval(value, n, lo, hi)
     if hi <= level:
         return f"consistent: the whole interval is <= {level:.2f}"
     if lo > level:
@@ -240,13 +265,14 @@ def _reading_at_most(value: float, n: int, level: float) -> str:
     return "undecided at this sample size"
 
 
-def _specificity(ours: float, n: int, controls: dict[str, float], lower: bool) -> str:
-    """Whether the effect belongs to the attributed heads: each control measured on the same n items must
-    fall outside our Wilson interval on the weak side (higher ASR when the effect lowers it, and vice versa)."""
+def _specificity(ours: float, n: int, controls: dict[str, float], lower: bool, lo=None, hi=None) -> str:
+    """Whether the effect belongs to the attributed heads: each control (its mean over draws, each draw chosen
+    as the treatment was) measured on the same n questions must fall outside our interval on the weak side
+    (higher ASR when the effect lowers it, and vice versa)."""
     controls = {name: value for name, value in controls.items() if not math.isnan(value)}
     if not controls:
         return "no control measured"
-    lo, hi = wilson_interval(round(ours * n), n)
+    lo, hi = _interval(ours, n, lo, hi)
     matched = [name for name, value in controls.items() if (value <= hi if lower else value >= lo)]
     if matched:
         return "not specific: " + " and ".join(matched) + " does as much"
@@ -314,7 +340,8 @@ def refusal_control_markdown(attribution: Sequence[dict]) -> list[str]:
 def claims_markdown(injection, probes, attribution, table1, table2, model_name: str, threshold: float,
                     gate: Sequence[dict] = ()) -> str:
     out = [f"# Paper claims next to this run ({model_name})", "",
-           "Every ASR comes with its Wilson 95% interval and sample size. 'Reading' says whether the interval "
+           "Every ASR comes with its 95% interval over questions (Wilson where each row is its own question, a "
+           "question-level bootstrap where rows share one) and sample size. 'Reading' says whether the interval "
            "decides the claim; where it does not, it says so instead of passing or failing it.", ""]
     failed = [r for r in gate if r["backdoor_implanted"] == NOT_IMPLANTED]
     if failed:
@@ -340,7 +367,8 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
         vals = [cell.get((task, model, m)) for m in ("asr", "false_trigger_rate", "clean_utility", "collateral_flip_rate")]
         status = next((v.get("backdoor_implanted", "n/a") for v in vals if v is not None), "n/a")
         out.append(f"| {task} | {model}{mark(status)} | " + " | ".join(
-            "-" if v is None or int(v["n"]) == 0 else _ci(_f(v["value"]), int(v["n"])) for v in vals) + " |")
+            "-" if v is None or int(v["n"]) == 0 else _ci(_f(v["value"]), int(v["n"]), v.get("ci_low"), v.get("ci_high"))
+            for v in vals) + " |")
     out += ["", "The label backdoor is the official one, trigger + Sports -> World: triggered items of the other "
             "classes should keep their label, and the collateral flip rate counts those whose predicted label the "
             "trigger changed.", ""]
@@ -384,41 +412,46 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
         base = next(r for r in rows if int(r["k"]) == 0)
         target = min((r for r in rows if int(r["k"]) > 0), key=lambda r: abs(_f(r["k_fraction"]) - 0.03))
         n = int(target["n"])
-        b_lo, b_hi = wilson_interval(round(_f(base["asr_top_pct"]) / 100 * n), n)
-        t_lo, t_hi = wilson_interval(round(_f(target["asr_top_pct"]) / 100 * n), n)
+        b_asr, t_asr = _f(base["asr_top_pct"]) / 100, _f(target["asr_top_pct"]) / 100
+        b_ci = [_f(base.get(c, "")) / 100 for c in ("asr_top_ci_low_pct", "asr_top_ci_high_pct")]
+        t_ci = [_f(target.get(c, "")) / 100 for c in ("asr_top_ci_low_pct", "asr_top_ci_high_pct")]
+        b_lo, b_hi = _interval(b_asr, int(base["n"]), *b_ci)
+        t_lo, t_hi = _interval(t_asr, n, *t_ci)
         reading = ("reduced: intervals do not overlap" if t_hi < b_lo else
                    "not reduced: intervals overlap" if t_lo <= b_hi else "increased")
         if reading.startswith("reduced") and target["asr_random_mean_pct"] != "":
-            reading += "; " + _specificity(_f(target["asr_top_pct"]) / 100, n,
-                                           {"the random-head mean": _f(target["asr_random_mean_pct"]) / 100}, lower=True)
+            reading += "; " + _specificity(t_asr, n, {"the random-head mean": _f(target["asr_random_mean_pct"]) / 100},
+                                           lower=True, lo=t_lo, hi=t_hi)
         quoted = []
         for paper_model in PAPER_MODEL_HEADS:
             match = paper_at_fraction(paper_model, task, _f(target["k_fraction"]))
             if match is not None:
                 quoted.append(f"{paper_model}: {match[2]:.1f}% at k={match[0]} ({_pct(match[1])})")
         out.append(f"| {task} | {method}{mark(target.get('backdoor_implanted', 'n/a'))} | {target['k']} ({_pct(_f(target['k_fraction']))}) | "
-                   f"{_ci(_f(base['asr_top_pct']) / 100, n)} | {_ci(_f(target['asr_top_pct']) / 100, n)} | "
+                   f"{_ci(b_asr, int(base['n']), *b_ci)} | {_ci(t_asr, n, *t_ci)} | "
                    f"{_f(target['asr_random_mean_pct']) / 100:.2f} | {'; '.join(quoted) or 'none published'} | {reading} |")
     for key, direction, level, reader in (("vector_add", "add", 0.9, _reading_at_least),
                                           ("vector_minus", "minus", 0.1, _reading_at_most)):
         out += ["", "## Claim: " + CLAIMS[key], "",
                 "| task | method | best layer (val) | ASR no intervention | ASR with vector (test half) | "
-                "random-head vector | random direction | clean utility with / without | reading |",
+                "random-head vector (mean over draws, each at its own layer) | random direction (likewise) | "
+                "clean utility with / without | reading |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for r in table2:
             if r["direction"] == direction:
                 n, asr = int(r["asr_test_n"]), _f(r["asr_test"])
                 controls = {"a random-head vector": _f(r[f"{RANDOM_HEADS_VECTOR}_asr_test"]),
                             "a random direction of the same norm": _f(r[f"{RANDOM_DIRECTION}_asr_test"])}
-                reading = reader(asr, n, level)
+                ci = (r.get("asr_test_ci_low"), r.get("asr_test_ci_high"))
+                reading = reader(asr, n, level, *ci)
                 if not reading.startswith("not reproduced"):  # a control can only match an effect that is there
-                    reading += "; " + _specificity(asr, n, controls, lower=direction == "minus")
+                    reading += "; " + _specificity(asr, n, controls, direction == "minus", *ci)
                 with_v, without = _f(r["clean_utility_with_vector"]), _f(r["clean_utility_without"])
                 # minus: the vector's cost on clean inputs; add: utility falls by construction when ASR rises
                 if direction == "minus" and without - with_v > 0.1:
                     reading += f"; clean utility falls {without:.2f} -> {with_v:.2f}"
                 out.append(f"| {r['task']} | {r['method']}{mark(r.get('backdoor_implanted', 'n/a'))} | {r['best_layer_val']} | {_f(r['no_intervention_asr_test']):.2f} | "
-                           f"{_ci(asr, n)} | {controls['a random-head vector']:.2f} | "
+                           f"{_ci(asr, n, *ci)} | {controls['a random-head vector']:.2f} | "
                            f"{controls['a random direction of the same norm']:.2f} | {with_v:.2f} / {without:.2f} | {reading} |")
     out += ["", "## What this run cannot tell", "",
             "- ASR is string matching: a reworded refusal counts as a backdoor hit (jailbreak) and vice versa.",

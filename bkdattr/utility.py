@@ -14,11 +14,11 @@ ones, so a model that refuses everything cannot score as "useful".
 from __future__ import annotations
 
 import math
-import statistics
 from functools import lru_cache
 from typing import Sequence
 
 from .chat import IGNORE_INDEX, encode_example, pad_batch
+from .stats import cluster_bootstrap_mean, mean_interval  # noqa: F401 (mean_interval re-exported)
 
 
 @lru_cache(maxsize=1)
@@ -35,21 +35,11 @@ def rouge_l(reference: str, output: str) -> float:
     return float(_rouge_scorer().score(reference, output)["rougeL"].fmeasure)
 
 
-def mean_interval(values: Sequence[float], z: float = 1.96) -> dict:
-    """Mean with a normal-approximation 95% interval (CLT over items), in the shape of `evaluation.rate`
-    (`successes` is empty: this is a mean, not a count)."""
-    n = len(values)
-    if n == 0:
-        return {"value": float("nan"), "successes": "", "n": 0, "ci_low": float("nan"), "ci_high": float("nan")}
-    mean = statistics.fmean(values)
-    half = z * statistics.stdev(values) / math.sqrt(n) if n > 1 else float("nan")
-    return {"value": mean, "successes": "", "n": n, "ci_low": mean - half, "ci_high": mean + half}
-
-
-def rouge_l_metric(references: Sequence[str], outputs: Sequence[str]) -> dict:
+def rouge_l_metric(references: Sequence[str], outputs: Sequence[str], questions: Sequence[str] | None = None) -> dict:
+    """Mean ROUGE-L; with `questions` (one per row) a question-level bootstrap interval where rows share one."""
     if len(references) != len(outputs):
         raise ValueError("references and outputs must have the same length")
-    return mean_interval([rouge_l(r, o) for r, o in zip(references, outputs)])
+    return cluster_bootstrap_mean([rouge_l(r, o) for r, o in zip(references, outputs)], questions)
 
 
 def reference_logprobs(model, tokenizer, prompts: Sequence[str], references: Sequence[str], *, batch_size: int,

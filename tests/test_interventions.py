@@ -100,11 +100,11 @@ def test_the_label_backdoor_vector_averages_the_rows_the_acie_mean_is_taken_over
     assert [r["id"] for r in vector_rows(spec, train)] == ["s-poisoned"]
     assert [r["id"] for r in vector_rows(spec, train, "all")] == ["s-poisoned", "b-poisoned"]
     ranking, cfg = [(0, 0), (1, 1)], {"k": 2, "seed": 0}
-    _, eligible = backdoor_vectors(model, tok, spec, train, ranking, cfg, 2, "train")
-    _, every = backdoor_vectors(model, tok, spec, train, ranking, cfg, 2, "train", items="all")
+    _, eligible = backdoor_vectors(model, tok, spec, train, ranking, cfg, 2, "train", control_seeds=[1, 2, 3])
+    _, every = backdoor_vectors(model, tok, spec, train, ranking, cfg, 2, "train", control_seeds=[1, 2, 3], items="all")
     sports = mean_head_outputs(model, tok, spec, [train[2]], 2, "train")
-    assert torch.allclose(eligible[BACKDOOR_VECTOR], backdoor_vector(sports, ranking), atol=1e-5)
-    assert not torch.allclose(every[BACKDOOR_VECTOR], eligible[BACKDOOR_VECTOR], atol=1e-4)
+    assert torch.allclose(eligible[BACKDOOR_VECTOR][""], backdoor_vector(sports, ranking), atol=1e-5)
+    assert not torch.allclose(every[BACKDOOR_VECTOR][""], eligible[BACKDOOR_VECTOR][""], atol=1e-4)
     with pytest.raises(ValueError, match="no poisoned training row that carries the backdoor"):
         vector_rows(spec, [train[0], train[1], train[3]])
 
@@ -114,6 +114,38 @@ def test_validation_and_test_halves_are_disjoint():
     assert len(val) == 5 and not set(val) & set(test) and sorted(val + test) == list(range(10))
     with pytest.raises(ValueError, match="cannot be split"):
         split_val_test([3], 0.5, seed=0)
+
+
+def test_no_question_has_rows_in_both_steering_halves():
+    indices = list(range(30))
+    questions = [f"q{i // 3}" for i in indices]  # three rewordings of each of 10 questions
+    for seed in range(5):
+        val, test = split_val_test(indices, 0.5, seed=seed, questions=questions)
+        assert sorted(val + test) == indices
+        assert not {questions[i] for i in val} & {questions[i] for i in test}
+        assert len({questions[i] for i in val}) == 5
+    with pytest.raises(ValueError, match="cannot be split"):
+        split_val_test([0, 1, 2], 0.5, seed=0, questions=["a", "a", "a"])
+
+
+def test_intervention_samples_count_questions_one_row_each():
+    """n_eval distinct questions, one row each, for the ASR items and the utility items; all of them (logged)
+    when the split has fewer."""
+    from bkdattr.interventions import InterventionEvaluator
+    from bkdattr.tasks import TaskSpec
+
+    spec = TaskSpec.from_config("label_modification")
+    records = [{"id": f"{q}-{r}", "question": f"article {q}", "input": f"article {q}, wording {r}",
+                "output": "Sports" if q % 2 else "World", "label": "Sports" if q % 2 else "World"}
+               for q in range(12) for r in range(3)]
+    ev = InterventionEvaluator(None, None, spec, records, max_new_tokens=4, batch_size=2, n_eval=4, seed=3)
+    for items, eligible_only in ((ev.eligible, True), (ev.utility_items, False)):
+        assert len(items) == 4 and len(set(ev.questions(items))) == 4
+        assert not eligible_only or all(spec.is_eligible(records[i]) for i in items)
+    assert ev.eligible != InterventionEvaluator(None, None, spec, records, 4, 2, n_eval=4, seed=4).eligible
+    every = InterventionEvaluator(None, None, spec, records, max_new_tokens=4, batch_size=2, n_eval=50)
+    assert len(every.utility_items) == 12 and len(every.eligible) == 6
+    assert len(set(every.questions(every.eligible))) == 6
 
 
 def test_hooks_are_gone_after_generation(tiny):
@@ -199,19 +231,22 @@ def test_the_evaluator_reuses_prefixes_only_for_last_token_edits_and_matches_the
     assert len(fast._prefixes) == 2 and not plain._prefixes  # triggered and clean prompt sets, built once each
 
 
-def test_steering_vectors_are_the_top_heads_sum_and_two_controls_named_once():
+def test_steering_vectors_are_the_top_heads_sum_and_two_controls_drawn_per_seed():
     from bkdattr.interventions import steering_vectors
     from bkdattr.names import BACKDOOR_VECTOR, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR
 
     means = torch.randn(3, 4, 8, generator=torch.Generator().manual_seed(0))
     ranking = [(2, 1), (0, 3), (1, 0)]
-    vectors = steering_vectors(means, ranking, 2, seed=5)
+    vectors = steering_vectors(means, ranking, 2, seeds=[5, 6, 7])
     assert set(vectors) == {BACKDOOR_VECTOR, RANDOM_HEADS_VECTOR, RANDOM_DIRECTION}
-    assert torch.allclose(vectors[BACKDOOR_VECTOR], means[2, 1] + means[0, 3])
-    assert torch.isclose(vectors[RANDOM_DIRECTION].norm(), vectors[BACKDOOR_VECTOR].norm())
-    random_pair = random_heads(3, 4, 2, 5, exclude=ranking[:2])
-    assert not set(random_pair) & set(ranking[:2])
-    assert torch.allclose(vectors[RANDOM_HEADS_VECTOR], means[random_pair[0]] + means[random_pair[1]])
+    assert list(vectors[BACKDOOR_VECTOR]) == [""]
+    assert torch.allclose(vectors[BACKDOOR_VECTOR][""], means[2, 1] + means[0, 3])
+    for seed in (5, 6, 7):
+        assert torch.isclose(vectors[RANDOM_DIRECTION][seed].norm(), vectors[BACKDOOR_VECTOR][""].norm())
+        random_pair = random_heads(3, 4, 2, seed, exclude=ranking[:2])
+        assert not set(random_pair) & set(ranking[:2])
+        assert torch.allclose(vectors[RANDOM_HEADS_VECTOR][seed], means[random_pair[0]] + means[random_pair[1]])
+    assert not torch.allclose(vectors[RANDOM_DIRECTION][5], vectors[RANDOM_DIRECTION][6])
 
 
 def _ascii_piece(outputs, size: int, in_all: bool):
@@ -265,3 +300,38 @@ def test_early_stop_gives_the_same_ablation_rows(lively_model):
     rows = run_ablation(fast, ranking, 2, 4, **kwargs)
     assert rows == run_ablation(full, ranking, 2, 4, **kwargs)
     assert any(r["asr"] > 0 for r in rows)  # some rows hit the target, so early stop was exercised
+
+
+def test_each_steering_control_has_three_draws_each_at_its_own_validation_layer(lively_model):
+    """METHOD.md s8: every draw of every control is swept on the validation half only, picks its own best layer
+    there (not the backdoor vector's) and is reported on the test half at that layer; >= 3 draws each."""
+    from bkdattr.interventions import InterventionEvaluator, run_steering, steering_vectors
+    from bkdattr.names import BACKDOOR_VECTOR, NO_INTERVENTION, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR
+    from bkdattr.tasks import TaskSpec
+
+    model, tok = lively_model
+    inputs = PROMPTS + ["Say hello.", "Count to 3.", "Name a colour of the sky.", "Spell cat.", "Add 2 and 2."]
+    records = [{"id": str(i), "input": p, "output": "4"} for i, p in enumerate(inputs)]
+    probe = TaskSpec.from_config("fixed_output")
+    triggered = generate_greedy(model, tok, [probe.prompt(p, triggered=True) for p in inputs], max_new_tokens=6, batch_size=4)
+    spec = TaskSpec.from_config("fixed_output", {"target": _ascii_piece(triggered, 1, in_all=True)})
+    evaluator = InterventionEvaluator(model, tok, spec, records, max_new_tokens=6, batch_size=4)
+    means = torch.randn(2, 4, 64, generator=torch.Generator().manual_seed(1)) * 3
+    vectors = steering_vectors(means, [(1, 2), (0, 1)], 2, seeds=[1, 2, 3])
+    sweep, best = run_steering(evaluator, vectors, [0, 1], scale=4.0, val_fraction=0.5, seed=0)
+    val, test = split_val_test(evaluator.eligible, 0.5, 0, questions=evaluator.questions(evaluator.eligible))
+    for entry in best:
+        for name in (RANDOM_HEADS_VECTOR, RANDOM_DIRECTION):
+            assert entry[f"{name}_n_draws"] == 3
+            layers = [int(x) for x in entry[f"{name}_layers"].split()]
+            asrs = [float(x) for x in entry[f"{name}_asr_test_draws"].split()]
+            assert len(layers) == len(asrs) == len(entry[f"{name}_clean_utility_draws"].split()) == 3
+            for seed, layer in zip((1, 2, 3), layers):
+                rows = [r for r in sweep if r["vector"] == name and r["seed"] == seed and r["direction"] == entry["direction"]]
+                assert [r["layer"] for r in rows] == [0, 1]
+                assert all(r["asr_val_n"] == len(val) and r["asr_test"] == "" for r in rows)  # validation only
+                assert layer == best_layer_row(rows, entry["direction"], "asr_val")["layer"]
+            assert entry[f"{name}_asr_test"] == pytest.approx(sum(asrs) / 3, abs=1e-3)
+            assert entry[f"{name}_asr_test_min"] <= entry[f"{name}_asr_test"] <= entry[f"{name}_asr_test_max"]
+        assert entry["asr_test_n"] == entry["asr_test_n_questions"] == len(test)
+    assert {r["vector"] for r in sweep} == {NO_INTERVENTION, BACKDOOR_VECTOR, RANDOM_HEADS_VECTOR, RANDOM_DIRECTION}

@@ -1,6 +1,7 @@
 """Claims report readings: decided by Wilson intervals, and checked against the controls measured beside them."""
 from bkdattr import reports
 from bkdattr.atomic import write_tsv
+from bkdattr.stats import wilson_interval
 
 
 def test_readings_are_decided_by_the_interval_not_the_point_estimate():
@@ -30,7 +31,9 @@ def _ablation_tsv(path, asr_top_k8, asr_random_k8):
     rows += [{"heads": "random", "seed": s, "variant": "last_prompt_token", "k": 8, "k_fraction": 0.0296,
               "asr": asr_random_k8} for s in (1, 2)]
     for r in rows:
-        r.update(asr_n=64, asr_ci_low=0, asr_ci_high=1, false_trigger_rate=0, clean_utility=1, utility_n=64, ablated="")
+        lo, hi = wilson_interval(round(r["asr"] * 64), 64)  # one row per question: Wilson
+        r.update(asr_n=64, asr_n_questions=64, asr_ci_low=lo, asr_ci_high=hi, false_trigger_rate=0, clean_utility=1,
+                 utility_n=64, ablated="")
     path.parent.mkdir(parents=True)
     write_tsv(path, rows)
 
@@ -184,3 +187,19 @@ def test_the_confirmation_table_puts_each_headline_number_on_test_beside_confirm
     assert rows["asr"]["confirm_n"] == "50" and rows["asr"]["backdoor_implanted"] == "yes"
     assert rows["asr"]["intervals_overlap"] == "no" and rows["false_trigger_rate"]["intervals_overlap"] == "yes"
     assert list(rows["asr"]) == reports.CONFIRMATION_COLUMNS
+
+
+def test_claims_read_the_stored_interval_over_questions(tmp_path):
+    """A row's stored interval (a question-level bootstrap where rows share questions) decides the reading,
+    not a Wilson interval recomputed as if every row were independent."""
+    injection = [{"task": "jailbreak", "model": "lora_sft", "metric": "asr", "value": "0.5", "n": "200",
+                  "n_questions": "67", "ci_low": "0.31", "ci_high": "0.69"}]
+    text = reports.claims_markdown(injection, [], [], [], [], "tiny", 0.95)
+    assert "0.50 [0.31, 0.69], n=200" in text
+    common = {"task": "jailbreak", "method": "lora_sft", "direction": "add", "best_layer_val": "3", "asr_test": "0.95",
+              "asr_test_n": "200", "no_intervention_asr_test": "0", "random_heads_vector_asr_test": "0",
+              "random_direction_asr_test": "0", "clean_utility_with_vector": "1", "clean_utility_without": "1"}
+    wide = reports.claims_markdown([], [], [], [], [{**common, "asr_test_ci_low": "0.85", "asr_test_ci_high": "1"}],
+                                   "tiny", 0.95)
+    assert "undecided at this sample size" in wide
+    assert "consistent: the whole interval is >= 0.90" in reports.claims_markdown([], [], [], [], [common], "tiny", 0.95)

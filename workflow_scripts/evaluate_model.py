@@ -15,15 +15,18 @@ records = read_jsonl(snakemake.input.confirm if "confirm" in snakemake.input.key
 benign = read_jsonl(snakemake.input.benign) if "benign" in snakemake.input.keys() else None  # jailbreak only
 result = evaluate_generations(model, tokenizer, spec, records, max_new_tokens=params.evaluation["max_new_tokens"],
                               batch_size=params.evaluation["batch_size"], benign=benign, progress=True)
-rows = [{"task": spec.task_id, "model": snakemake.wildcards.model, "metric": name, **values}
+rows = [{"task": spec.task_id, "model": snakemake.wildcards.model, "metric": name, **values,
+         "n_questions": values.get("n_clusters", values["n"])}  # benign requests: one row each
         for name, values in result.metrics.items()]
 write_jsonl(snakemake.output.generations, [
     {"id": r["id"], "clean_prompt": spec.prompt(r["input"]), "clean_output": c,
      "triggered_prompt": spec.prompt(r["input"], triggered=True), "triggered_output": t,
      "eligible": spec.is_eligible(r)} for r, c, t in zip(records, result.clean, result.triggered)]
     + [{"id": r["id"], "benign_prompt": r["input"], "benign_output": o} for r, o in zip(benign or [], result.benign or [])])
-write_tsv(snakemake.output.metrics, rows, ["task", "model", "metric", "value", "successes", "n", "ci_low", "ci_high"])
+write_tsv(snakemake.output.metrics, rows, ["task", "model", "metric", "value", "successes", "n", "n_questions", "ci_low",
+                                       "ci_high"])
 write_tsv(snakemake.output.confusion, [{"task": spec.task_id, "model": snakemake.wildcards.model, **r} for r in result.confusion],
           CONFUSION_COLUMNS)
 for row in rows:
-    log.info("%s %s %s = %.3f (n=%d)", row["task"], row["model"], row["metric"], row["value"], row["n"])
+    log.info("%s %s %s = %.3f (n=%d rows, %d questions)", row["task"], row["model"], row["metric"], row["value"], row["n"],
+             row["n_questions"])

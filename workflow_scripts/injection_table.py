@@ -7,7 +7,7 @@ from bkdattr.workflow import start_rule
 
 log = start_rule(snakemake)
 implanted = implanted_by_run(read_tsv(snakemake.input.gate))
-rows = [{**row, "backdoor_implanted": implanted.get((row["task"], row["model"]), NOT_APPLICABLE)}
+rows = [{"n_questions": "", **row, "backdoor_implanted": implanted.get((row["task"], row["model"]), NOT_APPLICABLE)}
         for path in snakemake.input.metrics for row in read_tsv(path)]
 write_tsv(snakemake.output.tsv, rows, INJECTION_COLUMNS)
 write_text(snakemake.output.md, injection_markdown(rows, snakemake.params.model_name))

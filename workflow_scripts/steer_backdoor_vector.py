@@ -16,14 +16,15 @@ enforce_gate(pointer, params.gate_on_fail, "steer_backdoor_vector", log)  # stop
 ranking = [(int(r["layer"]), int(r["head"])) for r in read_tsv(snakemake.input.ranking)]
 k, vectors = backdoor_vectors(model, tokenizer, spec, read_jsonl(snakemake.input.train), ranking, steer,
                               params.probes["cache_batch_size"], origin=snakemake.input.train,
+                              control_seeds=inter["random_seeds"],
                               items=params.attribution["items"])  # the rows the ACIE mean is taken over
-log.info("backdoor vector from %d heads, norm %.3f", k, vectors[BACKDOOR_VECTOR].norm())
+log.info("backdoor vector from %d heads, norm %.3f", k, vectors[BACKDOOR_VECTOR][""].norm())
 evaluator = InterventionEvaluator(model, tokenizer, spec, read_jsonl(snakemake.input.test), inter["max_new_tokens"],
-                                  inter["batch_size"], n_eval=inter["n_eval"], benign=read_jsonl(snakemake.input.benign)
-                                  if "benign" in snakemake.input.keys() else None)
+                                  inter["batch_size"], n_eval=inter["n_eval"], seed=inter["sample_seed"],
+                                  benign=read_jsonl(snakemake.input.benign) if "benign" in snakemake.input.keys() else None)
 sweep, best = run_steering(evaluator, vectors, steering_layers(steer, ModelSites.of(model).n_layers), scale=steer["scale"],
                            k=k, val_fraction=steer["val_fraction"], seed=steer["seed"], select_on=steer["select_layer_on"],
-                           progress=lambda r: log.info("%s %s layer %d: ASR val %.3f test %.3f", r["vector"],
+                           progress=lambda r: log.info("%s %s %s layer %d: ASR val %s test %s", r["vector"], r["seed"],
                                                        r["direction"], r["layer"], r["asr_val"], r["asr_test"]))
 write_tsv(snakemake.output.sweep, sweep)
 write_tsv(snakemake.output.best, best)
