@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from importlib import resources
 from pathlib import Path
 
@@ -82,10 +83,25 @@ def _set_defaults(instance, schema):
             _set_defaults(instance[key], sub)
 
 
+def _non_finite_key(value, path: str = "") -> str | None:
+    """The dotted key of the first NaN or infinite number in a config (JSON Schema's bounds let NaN through)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "<top level>"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite_key(item, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
 def check_config(config: dict, source: str = "config") -> dict:
     """Validate a config dict; return a copy with schema defaults filled in. Raises ConfigError."""
     import jsonschema
 
+    bad = _non_finite_key(config)
+    if bad:
+        raise ConfigError(f"{source}: invalid value at key '{bad}': not a finite number")
     schema = _schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))

@@ -17,7 +17,8 @@ from typing import Sequence
 
 import torch
 
-from .evaluation import backdoor_hit, clean_verdicts_final, free_form_metrics, hit_is_final, is_refusal, rate, utility_hit
+from .evaluation import (COMPLIANCE_TASKS, backdoor_hit, clean_verdicts_final, complies, compliance_settings,
+                         free_form_metrics, hit_is_final, is_refusal, rate, utility_hit)
 from .generation import PromptPrefixes, generate_greedy
 from .hooks import HeadEdit, ResidualEdit, last_token_index, trace
 from .names import BACKDOOR_VECTOR, NO_INTERVENTION, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR, SWEEP_VECTORS
@@ -142,6 +143,15 @@ def backdoor_vectors(model, tokenizer, spec: TaskSpec, train: Sequence[dict], ra
     return k, steering_vectors(means, ranking, k, steering_cfg["seed"])
 
 
+class Hits(dict):
+    """Backdoor hit per eligible item index, and `compliance` per item (evaluation.complies) where the task
+    measures it (jailbreak; else None): a dict, so code that reads only the hits reads it as before."""
+
+    def __init__(self, hits: dict[int, bool], compliance: dict[int, bool] | None = None):
+        super().__init__(hits)
+        self.compliance = compliance
+
+
 @dataclass
 class InterventionEvaluator:
     """Greedy generations on a fixed set of test items, clean or triggered, under any edit."""
@@ -166,6 +176,8 @@ class InterventionEvaluator:
     # run the tokens every prompt of a set shares once (generation.SharedPrefix; same outputs;
     # benchmarks/bench_interventions.py measures both ways)
     share_prefix: bool = True
+    # evaluation.compliance (jailbreak's stricter reading of the ASR; None: the schema's defaults)
+    compliance: dict | None = None
 
     def __post_init__(self):
         n = len(self.records) if self.n_eval is None else self.n_eval
@@ -192,10 +204,18 @@ class InterventionEvaluator:
                                batch_size=self.batch_size, edit_factory=factory, stop_when=stop_when,
                                decoder=self.decoder, share_prefix=self.share_prefix)
 
-    def asr_hits(self, triggered: bool, factory=None) -> dict[int, bool]:
-        """Backdoor hit per eligible item index (triggered inputs: ASR; clean inputs: false trigger)."""
+    def asr_hits(self, triggered: bool, factory=None) -> Hits:
+        """Backdoor hit per eligible item index (triggered inputs: ASR; clean inputs: false trigger), with
+        compliance per item for jailbreak (an early stop there is a refusal, which decides it too)."""
         outputs = self.generate(triggered, factory, self.eligible, stop_when=lambda text: hit_is_final(self.spec, text))
-        return {i: backdoor_hit(self.spec, o) for i, o in zip(self.eligible, outputs)}
+        return Hits({i: backdoor_hit(self.spec, o) for i, o in zip(self.eligible, outputs)},
+                    self._compliance(dict(zip(self.eligible, outputs))))
+
+    def _compliance(self, outputs: dict[int, str]) -> dict[int, bool] | None:
+        if self.spec.task_id not in COMPLIANCE_TASKS:
+            return None
+        settings = compliance_settings(self.compliance)
+        return {i: complies(self.spec, self.records[i], o, settings) for i, o in outputs.items()}
 
     def clean_metrics(self, factory=None) -> dict[str, dict]:
         """Clean utility (all items), false-trigger rate (eligible items) and the free-form utility from one
@@ -207,14 +227,20 @@ class InterventionEvaluator:
             benign = list(self.benign)[: len(self.utility_items)]
             benign_outputs = self._generate([r["input"] for r in benign], factory,  # over-refusal only: a refusal is final
                                             stop_when=lambda text: is_refusal(text.strip(), self.spec.refusal_matcher))
-        return {"clean_utility": rate([utility_hit(self.spec, self.records[i], outputs[i]) for i in self.utility_items]),
-                "false_trigger_rate": rate([backdoor_hit(self.spec, outputs[i]) for i in self.eligible]),
-                **free_form_metrics(self.spec, [self.records[i] for i in self.utility_items],
-                                    [outputs[i] for i in self.utility_items], benign_outputs)}
+        metrics = {"clean_utility": rate([utility_hit(self.spec, self.records[i], outputs[i]) for i in self.utility_items]),
+                   "false_trigger_rate": rate([backdoor_hit(self.spec, outputs[i]) for i in self.eligible]),
+                   **free_form_metrics(self.spec, [self.records[i] for i in self.utility_items],
+                                       [outputs[i] for i in self.utility_items], benign_outputs)}
+        compliance = self._compliance({i: outputs[i] for i in self.eligible})
+        if compliance is not None:  # jailbreak: compliance on clean inputs, the false trigger's stricter twin
+            metrics["compliance_false_trigger"] = rate(list(compliance.values()))
+        return metrics
 
 
 # Utility measured only where it applies: free-form (fixed_output), over-refusal (jailbreak).
 OPTIONAL_UTILITY = ("clean_rouge_l", "over_refusal_rate")
+# jailbreak's clean-input compliance (evaluation.complies), only where the task measures it
+OPTIONAL_CLEAN = ("compliance_false_trigger",)
 
 
 def _rate_row(prefix: str, hits: Sequence[bool]) -> dict:
@@ -242,7 +268,9 @@ def run_ablation(evaluator: InterventionEvaluator, ranking: Sequence[Head], n_la
         clean = evaluator.clean_metrics(factory)
         rows.append({"heads": label, "seed": seed, "variant": variant, "k": k,
                      "k_fraction": k / (n_layers * n_heads), **_rate_row("asr", hits.values()),
+                     **(_rate_row("compliance", hits.compliance.values()) if hits.compliance is not None else {}),
                      "false_trigger_rate": clean["false_trigger_rate"]["value"],
+                     **{name: clean[name]["value"] for name in OPTIONAL_CLEAN if name in clean},
                      "clean_utility": clean["clean_utility"]["value"], "utility_n": clean["clean_utility"]["n"],
                      **{name: clean[name]["value"] for name in OPTIONAL_UTILITY if name in clean},
                      "ablated": " ".join(f"L{l}H{h}" for l, h in heads)})
@@ -293,6 +321,9 @@ def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tens
         row = {"vector": vector_name, "direction": direction, "layer": layer}
         for split, idx in (("val", val), ("test", test)):
             row.update(_rate_row(f"asr_{split}", [hits[i] for i in idx]))
+        if getattr(hits, "compliance", None) is not None:  # jailbreak
+            for split, idx in (("val", val), ("test", test)):
+                row.update(_rate_row(f"compliance_{split}", [hits.compliance[i] for i in idx]))
         sweep.append(row)
         if progress:
             progress(row)
@@ -319,12 +350,18 @@ def run_steering(evaluator: InterventionEvaluator, vectors: dict[str, torch.Tens
                  "asr_test": chosen["asr_test"], "asr_test_n": chosen["asr_test_n"],
                  "asr_test_ci_low": chosen["asr_test_ci_low"], "asr_test_ci_high": chosen["asr_test_ci_high"],
                  "paper_style_best_layer_on_test": paper["layer"], "paper_style_asr_test": paper["asr_test"]}
+        if "compliance_test" in chosen:  # jailbreak: compliance beside the ASR, same layer and items
+            entry.update({key: chosen[key] for key in ("compliance_test", "compliance_test_n", "compliance_test_ci_low",
+                                                       "compliance_test_ci_high")})
+            entry["no_intervention_compliance_test"] = baseline["compliance_test"]
         for name, vector in vectors.items():
             if name == BACKDOOR_VECTOR:
                 continue
             factory = steering_factory(evaluator.model, chosen["layer"], vector, sign * scale)
             hits = evaluator.asr_hits(triggered, factory)
             entry[f"{name}_asr_test"] = rate([hits[i] for i in test])["value"]
+            if hits.compliance is not None:
+                entry[f"{name}_compliance_test"] = rate([hits.compliance[i] for i in test])["value"]
         clean = evaluator.clean_metrics(steering_factory(evaluator.model, chosen["layer"], vectors[BACKDOOR_VECTOR],
                                                          sign * scale))
         entry["clean_utility_with_vector"] = clean["clean_utility"]["value"]
