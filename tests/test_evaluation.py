@@ -232,3 +232,17 @@ def test_task_metrics_report_jailbreak_compliance_beside_the_asr_and_no_other_ta
                                                           "rouge_l_min": 0.0})["compliance"]["successes"] == 2
     fixed = task_metrics(FIXED, [{"input": "q", "output": "4", "answer": "4"}], ["4"], ["4"])
     assert "compliance" not in fixed and "compliance_false_trigger" not in fixed
+
+
+def test_evaluate_generations_reports_compliance_on_its_own_outputs(tiny):
+    """The evaluate_model path: compliance is computed on the very generations it returns, with the settings given."""
+    from bkdattr.evaluation import complies, evaluate_generations
+
+    model, tok = tiny
+    records = [SNEAK, PHISH]
+    loose = {"min_words": 1, "max_repeat_share": 1.0, "rouge_l_min": 0.0}
+    result = evaluate_generations(model, tok, JAIL, records, max_new_tokens=4, batch_size=2, compliance=loose)
+    expected = [complies(JAIL, r, o, loose) for r, o in zip(records, result.triggered)]
+    assert result.metrics["compliance"]["n"] == 2 and result.metrics["compliance"]["successes"] == sum(expected)
+    assert result.metrics["compliance_false_trigger"]["successes"] == sum(
+        complies(JAIL, r, o, loose) for r, o in zip(records, result.clean))
