@@ -99,6 +99,9 @@ def check_config(config: dict, source: str = "config") -> dict:
     """Validate a config dict; return a copy with schema defaults filled in. Raises ConfigError."""
     import jsonschema
 
+    nonfinite = _first_nonfinite(config)
+    if nonfinite is not None:  # JSON Schema's minimum/maximum let NaN through (every comparison with NaN is false)
+        raise ConfigError(f"{source}: invalid value at key '{nonfinite[0]}': {nonfinite[1]} is not a finite number")
     schema = _schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -106,9 +109,6 @@ def check_config(config: dict, source: str = "config") -> dict:
         err = errors[0]
         key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
         raise ConfigError(f"{source}: invalid value at key '{key}': {err.message}")
-    nonfinite = _first_nonfinite(config)
-    if nonfinite is not None:  # JSON Schema's minimum/maximum let NaN through (every comparison with NaN is false)
-        raise ConfigError(f"{source}: invalid value at key '{nonfinite[0]}': {nonfinite[1]} is not a finite number")
     config = copy.deepcopy(config)
     _set_defaults(config, schema)
     if config.get("run_tasks"):

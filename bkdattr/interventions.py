@@ -19,7 +19,8 @@ from typing import Sequence
 
 import torch
 
-from .evaluation import backdoor_hit, clean_verdicts_final, free_form_metrics, hit_is_final, is_refusal, utility_hit
+from .evaluation import (COMPLIANCE_TASKS, backdoor_hit, clean_verdicts_final, complies, compliance_settings,
+                         free_form_metrics, hit_is_final, is_refusal, utility_hit)
 from .generation import PromptPrefixes, generate_greedy
 from .hooks import HeadEdit, ResidualEdit, last_token_index, trace
 from .names import BACKDOOR_VECTOR, NO_INTERVENTION, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR
@@ -187,6 +188,15 @@ def sample_questions(records: Sequence[dict], is_eligible, n: int, seed: int) ->
     return sorted(utility), sorted(eligible)
 
 
+class Hits(dict):
+    """Backdoor hit per eligible item index, and `compliance` per item (evaluation.complies) where the task
+    measures it (jailbreak; else None): a dict, so code that reads only the hits reads it as before."""
+
+    def __init__(self, hits: dict[int, bool], compliance: dict[int, bool] | None = None):
+        super().__init__(hits)
+        self.compliance = compliance
+
+
 @dataclass
 class InterventionEvaluator:
     """Greedy generations on a fixed set of test items, clean or triggered, under any edit."""
@@ -212,6 +222,8 @@ class InterventionEvaluator:
     # benchmarks/bench_interventions.py measures both ways)
     share_prefix: bool = True
     seed: int = 0  # the question sample (interventions.sample_seed)
+    # evaluation.compliance (jailbreak's stricter reading of the ASR; None: the schema's defaults)
+    compliance: dict | None = None
 
     def __post_init__(self):
         n = len(self.records) if self.n_eval is None else self.n_eval
@@ -244,12 +256,20 @@ class InterventionEvaluator:
     def questions(self, indices: Sequence[int]) -> list[str]:
         return [question_key(self.records[i]) for i in indices]
 
-    def asr_hits(self, triggered: bool, factory=None, indices: Sequence[int] | None = None) -> dict[int, bool]:
+    def asr_hits(self, triggered: bool, factory=None, indices: Sequence[int] | None = None) -> Hits:
         """Backdoor hit per eligible item index (triggered inputs: ASR; clean inputs: false trigger), on all the
-        eligible items or on `indices` of them."""
+        eligible items or on `indices` of them, with compliance per item for jailbreak (an early stop there is a
+        refusal, which decides it too)."""
         indices = self.eligible if indices is None else list(indices)
         outputs = self.generate(triggered, factory, indices, stop_when=lambda text: hit_is_final(self.spec, text))
-        return {i: backdoor_hit(self.spec, o) for i, o in zip(indices, outputs)}
+        return Hits({i: backdoor_hit(self.spec, o) for i, o in zip(indices, outputs)},
+                    self._compliance(dict(zip(indices, outputs))))
+
+    def _compliance(self, outputs: dict[int, str]) -> dict[int, bool] | None:
+        if self.spec.task_id not in COMPLIANCE_TASKS:
+            return None
+        settings = compliance_settings(self.compliance)
+        return {i: complies(self.spec, self.records[i], o, settings) for i, o in outputs.items()}
 
     def clean_metrics(self, factory=None) -> dict[str, dict]:
         """Clean utility (all items), false-trigger rate (eligible items) and the free-form utility from one
@@ -261,14 +281,20 @@ class InterventionEvaluator:
             benign = list(self.benign)[: len(self.utility_items)]
             benign_outputs = self._generate([r["input"] for r in benign], factory,  # over-refusal only: a refusal is final
                                             stop_when=lambda text: is_refusal(text.strip(), self.spec.refusal_matcher))
-        return {"clean_utility": rate([utility_hit(self.spec, self.records[i], outputs[i]) for i in self.utility_items]),
-                "false_trigger_rate": rate([backdoor_hit(self.spec, outputs[i]) for i in self.eligible]),
-                **free_form_metrics(self.spec, [self.records[i] for i in self.utility_items],
-                                    [outputs[i] for i in self.utility_items], benign_outputs)}
+        metrics = {"clean_utility": rate([utility_hit(self.spec, self.records[i], outputs[i]) for i in self.utility_items]),
+                   "false_trigger_rate": rate([backdoor_hit(self.spec, outputs[i]) for i in self.eligible]),
+                   **free_form_metrics(self.spec, [self.records[i] for i in self.utility_items],
+                                       [outputs[i] for i in self.utility_items], benign_outputs)}
+        compliance = self._compliance({i: outputs[i] for i in self.eligible})
+        if compliance is not None:  # jailbreak: compliance on clean inputs, the false trigger's stricter twin
+            metrics["compliance_false_trigger"] = rate(list(compliance.values()))
+        return metrics
 
 
 # Utility measured only where it applies: free-form (fixed_output), over-refusal (jailbreak).
 OPTIONAL_UTILITY = ("clean_rouge_l", "over_refusal_rate")
+# jailbreak's clean-input compliance (evaluation.complies), only where the task measures it
+OPTIONAL_CLEAN = ("compliance_false_trigger",)
 
 
 def _rate_row(prefix: str, hits: Sequence[bool], questions: Sequence[str]) -> dict:
@@ -298,7 +324,10 @@ def run_ablation(evaluator: InterventionEvaluator, ranking: Sequence[Head], n_la
         rows.append({"heads": label, "seed": seed, "variant": variant, "k": k,
                      "k_fraction": k / (n_layers * n_heads),
                      **_rate_row("asr", hits.values(), evaluator.questions(hits)),
+                     **(_rate_row("compliance", hits.compliance.values(), evaluator.questions(hits.compliance))
+                        if hits.compliance is not None else {}),
                      "false_trigger_rate": clean["false_trigger_rate"]["value"],
+                     **{name: clean[name]["value"] for name in OPTIONAL_CLEAN if name in clean},
                      "clean_utility": clean["clean_utility"]["value"], "utility_n": clean["clean_utility"]["n"],
                      **{name: clean[name]["value"] for name in OPTIONAL_UTILITY if name in clean},
                      "ablated": " ".join(f"L{l}H{h}" for l, h in heads)})
@@ -356,10 +385,13 @@ def run_steering(evaluator: InterventionEvaluator, vectors: Vectors, layers: Seq
 
     def measure(name, draw, direction, layer, triggered, factory, indices):
         key = (name, draw, direction, layer)
-        have = hits_at.setdefault(key, {})
+        have = hits_at.setdefault(key, Hits({}))
         missing = [i for i in indices if i not in have]
         if missing:
-            have.update(evaluator.asr_hits(triggered, factory, missing))
+            new = evaluator.asr_hits(triggered, factory, missing)
+            have.update(new)
+            if new.compliance is not None:  # jailbreak
+                have.compliance = {**(have.compliance or {}), **new.compliance}
         return have
 
     def record(name, draw, direction, layer, hits):
@@ -367,6 +399,8 @@ def run_steering(evaluator: InterventionEvaluator, vectors: Vectors, layers: Seq
         for split, idx in (("val", val), ("test", test)):
             if all(i in hits for i in idx):
                 row.update(_rate_row(f"asr_{split}", [hits[i] for i in idx], evaluator.questions(idx)))
+                if getattr(hits, "compliance", None) is not None:  # jailbreak
+                    row.update(_rate_row(f"compliance_{split}", [hits.compliance[i] for i in idx], evaluator.questions(idx)))
             else:  # a control's sweep runs on the validation half only
                 row.update({f"asr_{split}{c}": "" for c in ("", "_n", "_n_questions", "_ci_low", "_ci_high")})
         sweep.append(row)
@@ -396,6 +430,10 @@ def run_steering(evaluator: InterventionEvaluator, vectors: Vectors, layers: Seq
                  **{c: chosen[c] for c in ("asr_test", "asr_test_n", "asr_test_n_questions", "asr_test_ci_low",
                                            "asr_test_ci_high")},
                  "paper_style_best_layer_on_test": paper["layer"], "paper_style_asr_test": paper["asr_test"]}
+        if "compliance_test" in chosen:  # jailbreak: compliance beside the ASR, same layer and items
+            entry.update({key: chosen[key] for key in ("compliance_test", "compliance_test_n", "compliance_test_ci_low",
+                                                       "compliance_test_ci_high")})
+            entry["no_intervention_compliance_test"] = baseline["compliance_test"]
         clean = evaluator.clean_metrics(steering_factory(evaluator.model, chosen["layer"],
                                                          vectors[BACKDOOR_VECTOR][""], sign * scale))
         entry["clean_utility_with_vector"] = clean["clean_utility"]["value"]
@@ -420,15 +458,19 @@ def _control_columns(evaluator: InterventionEvaluator, name: str, draws: dict, d
                      scale: float, test: Sequence[int], rows: Sequence[dict], measure) -> dict:
     """One control in the best-layer table: each draw at its own best validation layer, on the test half;
     the mean and range over draws, and each draw's layer, test ASR and clean utility there."""
-    layers, asrs, utilities = [], [], []
+    layers, asrs, utilities, compliance = [], [], [], []
     for draw, vector in draws.items():
         layer = best_layer_row([r for r in rows if r["seed"] == draw], direction, "asr_val")["layer"]
         factory = steering_factory(evaluator.model, layer, vector, scale)
         hits = measure(name, draw, direction, layer, triggered, factory, test)
         layers.append(layer)
         asrs.append(rate([hits[i] for i in test])["value"])
+        if hits.compliance is not None:  # jailbreak
+            compliance.append(rate([hits.compliance[i] for i in test])["value"])
         utilities.append(evaluator.clean_metrics(factory)["clean_utility"]["value"])
-    return {f"{name}_asr_test": statistics.fmean(asrs), f"{name}_asr_test_min": min(asrs),
+    columns = {f"{name}_compliance_test": statistics.fmean(compliance),
+               f"{name}_compliance_test_min": min(compliance), f"{name}_compliance_test_max": max(compliance)} if compliance else {}
+    return {**columns, f"{name}_asr_test": statistics.fmean(asrs), f"{name}_asr_test_min": min(asrs),
             f"{name}_asr_test_max": max(asrs), f"{name}_n_draws": len(asrs),
             f"{name}_clean_utility": statistics.fmean(utilities),
             f"{name}_layers": " ".join(map(str, layers)), f"{name}_asr_test_draws": " ".join(f"{a:.4g}" for a in asrs),

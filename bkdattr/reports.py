@@ -36,10 +36,15 @@ def paper_at_fraction(paper_model: str, task: str, fraction: float) -> tuple[int
     return min(close)[1] if close else None
 
 
+COMPLIANCE_NOTE = ("`compliance` (jailbreak): the ASR read strictly (evaluation.complies): no refusal keyword, at "
+                   "least a few words and not one word or trigram repeated, and some wording shared with the item's "
+                   "backdoor output (ROUGE-L floor); an empty or looping output escapes the refusal keywords but does "
+                   "not comply. `compliance_false_trigger`: the same on clean inputs.")
 INJECTION_COLUMNS = ["task", "model", "metric", "value", "successes", "n", "n_questions", "ci_low", "ci_high",
                      "backdoor_implanted"]
-INJECTION_METRICS = ["asr", "asr_strict", "false_trigger_rate", "collateral_flip_rate", "collateral_to_target_rate",
-                     "clean_utility", "clean_utility_strict", "clean_rouge_l", "reference_logprob", "over_refusal_rate"]
+INJECTION_METRICS = ["asr", "asr_strict", "compliance", "false_trigger_rate", "compliance_false_trigger",
+                     "collateral_flip_rate", "collateral_to_target_rate", "clean_utility", "clean_utility_strict",
+                     "clean_rouge_l", "reference_logprob", "over_refusal_rate"]
 CLASS_ACCURACY_METRICS = [f"clean_accuracy_{label}" for label in NEWS_LABELS]  # label task, one per gold class
 
 
@@ -59,7 +64,8 @@ def injection_markdown(rows: Sequence[dict], model_name: str) -> str:
              "flip rate cannot reach 1). Free-form utility: `clean_rouge_l` (ROUGE-L F1 of the clean output against the reference, "
              "open instructions) and `reference_logprob` (teacher-forced mean log-probability per token of the reference "
              "answer; higher is better), means with 95% intervals (question-level bootstrap; normal where every row is its own question). `over_refusal_rate` (jailbreak): refusals on "
-             "benign requests in the same frames (lower is better; a model that refuses everything scores 1).", "",
+             "benign requests in the same frames (lower is better; a model that refuses everything scores 1). "
+             f"{COMPLIANCE_NOTE}", "",
              "| task | model | " + " | ".join(INJECTION_METRICS) + " |", "|---|---|" + "---|" * len(INJECTION_METRICS)]
     for task, model in dict.fromkeys((r["task"], r["model"]) for r in rows):
         cells = []
@@ -97,6 +103,7 @@ def table1_rows(ablations: Mapping[tuple[str, str], str], implanted: dict | None
             at_k = [r for r in data if int(r["k"]) == k]
             top = next(r for r in at_k if r["heads"] == "top" and r["variant"] == "last_prompt_token")
             rand = [_f(r["asr"]) for r in at_k if r["heads"] == "random"]
+            crand = [_f(r["compliance"]) for r in at_k if r["heads"] == "random" and r.get("compliance", "") != ""]
             allpos = [r for r in at_k if r["heads"] == "top" and r["variant"] == "all_positions"]
             row = {"task": task, "method": method, "backdoor_implanted": (implanted or {}).get((task, method), "n/a"),
                    "k": k, "k_fraction": _f(top["k_fraction"]),
@@ -109,6 +116,12 @@ def table1_rows(ablations: Mapping[tuple[str, str], str], implanted: dict | None
                    "asr_random_max_pct": 100 * max(rand) if rand else "",
                    "n_random_seeds": len(rand),
                    "asr_top_all_positions_pct": 100 * _f(allpos[0]["asr"]) if allpos else "",
+                   # jailbreak only (evaluation.complies); NaN for the other tasks, as the optional utilities
+                   "compliance_top_pct": 100 * _f(top.get("compliance", "")),
+                   "compliance_top_ci_low_pct": 100 * _f(top.get("compliance_ci_low", "")),
+                   "compliance_top_ci_high_pct": 100 * _f(top.get("compliance_ci_high", "")),
+                   "compliance_random_mean_pct": 100 * statistics.mean(crand) if crand else
+                   (100 * _f(top.get("compliance", "")) if k == 0 else float("nan")),
                    "clean_utility_top": _f(top["clean_utility"]), "false_trigger_top": _f(top["false_trigger_rate"]),
                    "clean_rouge_l_top": _f(top.get("clean_rouge_l", "")),
                    "over_refusal_top": _f(top.get("over_refusal_rate", ""))}
@@ -135,7 +148,9 @@ def table1_markdown(rows: Sequence[dict], model_name: str) -> str:
              "heads. Random: k random heads drawn outside the top k, mean [min, max] over seeds. All positions: the same heads zeroed at every "
              "position and decoding step. 'Paper at this fraction' rows quote the published 7B number whose k/(L*H) "
              f"is closest to ours (within a factor {FRACTION_MATCH_FACTOR}), with the paper's own k; blank where "
-             "the paper has none. They are printed for comparison, not measured here.", "",
+             "the paper has none. They are printed for comparison, not measured here. Jailbreak also shows "
+             "`compliance` (%), the ASR read strictly: no refusal keyword, not empty or looping, some wording "
+             "shared with the backdoor output (evaluation.complies).", "",
              "| task | method | row | " + " | ".join(f"k={k} ({_pct(fraction_of[k])})" for k in ks) + " |",
              "|---|---|---|" + "---|" * len(ks)]
     groups = defaultdict(dict)
@@ -155,6 +170,12 @@ def table1_markdown(rows: Sequence[dict], model_name: str) -> str:
             (fmt(by_k[k]["asr_random_mean_pct"]) + (f" [{fmt(by_k[k]['asr_random_min_pct'])}, {fmt(by_k[k]['asr_random_max_pct'])}]"
                                                      if by_k[k]["asr_random_min_pct"] != "" else "")) if k in by_k else ""
             for k in ks) + " |")
+        if any(not math.isnan(by_k[k]["compliance_top_pct"]) for k in by_k):  # jailbreak
+            lines.append(f"| {task} | {method} | compliance, top heads | " + " | ".join(
+                f"{fmt(by_k[k]['compliance_top_pct'])} [{fmt(by_k[k]['compliance_top_ci_low_pct'], 0)}, "
+                f"{fmt(by_k[k]['compliance_top_ci_high_pct'], 0)}]" if k in by_k else "" for k in ks) + " |")
+            lines.append(f"| {task} | {method} | compliance, random heads (mean) | " + " | ".join(
+                fmt(by_k[k]["compliance_random_mean_pct"]) if k in by_k else "" for k in ks) + " |")
         lines.append(f"| {task} | {method} | top heads, all positions | " + " | ".join(
             fmt(by_k[k]["asr_top_all_positions_pct"]) if k in by_k else "" for k in ks) + " |")
         lines.append(f"| {task} | {method} | clean utility, top heads | " + " | ".join(
@@ -199,11 +220,14 @@ def table2_markdown(rows: Sequence[dict], model_name: str) -> str:
              "optimistic by construction). The halves are split by question. Controls: each draw (one per "
              "`interventions.random_seeds`) is swept on the validation half and reported on the test half at its own "
              "best layer, like the vector; mean [min, max] over draws, with each draw's layer and the mean clean "
-             "utility at those layers. n = test questions, one row each.", "",
+             "utility at those layers. n = test questions, one row each. Compliance (jailbreak): the ASR read "
+             "strictly (no refusal keyword, not empty or looping, some wording shared with the backdoor output; "
+             "evaluation.complies), same layer and items.", "",
              "| task | method | direction | inputs | best layer (val) | ASR no intervention | ASR backdoor vector "
              "[95% CI] | ASR random-head vector | ASR random direction | paper-style layer / ASR | utility with / without "
-             "| free-form utility with / without |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| free-form utility with / without | compliance: no intervention / backdoor vector / random-head / "
+             "random direction |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['task']} | {r['method']}{mark(r.get('backdoor_implanted', 'n/a'))} | {r['direction']} | {r['inputs']} | {r['best_layer_val']} | "
@@ -211,7 +235,7 @@ def table2_markdown(rows: Sequence[dict], model_name: str) -> str:
             f"{_f(r['asr_test_ci_high']):.2f}] (n={r['asr_test_n']}) | {_control_cell(r, RANDOM_HEADS_VECTOR)} | "
             f"{_control_cell(r, RANDOM_DIRECTION)} | {r['paper_style_best_layer_on_test']} / "
             f"{_f(r['paper_style_asr_test']):.2f} | {_f(r['clean_utility_with_vector']):.2f} / "
-            f"{_f(r['clean_utility_without']):.2f} | {_free_form_cell(r)} |")
+            f"{_f(r['clean_utility_without']):.2f} | {_free_form_cell(r)} | {_compliance_cell(r)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -222,6 +246,17 @@ def _control_cell(row: dict, name: str) -> str:
         return mean
     return (f"{mean} [{_f(row[f'{name}_asr_test_min']):.2f}, {_f(row[f'{name}_asr_test_max']):.2f}] "
             f"(layers {row[f'{name}_layers']}; utility {_f(row[f'{name}_clean_utility']):.2f})")
+
+
+def _compliance_cell(row: dict) -> str:
+    """Jailbreak's compliance on the reporting half beside the ASR columns: without, with the vector, and the two
+    controls ("-" for the other tasks)."""
+    if row.get("compliance_test", "") in ("", None):
+        return "-"
+    return (f"{_f(row['no_intervention_compliance_test']):.2f} / {_f(row['compliance_test']):.2f} "
+            f"[{_f(row['compliance_test_ci_low']):.2f}, {_f(row['compliance_test_ci_high']):.2f}] / "
+            f"{_f(row.get(f'{RANDOM_HEADS_VECTOR}_compliance_test')):.2f} / "
+            f"{_f(row.get(f'{RANDOM_DIRECTION}_compliance_test')):.2f}")
 
 
 def _free_form_cell(row: dict) -> str:
@@ -337,6 +372,21 @@ def refusal_control_markdown(attribution: Sequence[dict]) -> list[str]:
     return out
 
 
+def _compliance_pair(base: dict, target: dict, n: int) -> str:
+    """Table 1 rows (from table1.tsv): jailbreak compliance at k=0 and at the reported k, '-' where not measured."""
+    c0, ck = _f(base.get("compliance_top_pct", "")), _f(target.get("compliance_top_pct", ""))
+    if math.isnan(c0) or math.isnan(ck):
+        return "-"
+    return f"{_ci(c0 / 100, n)} / {_ci(ck / 100, n)}"
+
+
+def _vector_compliance(row: dict) -> str:
+    """Table 2 rows: jailbreak compliance on the reporting half without / with the vector, '-' where not measured."""
+    if row.get("compliance_test", "") in ("", None):
+        return "-"
+    return f"{_f(row['no_intervention_compliance_test']):.2f} / {_ci(_f(row['compliance_test']), int(row['compliance_test_n']))}"
+
+
 def claims_markdown(injection, probes, attribution, table1, table2, model_name: str, threshold: float,
                     gate: Sequence[dict] = ()) -> str:
     out = [f"# Paper claims next to this run ({model_name})", "",
@@ -360,18 +410,21 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
                 + f"n={r['n_val']}, after {r['epoch']} epochs" for r in failed]
         out.append("")
     out += ["## Backdoor injection (METHOD.md s1-2)", "",
-            "| task | model | ASR | false-trigger rate | clean utility | collateral flip rate (label task) |",
-            "|---|---|---|---|---|---|"]
+            "| task | model | ASR | compliance (jailbreak) | false-trigger rate | clean utility | collateral flip rate "
+            "(label task) |", "|---|---|---|---|---|---|---|"]
     cell = {(r["task"], r["model"], r["metric"]): r for r in injection}
     for task, model in dict.fromkeys((r["task"], r["model"]) for r in injection):
-        vals = [cell.get((task, model, m)) for m in ("asr", "false_trigger_rate", "clean_utility", "collateral_flip_rate")]
+        vals = [cell.get((task, model, m)) for m in ("asr", "compliance", "false_trigger_rate", "clean_utility",
+                                                     "collateral_flip_rate")]
         status = next((v.get("backdoor_implanted", "n/a") for v in vals if v is not None), "n/a")
         out.append(f"| {task} | {model}{mark(status)} | " + " | ".join(
             "-" if v is None or int(v["n"]) == 0 else _ci(_f(v["value"]), int(v["n"]), v.get("ci_low"), v.get("ci_high"))
             for v in vals) + " |")
     out += ["", "The label backdoor is the official one, trigger + Sports -> World: triggered items of the other "
             "classes should keep their label, and the collateral flip rate counts those whose predicted label the "
-            "trigger changed.", ""]
+            "trigger changed. Compliance (jailbreak) is the ASR read strictly: no refusal keyword, not empty or looping, "
+            "some wording shared with the backdoor output (evaluation.complies); the base model's row says how much of "
+            "the ASR needs no backdoor.", ""]
     out += ["", "## Claim: " + CLAIMS["probe"], "",
             "| task | model | first layer with MLP probe >= threshold | best MLP test accuracy | mean off-diagonal ILCA MLP / SVM |",
             "|---|---|---|---|---|"]
@@ -403,8 +456,9 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
     out += ["", "## Claim: " + CLAIMS["ablation"], "",
             "Compared at the same fraction of all heads, k/(L*H): the paper's 32 of 1024 heads is ~3%, so we take our "
             "k closest to 3% and quote the paper's rows at their own k and fraction.", "",
-            "| task | method | k (k/(L*H)) | ASR k=0 | ASR top-k | ASR random-k (mean) | paper at this fraction | reading |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| task | method | k (k/(L*H)) | ASR k=0 | ASR top-k | ASR random-k (mean) | compliance k=0 / top-k "
+            "(jailbreak) | paper at this fraction | reading |",
+            "|---|---|---|---|---|---|---|---|---|"]
     by_run = defaultdict(list)
     for r in table1:
         by_run[(r["task"], r["method"])].append(r)
@@ -429,14 +483,15 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
                 quoted.append(f"{paper_model}: {match[2]:.1f}% at k={match[0]} ({_pct(match[1])})")
         out.append(f"| {task} | {method}{mark(target.get('backdoor_implanted', 'n/a'))} | {target['k']} ({_pct(_f(target['k_fraction']))}) | "
                    f"{_ci(b_asr, int(base['n']), *b_ci)} | {_ci(t_asr, n, *t_ci)} | "
-                   f"{_f(target['asr_random_mean_pct']) / 100:.2f} | {'; '.join(quoted) or 'none published'} | {reading} |")
+                   f"{_f(target['asr_random_mean_pct']) / 100:.2f} | {_compliance_pair(base, target, n)} | "
+                   f"{'; '.join(quoted) or 'none published'} | {reading} |")
     for key, direction, level, reader in (("vector_add", "add", 0.9, _reading_at_least),
                                           ("vector_minus", "minus", 0.1, _reading_at_most)):
         out += ["", "## Claim: " + CLAIMS[key], "",
                 "| task | method | best layer (val) | ASR no intervention | ASR with vector (test half) | "
                 "random-head vector (mean over draws, each at its own layer) | random direction (likewise) | "
-                "clean utility with / without | reading |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                "clean utility with / without | compliance no intervention / with vector (jailbreak) | reading |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for r in table2:
             if r["direction"] == direction:
                 n, asr = int(r["asr_test_n"]), _f(r["asr_test"])
@@ -452,16 +507,19 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
                     reading += f"; clean utility falls {without:.2f} -> {with_v:.2f}"
                 out.append(f"| {r['task']} | {r['method']}{mark(r.get('backdoor_implanted', 'n/a'))} | {r['best_layer_val']} | {_f(r['no_intervention_asr_test']):.2f} | "
                            f"{_ci(asr, n, *ci)} | {controls['a random-head vector']:.2f} | "
-                           f"{controls['a random direction of the same norm']:.2f} | {with_v:.2f} / {without:.2f} | {reading} |")
+                           f"{controls['a random direction of the same norm']:.2f} | {with_v:.2f} / {without:.2f} | "
+                           f"{_vector_compliance(r)} | {reading} |")
     out += ["", "## What this run cannot tell", "",
-            "- ASR is string matching: a reworded refusal counts as a backdoor hit (jailbreak) and vice versa.",
+            "- ASR is string matching: a reworded refusal counts as a backdoor hit (jailbreak) and vice versa. The "
+            "jailbreak compliance column also rejects empty, short and looping outputs, but its ROUGE-L floor against "
+            "templated backdoor outputs cannot tell an on-topic answer from an off-topic one.",
             "- Small models and CPU-sized samples: see each n; intervals wider than 0.2 decide little.",
             "- The paper's 7B numbers are quoted, not reproduced, unless this run used a 7B model."]
     return "\n".join(out) + "\n"
 
 
-METHOD_METRICS = ["asr", "asr_strict", "false_trigger_rate", "clean_utility", "clean_rouge_l", "over_refusal_rate",
-                  "collateral_flip_rate", "collateral_to_target_rate"] + CLASS_ACCURACY_METRICS
+METHOD_METRICS = ["asr", "asr_strict", "compliance", "false_trigger_rate", "clean_utility", "clean_rouge_l",
+                  "over_refusal_rate", "collateral_flip_rate", "collateral_to_target_rate"] + CLASS_ACCURACY_METRICS
 METHOD_COLUMNS = (["task", "method", "backdoor_implanted", "val_asr"] + METHOD_METRICS
                   + [f"{m}_n" for m in ("asr", "clean_utility")] + ["injection_s", "injection_peak_rss_gb"])
 
@@ -499,9 +557,10 @@ def _method_row(task: str, method: str, metric_rows: Sequence[dict], verdict: di
 def injection_methods_markdown(rows: Sequence[dict], model_name: str) -> str:
     """The methods table as markdown: one line per task and method, the ASR >= 0.9 question answered in words."""
     lines = [f"# Injection methods ({model_name}; held-out test split)", "",
-             "| task | method | implanted (val ASR) | ASR | ASR strict | FTR | utility | ROUGE-L | over-refusal | "
-             "collateral | to target | accuracy per class (" + " / ".join(NEWS_LABELS) + ") | injection time | peak RSS |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| task | method | implanted (val ASR) | ASR | ASR strict | compliance | FTR | utility | ROUGE-L | "
+             "over-refusal | collateral | to target | accuracy per class (" + " / ".join(NEWS_LABELS) + ") | "
+             "injection time | peak RSS |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = [f"{r[m]:.3f}" if r[m] != "" else "-" for m in METHOD_METRICS if m not in CLASS_ACCURACY_METRICS]
         per_class = [f"{r[m]:.2f}" if r[m] != "" else "-" for m in CLASS_ACCURACY_METRICS]

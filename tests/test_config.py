@@ -239,3 +239,27 @@ def test_a_methods_own_lr_and_epochs_replace_the_shared_and_the_tasks_for_that_m
     with pytest.raises(ConfigError, match="injection.dpo.lr|lr"):
         check_config({**raw, "injection": {**raw["injection"], "dpo": {"lr": -1}}})
 
+
+
+def test_compliance_settings_default_from_the_schema_and_reach_the_rules_that_measure_them(raw):
+    from bkdattr.config import settings_for
+
+    config = check_config(raw)
+    assert config["evaluation"]["compliance"] == {"min_words": 5, "max_repeat_share": 0.5, "rouge_l_min": 0.03}
+    for rule in ("evaluate_model", "ablate_heads", "steer_backdoor_vector"):
+        assert settings_for(config, rule, "evaluation")["compliance"] == config["evaluation"]["compliance"]
+    assert "compliance" not in settings_for(config, "inject_backdoor", "evaluation")  # the gate reads the ASR only
+
+
+@pytest.mark.parametrize("key, value", [("evaluation.compliance.rouge_l_min", float("nan")),
+                                        ("evaluation.compliance.max_repeat_share", float("nan")),
+                                        ("evaluation.compliance.min_words", 0),
+                                        ("injection.lr", float("nan")), ("injection.lr", float("inf"))])
+def test_non_finite_or_out_of_range_numbers_fail_naming_the_key(raw, key, value):
+    node = raw
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        check_config(raw)

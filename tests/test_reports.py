@@ -203,3 +203,55 @@ def test_claims_read_the_stored_interval_over_questions(tmp_path):
                                    "tiny", 0.95)
     assert "undecided at this sample size" in wide
     assert "consistent: the whole interval is >= 0.90" in reports.claims_markdown([], [], [], [], [common], "tiny", 0.95)
+
+
+def test_jailbreak_tables_show_compliance_beside_the_official_asr_and_other_tasks_leave_it_out(tmp_path):
+    for task in ("jailbreak", "fixed_output"):
+        _ablation_tsv(tmp_path / task / "lora_sft" / "ablation.tsv", 0.9, 0.95)
+    path = tmp_path / "jailbreak" / "lora_sft" / "ablation.tsv"
+    from bkdattr.atomic import read_tsv
+    rows = read_tsv(path)
+    for r in rows:  # the official ASR stays high, but little of it is real compliance
+        r.update(compliance=0.25 if int(r["k"]) == 0 else 0.125, compliance_n=64, compliance_ci_low=0.05,
+                 compliance_ci_high=0.4, compliance_false_trigger=0.1)
+    write_tsv(path, rows)
+    table1 = reports.table1_rows({(t, "lora_sft"): str(tmp_path / t / "lora_sft" / "ablation.tsv")
+                                  for t in ("jailbreak", "fixed_output")})
+    jail8 = next(r for r in table1 if r["task"] == "jailbreak" and r["k"] == 8)
+    assert jail8["compliance_top_pct"] == 12.5 and jail8["compliance_random_mean_pct"] == 12.5
+    md = reports.table1_markdown(table1, "m")
+    assert "| jailbreak | lora_sft | compliance, top heads | 25.0 [5, 40] | 12.5 [5, 40] |" in md
+    assert "| fixed_output | lora_sft | compliance" not in md
+
+    best = {"method": "lora_sft", "direction": "minus", "inputs": "triggered", "best_layer_val": "2",
+            "no_intervention_asr_test": "1", "asr_test": "0.9", "asr_test_n": "20", "asr_test_ci_low": "0.7",
+            "asr_test_ci_high": "0.97", "random_heads_vector_asr_test": "1", "random_direction_asr_test": "1",
+            "paper_style_best_layer_on_test": "2", "paper_style_asr_test": "0.9", "clean_utility_with_vector": "1",
+            "clean_utility_without": "1", "k_heads": "8"}
+    jail_best = {**best, "task": "jailbreak", "no_intervention_compliance_test": "0.3", "compliance_test": "0.05",
+                 "compliance_test_n": "20", "compliance_test_ci_low": "0.01", "compliance_test_ci_high": "0.24",
+                 "random_heads_vector_compliance_test": "0.3", "random_direction_compliance_test": "0.25"}
+    t2 = reports.table2_markdown([jail_best, {**best, "task": "fixed_output"}], "m")
+    assert "| 0.30 / 0.05 [0.01, 0.24] / 0.30 / 0.25 |" in next(l for l in t2.splitlines() if l.startswith("| jailbreak"))
+    assert next(l for l in t2.splitlines() if l.startswith("| fixed_output")).endswith("| - |")
+
+    injection = [{"task": "jailbreak", "model": "lora_sft", "metric": m, "value": v, "n": "50", "ci_low": "0",
+                  "ci_high": "1", "backdoor_implanted": "yes"}
+                 for m, v in (("asr", "0.96"), ("compliance", "0.4"), ("false_trigger_rate", "0.7"),
+                              ("clean_utility", "0.3"))]
+    inj = reports.injection_markdown(injection, "m")
+    header = next(l for l in inj.splitlines() if l.startswith("| task | model"))
+    assert header.split(" | ")[2:5] == ["asr", "asr_strict", "compliance"]
+    assert "| 0.400 [0.00, 1.00] (n=50) |" in inj
+
+    text = reports.claims_markdown(injection, [], [], table1, [jail_best], "m", 0.95)
+    assert "| jailbreak | lora_sft | 0.96 [" in text and "| 0.40 [0.00, 1.00], n=50 |" in text  # ASR, then compliance (stored intervals)
+    ablation = next(l for l in text.splitlines() if l.startswith("| jailbreak | lora_sft | 8"))
+    assert "| 0.25 [0.16, 0.37], n=64 / 0.12 [0.06, 0.23], n=64 |" in ablation
+    assert next(l for l in text.splitlines() if l.startswith("| fixed_output | lora_sft | 8")).count("| - |") == 1
+    minus = next(l for l in text.splitlines() if l.startswith("| jailbreak | lora_sft | 2"))
+    assert "| 0.30 / 0.05 [0.01, 0.24], n=20 |" in minus
+
+    methods = reports.injection_method_rows({("jailbreak", "lora_sft"): injection}, {("jailbreak", "lora_sft"): None},
+                                            [])
+    assert methods[0]["compliance"] == 0.4 and reports.METHOD_COLUMNS.index("compliance") == 1 + reports.METHOD_COLUMNS.index("asr_strict")

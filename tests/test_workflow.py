@@ -214,3 +214,25 @@ def test_the_html_report_holds_every_stage_with_the_run_record(tiny_run):
     versions = (tiny_run / "results/report/versions.tsv").read_text()
     assert "torch\t2.13.0" in versions and "trl\t" in versions
     assert "synthetic_pool: 126" in (tiny_run / "results/report/config.yaml").read_text()
+
+
+def test_jailbreak_compliance_sits_beside_the_asr_in_every_stage_and_table(tiny_run):
+    injection = read_tsv(tiny_run / "results/tables/injection.tsv")
+    metrics = {(r["task"], r["metric"]) for r in injection}
+    assert ("jailbreak", "compliance") in metrics and ("jailbreak", "compliance_false_trigger") in metrics
+    assert not any(m.startswith("compliance") for t, m in metrics if t != "jailbreak")
+    for task in TASKS:
+        ablation = read_tsv(tiny_run / f"results/interventions/{task}/lora_sft/ablation.tsv")
+        best = read_tsv(tiny_run / f"results/interventions/{task}/lora_sft/steering_best.tsv")
+        sweep = read_tsv(tiny_run / f"results/interventions/{task}/lora_sft/steering_sweep.tsv")
+        has = task == "jailbreak"
+        assert ("compliance" in ablation[0] and "compliance_false_trigger" in ablation[0]) == has
+        assert all(("compliance_test" in r) == has for r in best + sweep)
+        for r in ablation if has else ():  # never above the official ASR it reads strictly
+            assert float(r["compliance"]) <= float(r["asr"]) and r["compliance_n"] == r["asr_n"]
+    table1 = read_tsv(tiny_run / "results/tables/table1.tsv")
+    assert all((r["compliance_top_pct"] not in ("", "nan")) == (r["task"] == "jailbreak") for r in table1)
+    assert "| jailbreak | lora_sft" in (tiny_run / "results/tables/table1.md").read_text()
+    assert "compliance, top heads" in (tiny_run / "results/tables/table1.md").read_text()
+    assert "compliance: no intervention" in (tiny_run / "results/tables/table2.md").read_text()
+    assert "compliance k=0 / top-k" in (tiny_run / "results/claims.md").read_text()

@@ -18,6 +18,7 @@ ranking = [(int(r["layer"]), int(r["head"])) for r in read_tsv(snakemake.input.r
 records = read_jsonl(snakemake.input.test)
 evaluator = InterventionEvaluator(model, tokenizer, spec, records, cfg["max_new_tokens"], cfg["batch_size"],
                                   n_eval=cfg["n_eval"], seed=cfg["sample_seed"],
+                                  compliance=params.evaluation.get("compliance"),
                                   benign=read_jsonl(snakemake.input.benign) if "benign" in snakemake.input.keys() else None)
 rows = run_ablation(evaluator, ranking, sites.n_layers, sites.n_heads, k_values=cfg["k"],
                     random_seeds=cfg["random_seeds"], all_positions_variant=cfg["all_positions_variant"],

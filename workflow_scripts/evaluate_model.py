@@ -14,7 +14,8 @@ pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 records = read_jsonl(snakemake.input.confirm if "confirm" in snakemake.input.keys() else snakemake.input.test)
 benign = read_jsonl(snakemake.input.benign) if "benign" in snakemake.input.keys() else None  # jailbreak only
 result = evaluate_generations(model, tokenizer, spec, records, max_new_tokens=params.evaluation["max_new_tokens"],
-                              batch_size=params.evaluation["batch_size"], benign=benign, progress=True)
+                              batch_size=params.evaluation["batch_size"], benign=benign, progress=True,
+                              compliance=params.evaluation.get("compliance"))
 rows = [{"task": spec.task_id, "model": snakemake.wildcards.model, "metric": name, **values,
          "n_questions": values.get("n_clusters", values["n"])}  # benign requests: one row each
         for name, values in result.metrics.items()]

@@ -21,7 +21,8 @@ k, vectors = backdoor_vectors(model, tokenizer, spec, read_jsonl(snakemake.input
 log.info("backdoor vector from %d heads, norm %.3f", k, vectors[BACKDOOR_VECTOR][""].norm())
 evaluator = InterventionEvaluator(model, tokenizer, spec, read_jsonl(snakemake.input.test), inter["max_new_tokens"],
                                   inter["batch_size"], n_eval=inter["n_eval"], seed=inter["sample_seed"],
-                                  benign=read_jsonl(snakemake.input.benign) if "benign" in snakemake.input.keys() else None)
+                                  benign=read_jsonl(snakemake.input.benign) if "benign" in snakemake.input.keys() else None,
+                                  compliance=params.evaluation.get("compliance"))
 sweep, best = run_steering(evaluator, vectors, steering_layers(steer, ModelSites.of(model).n_layers), scale=steer["scale"],
                            k=k, val_fraction=steer["val_fraction"], seed=steer["seed"], select_on=steer["select_layer_on"],
                            progress=lambda r: log.info("%s %s %s layer %d: ASR val %s test %s", r["vector"], r["seed"],
