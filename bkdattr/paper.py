@@ -33,4 +33,6 @@ PAPER_CHOICES = {
     "interventions.steering.select_layer_on": "test",    # the paper picks the best layer on what it reports
     "injection.schedule": "fixed",                       # the paper trains a fixed number of epochs
     "data.held_out_rows_per_question": None,             # the paper's splits are by row, rewordings uncapped
+    "data.benign_mix": 0,                                # the official jailbreak data hold harmful requests only
+    "attribution.max_target_tokens": None,               # the paper scores the whole backdoor target
 }
