@@ -208,12 +208,22 @@ def plot_table1(table1_rows: Sequence[Mapping], pdf_path, png_path, model_name: 
                 pts = [(100 * k / heads, v) for k, v in zip(TABLE1_K, values) if v is not None]
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], linestyle="--", marker="x", linewidth=0.8,
                         label=f"paper, {paper_model}")
-        ax.set_title(TASK_TITLES.get(task, task))
-        ax.set_xlabel("heads ablated, % of all heads (k / (L*H))")
-        ax.set_ylabel("ASR (%)")
-        ax.set_ylim(-3, 103)
-        ax.legend(fontsize=6)
-    fig.suptitle(f"Table 1 as curves ({model_name}): ASR after zero-ablating heads at the last prompt token", y=1.02)
+        asr_panel(ax, task, "heads ablated, % of all heads (k / (L*H))")
+    finish_figure(plt, fig, f"Table 1 as curves ({model_name}): ASR after zero-ablating heads at the last prompt token",
+                  pdf_path, png_path)
+
+
+def asr_panel(ax, task: str, xlabel: str) -> None:
+    """An ASR-against-heads panel: the task's title, the axes' labels, 0-100% and the legend."""
+    ax.set_title(TASK_TITLES.get(task, task))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("ASR (%)")
+    ax.set_ylim(-3, 103)
+    ax.legend(fontsize=6)
+
+
+def finish_figure(plt, fig, title: str, pdf_path, png_path) -> None:
+    fig.suptitle(title, y=1.02)
     fig.tight_layout()
     save_figure(fig, pdf_path, png_path)
     plt.close(fig)

@@ -155,7 +155,7 @@ def seeds_markdown(summary: Sequence[dict], bands: Sequence[dict], model_name: s
 def plot_seed_bands(curves: Sequence[dict], bands: Sequence[dict], pdf_path, png_path, model_name: str = "") -> None:
     """Table 1's curve across seeds, one panel per task: each seed's curve faint, the mean line and the min-max
     band."""
-    from .figures import TASK_TITLES, _pyplot, save_figure
+    from .figures import _pyplot, asr_panel, finish_figure
 
     plt = _pyplot()
     tasks = sorted({b["task"] for b in bands})
@@ -174,12 +174,5 @@ def plot_seed_bands(curves: Sequence[dict], bands: Sequence[dict], pdf_path, png
                               key=lambda c: c["k_fraction"])
                 ax.plot([100 * c["k_fraction"] for c in line], [100 * c["asr"] for c in line], linewidth=0.6,
                         alpha=0.5, color=colour)
-        ax.set_title(TASK_TITLES.get(task, task))
-        ax.set_xlabel("top-ACIE heads ablated, % of all heads")
-        ax.set_ylabel("ASR (%)")
-        ax.set_ylim(-3, 103)
-        ax.legend(fontsize=6)
-    fig.suptitle(f"Head ablation across injection seeds ({model_name})", y=1.02)
-    fig.tight_layout()
-    save_figure(fig, pdf_path, png_path)
-    plt.close(fig)
+        asr_panel(ax, task, "top-ACIE heads ablated, % of all heads")
+    finish_figure(plt, fig, f"Head ablation across injection seeds ({model_name})", pdf_path, png_path)

@@ -97,3 +97,12 @@ def test_a_seeds_wildcard_trains_one_model_per_seed_and_writes_the_seed_summary(
     assert row["top0.1_overlap_by_chance"] and row["spearman_mean"]
     assert len(read_tsv(workdir / "results/tables/seeds_pairs.tsv")) == 1
     assert (workdir / "results/figures/seeds.png").stat().st_size > 0
+
+
+def test_the_seed_figure_draws_every_seed_and_the_band(tmp_path):
+    from bkdattr.seeds import plot_seed_bands
+
+    curves = [{"task": t, "method": "m", "seed": s, "k": k, "k_fraction": k / 12, "asr": a}
+              for t in ("fixed_output", "jailbreak") for s, shift in ((0, 0.0), (1, 0.2)) for k, a in ((0, 1.0), (2, 0.5 - shift))]
+    plot_seed_bands(curves, band_rows(curves), tmp_path / "seeds.pdf", tmp_path / "seeds.png", model_name="tiny")
+    assert (tmp_path / "seeds.pdf").read_bytes().startswith(b"%PDF") and (tmp_path / "seeds.png").stat().st_size > 1000
