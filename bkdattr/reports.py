@@ -434,7 +434,8 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
                    f"{_f(r.get('max_test_acc_mlp_ci_high')):.2f}] (layer {r['best_layer_mlp']}, n={r.get('n_test', '')}) | "
                    f"{_f(r['mean_offdiag_ilca_mlp']):.3f} / {_f(r['mean_offdiag_ilca_svm']):.3f} |")
     out += ["", "Reading: compare each backdoored row with its `base` row. A probe that also separates clean from "
-            "triggered prompts on the clean base model is reading the trigger text, not a backdoor feature.", ""]
+            "triggered prompts on the clean base model as well shows that the probe cannot tell the trigger's text from a "
+            "backdoor feature; it does not show which of the two a backdoored model's probe reads.", ""]
     out += ["## Claim: " + CLAIMS["sparsity"], "",
             "Clean controls (the paper has none): the same ACIE, with the backdoored model's prompts, target and "
             "mean-activation definition, on the clean base model and (when trained) the clean-SFT model. Top-3% "
