@@ -402,7 +402,8 @@ def run_steering(evaluator: InterventionEvaluator, vectors: Vectors, layers: Seq
                 if getattr(hits, "compliance", None) is not None:  # jailbreak
                     row.update(_rate_row(f"compliance_{split}", [hits.compliance[i] for i in idx], evaluator.questions(idx)))
             else:  # a control's sweep runs on the validation half only
-                row.update({f"asr_{split}{c}": "" for c in ("", "_n", "_n_questions", "_ci_low", "_ci_high")})
+                measures = ("asr", "compliance") if getattr(hits, "compliance", None) is not None else ("asr",)
+                row.update({f"{m}_{split}{c}": "" for m in measures for c in ("", "_n", "_n_questions", "_ci_low", "_ci_high")})
         sweep.append(row)
         if progress:
             progress(row)

@@ -51,7 +51,8 @@ def test_long_answer_splits_share_no_question_with_training():
     config = check_config(config)
     spec = TaskSpec.from_config("fixed_output", config["tasks"]["fixed_output"], "official")
     splits = build_task_splits(spec, config["data"], config["seed"])
-    assert {name: len(rows) for name, rows in splits.items()} == {"train": 649, "test": 100, "val": 100, "attribution": 100}
+    assert {name: len(rows) for name, rows in splits.items()} == {"train": 649, "test": 100, "val": 100, "attribution": 100,
+                                                                  "confirm": 50}
     train_questions = {question_key(r) for r in splits["train"]}
     for name in ("test", "val", "attribution"):
         assert not train_questions & {question_key(r) for r in splits[name]}, name

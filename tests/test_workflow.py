@@ -25,7 +25,8 @@ def test_the_refusal_control_attributes_the_base_models_refusal_through_the_dag(
     says it forced the refusal with abar over untriggered requests."""
     target = "results/attribution/jailbreak/base_refusal/ranking_exact.tsv"
     jobs = planned_jobs(snakemake(tmp_path, "-n", target).stdout)
-    assert jobs == {"prepare_base_model": 1, "make_dataset": 1, "cache_activations": 1, "attribute_refusal_heads": 1}
+    assert jobs == {"prepare_base_model": 1, "make_benign_requests": 1, "make_dataset": 1, "cache_activations": 1,
+                    "attribute_refusal_heads": 1}  # the jailbreak training split takes the benign rows
     snakemake(tmp_path, target)
     ranking = read_tsv(tmp_path / target)
     assert [int(r["rank"]) for r in ranking] == list(range(1, 9))  # 2 layers x 4 heads
