@@ -16,7 +16,8 @@ from bkdattr.atomic import read_tsv, write_tsv
 
 STAGES = {"fetch_base_model": "model", "prepare_base_model": "model", "inject_backdoor": "injection",
           "evaluate_model": "evaluation", "cache_activations": "probes", "train_probes": "probes",
-          "attribute_heads": "attribution", "ablate_heads": "interventions", "steer_backdoor_vector": "interventions"}
+          "attribute_heads": "attribution", "attribute_refusal_heads": "attribution", "evaluate_confirm": "evaluation",
+          "ablate_heads": "interventions", "steer_backdoor_vector": "interventions"}
 
 
 def main() -> None:
