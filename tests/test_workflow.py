@@ -51,8 +51,9 @@ def test_spine_outputs_exist_and_are_complete(tiny_run):
         assert sum("clean_output" in g for g in gens) == 24
         assert sum("benign_output" in g for g in gens) == (8 if task == "jailbreak" else 0)
     assert (tiny_run / "results/models/fixed_output/lora_sft/checkpoint/model.safetensors").is_file()
-    # the utility control: same recipe, the 40 clean rows without their 10 poisoned copies
-    control_log = (tiny_run / "results/logs/inject_backdoor/jailbreak/clean_sft.log").read_text()
+    # the utility control: same recipe, the 40 clean rows without their 10 poisoned copies (fixed_output: no
+    # benign rows, which the jailbreak control keeps as clean rows)
+    control_log = (tiny_run / "results/logs/inject_backdoor/fixed_output/clean_sft.log").read_text()
     assert "training clean_sft (lora_sft, fixed schedule" in control_log and "on 40 examples (0 poisoned)" in control_log
     assert not list(tiny_run.rglob(".*.tmp-*")), "temporary files left behind"
 
