@@ -1,4 +1,4 @@
-"""Probe training: the 30 per-layer MLP probes one layer at a time (train_mlp_probe, the path before session 11)
+"""Probe training: the 30 per-layer MLP probes one layer at a time (train_mlp_probe, the path before commit b0629db)
 against all layers trained together (train_mlp_probes, the workflow's path), on a real activation cache of a
 workflow run, in one process, one path after the other.
 

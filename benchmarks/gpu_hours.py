@@ -1,5 +1,5 @@
 """Expected GPU-hours per stage of a config (default: presets/paper.yaml on Llama-2-7B-chat), estimated, not
-measured: no GPU was lent to the sessions that wrote this. The estimate is a cost model with every input
+measured: no GPU was lent to the runs behind this. The estimate is a cost model with every input
 printed, so a user with a GPU can replace the assumptions by their own measurements:
 
 * token counts come from the workflow's own splits of the config (synthetic data), tokenised with the
