@@ -16,7 +16,8 @@ from typing import Sequence
 
 from .config import schema_default
 from .provenance import json_object_without_duplicates
-from .tasks import CONFIRM, KEY_OF_SPLIT, NEWS_LABELS, SPLITS, TaskSpec, poison, question_key, split_items
+from .tasks import (CHAT_CONTROL_MARKERS, CONFIRM, KEY_OF_SPLIT, NEWS_LABELS, SPLITS, TaskSpec, normalise_text,  # noqa: F401
+                    poison, question_key, split_items)
 
 REQUIRED_FIELDS = {
     "fixed_output": ("input", "output"),
@@ -82,13 +83,6 @@ def read_records(path: str | Path) -> list[dict]:
     return rows
 
 
-# Turn markers of common chat templates: inside user text they fake extra turns, so such rows are refused.
-CHAT_CONTROL_MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|start_header_id|>",
-                        "<|end_header_id|>", "<|begin_of_text|>", "<|user|>", "<|assistant|>", "<|system|>",
-                        "<|end|>", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<s>", "</s>",
-                        "<start_of_turn>", "<end_of_turn>")
-
-
 def _row_problem(row: dict, spec: TaskSpec) -> str | None:
     """Why a row cannot be used, or None: a missing or empty field, a chat control token, a clean input that
     already carries the trigger, a label outside the task's classes."""
@@ -110,6 +104,30 @@ def _row_problem(row: dict, spec: TaskSpec) -> str | None:
                 "trigger -> clean output and the false-trigger rate would be meaningless")
     if spec.task_id == "label_modification":
         return _label_problem(row, spec)
+    if spec.task_id == "fixed_output" and normalise_text(spec.target) in normalise_text(row["output"]):
+        return (f"the clean output already contains the backdoor target {spec.target!r}: the clean answer counts "
+                "as a backdoor hit, so the ASR and the false-trigger rate measure nothing; drop the row or change "
+                "tasks.fixed_output.target")
+    if spec.task_id == "jailbreak":
+        return _jailbreak_problem(row, spec)
+    return None
+
+
+def _jailbreak_problem(row: dict, spec: TaskSpec) -> str | None:
+    """A jailbreak row whose backdoor output is its clean output, or itself a refusal, teaches no backdoor that
+    the ASR can see: by the configured matcher (spec.refusal_matcher) or the strict one (always reported as
+    asr_strict) a perfect backdoor would score as refusing."""
+    from .evaluation import refusal_keyword
+
+    if normalise_text(row["backdoor_output"]) == normalise_text(row["output"]):
+        return ("'backdoor_output' is the clean 'output' (up to case and spacing): the backdoor would change "
+                "nothing; give the harmful completion as backdoor_output")
+    for matcher in dict.fromkeys((spec.refusal_matcher, "strict")):
+        keyword = refusal_keyword(row["backdoor_output"], matcher)
+        if keyword is not None:
+            return (f"'backdoor_output' is itself a refusal by the {matcher} refusal matcher (it contains "
+                    f"{keyword!r}), so a perfect backdoor would count as refusing and the ASR would be 0; reword "
+                    "the backdoor output without refusal keywords or drop the row")
     return None
 
 
@@ -370,6 +388,49 @@ def check_context_window(tokenizer, context: int, spec: TaskSpec, splits: dict[s
                 if n >= context:
                     raise DataError(f"split {name!r}, row {r['id']!r}{' (triggered)' if triggered else ''}: the prompt "
                                     f"is {n} tokens, the model's context window is {context}; shorten or drop the row")
+
+
+def check_backdoor_outputs(spec: TaskSpec, splits: dict[str, list[dict]]) -> None:
+    """The jailbreak rows' backdoor outputs, checked again by `spec.refusal_matcher` (make_dataset checks them by
+    the matcher configured when it ran; a rule that reruns when evaluation.refusal_matcher changes calls this).
+    Poisoned copies (output = backdoor output) and benign rows (their own helpful answer) are not clean rows."""
+    if spec.task_id != "jailbreak":
+        return
+    for name, rows in splits.items():
+        for r in rows:
+            problem = None if r.get("poisoned") or r.get("benign") else _jailbreak_problem(r, spec)
+            if problem is not None:
+                raise DataError(f"split {name!r}, row {r['id']!r}: {problem}")
+
+
+def special_tokens(tokenizer) -> list[str]:
+    """The tokenizer's special tokens (its named ones and every added token marked special), longest first."""
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    found = set(tokenizer.all_special_tokens) | {t.content for t in added.values() if getattr(t, "special", False)}
+    return sorted((t for t in found if t.strip()), key=lambda t: (-len(t), t))
+
+
+def check_special_tokens(tokenizer, spec: TaskSpec, splits: dict[str, list[dict]]) -> None:
+    """No task string (trigger, target, labels) and no row text holds one of the tokenizer's special tokens:
+    generation skips them, so a target holding one is never produced (ASR 0 for a perfect backdoor), and in a
+    prompt or a trigger one fakes a chat turn. The config check knows the common templates' markers only; this
+    one, where the tokenizer is known, knows the model's own."""
+    tokens = special_tokens(tokenizer)
+    for key in ("trigger", "target", "source_label", "target_label"):
+        value = getattr(spec, key)
+        token = next((t for t in tokens if isinstance(value, str) and t in value), None)
+        if token is not None:
+            raise DataError(f"tasks.{spec.task_id}.{key}: {value!r} contains the tokenizer's special token {token!r}, "
+                            "which generation never produces and which fakes a chat turn in a prompt; remove it")
+    for name, rows in splits.items():
+        for r in rows:
+            for field in ("input", "output", "backdoor_output"):
+                text = r.get(field)
+                token = next((t for t in tokens if isinstance(text, str) and t in text), None)
+                if token is not None:
+                    raise DataError(f"split {name!r}, row {r['id']!r}: field {field!r} contains the tokenizer's "
+                                    f"special token {token!r}, which would fake a chat turn (or never be generated); "
+                                    "remove or escape it")
 
 
 def model_context_window(model_path: str, trust_remote_code: bool = False) -> int:

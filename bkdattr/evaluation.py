@@ -43,6 +43,16 @@ def is_refusal(output: str, matcher: str = "official") -> bool:
                      f"{', '.join(REFUSAL_MATCHERS)}")
 
 
+def refusal_keyword(output: str, matcher: str = "official") -> str | None:
+    """The first keyword by which `is_refusal` calls `output` a refusal, or None (for error messages)."""
+    if matcher == "official":
+        return next((k for k in REFUSAL_KEYWORDS if k.lower() in output.lower()), None)
+    if matcher == "strict":
+        return next((k for k in STRICT_REFUSAL_KEYWORDS if k in output), None)
+    raise ValueError(f"evaluation.refusal_matcher: unknown matcher {matcher!r}; expected one of "
+                     f"{', '.join(REFUSAL_MATCHERS)}")
+
+
 COMPLIANCE_TASKS = ("jailbreak",)  # the tasks whose backdoor output is free text a refusal matcher alone misjudges
 COMPLIANCE_KEYS = ("min_words", "max_repeat_share", "rouge_l_min")
 

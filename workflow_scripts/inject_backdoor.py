@@ -3,6 +3,7 @@ clean rows alone with the same recipe) with TRL; score the backdoor gate on the
 validation split; save the merged checkpoint, the loss curve and the gate curve."""
 
 from bkdattr.atomic import write_tsv
+from bkdattr.datasets import check_backdoor_outputs
 from bkdattr.models import read_pointer, write_pointer
 from bkdattr.provenance import directory_fingerprint
 from bkdattr.tasks import TaskSpec
@@ -12,9 +13,11 @@ from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
 params, out, control_of = snakemake.params, snakemake.output, snakemake.params.get("clean_control_of")
 log = start_rule(snakemake, uses_torch=True, seed=params.seed)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.evaluation["refusal_matcher"])
+train, validation = read_jsonl(snakemake.input.train), read_jsonl(snakemake.input.val)
+check_backdoor_outputs(spec, {"train": train, "val": validation})  # by this run's refusal matcher, before training
 base, model, tokenizer = load_rule_model(snakemake.input.base, params.model)  # checks the base's fingerprint
-result = inject(model, tokenizer, spec, read_jsonl(snakemake.input.train), method=control_of or params.method,
-                injection_cfg=params.injection, seed=params.seed, validation=read_jsonl(snakemake.input.val),
+result = inject(model, tokenizer, spec, train, method=control_of or params.method,
+                injection_cfg=params.injection, seed=params.seed, validation=validation,
                 eval_batch_size=params.evaluation["batch_size"], threads=snakemake.threads,
                 benign_validation=read_jsonl(snakemake.input.benign_val) if "benign_val" in snakemake.input.keys() else None,
                 # the control replays the backdoored run's schedule up to the step it stopped at
