@@ -54,6 +54,7 @@ localrules:
     table1,
     table2_and_fig4,
     claims_report,
+    summary,
     seed_summary,
     run_record,
 

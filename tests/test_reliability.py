@@ -60,13 +60,13 @@ def test_probe_setting_reruns_probes_and_their_reports_only(tiny_run, tmp_path):
     path = _changed(tmp_path, lambda c: c["probes"].update(epochs=6))
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
     # run_record holds the effective config: any setting reruns it (seconds)
-    assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "claims_report": 1, "run_record": 1, "all": 1}
+    assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "claims_report": 1, "summary": 1, "run_record": 1, "all": 1}
 
 
 def test_steering_setting_reruns_steering_and_its_reports_only(tiny_run, tmp_path):
     path = _changed(tmp_path, lambda c: c["interventions"]["steering"].update(scale=2.0))
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
-    assert jobs == {"steer_backdoor_vector": 3, "table2_and_fig4": 1, "claims_report": 1, "run_record": 1, "all": 1}
+    assert jobs == {"steer_backdoor_vector": 3, "table2_and_fig4": 1, "claims_report": 1, "summary": 1, "run_record": 1, "all": 1}
 
 
 def test_one_tasks_trigger_reruns_that_task_only(tiny_run, tmp_path):
@@ -121,7 +121,7 @@ def test_a_setting_added_to_the_schema_reruns_its_scope_with_no_other_file_edite
 
     jobs = planned({"attribution": {"new_option": {"type": "integer", "default": 7}}}, "scoped")
     assert jobs == {"attribute_heads": 15, "attribute_refusal_heads": 1, "attribution_summary": 1, "fig3": 1, "ablate_heads": 3,
-                    "steer_backdoor_vector": 3, "table1": 1, "table2_and_fig4": 1, "claims_report": 1,
+                    "steer_backdoor_vector": 3, "table1": 1, "table2_and_fig4": 1, "claims_report": 1, "summary": 1,
                     "run_record": 1, "all": 1}
     jobs = planned({"attribution": {"report_only": {"type": "integer", "default": 7, "x-rerun": []}}}, "unscoped")
     assert jobs == {"run_record": 1, "all": 1}
@@ -130,7 +130,7 @@ def test_a_setting_added_to_the_schema_reruns_its_scope_with_no_other_file_edite
 def test_choosing_another_ranking_reruns_the_interventions_only(tiny_run, tmp_path):
     path = _changed(tmp_path, lambda c: c["interventions"].update(ranking="atp"))
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
-    assert jobs == {"ablate_heads": 3, "steer_backdoor_vector": 3, "table1": 1, "table2_and_fig4": 1, "claims_report": 1,
+    assert jobs == {"ablate_heads": 3, "steer_backdoor_vector": 3, "table1": 1, "table2_and_fig4": 1, "claims_report": 1, "summary": 1,
                     "run_record": 1, "all": 1}
 
 

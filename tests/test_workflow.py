@@ -90,9 +90,9 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
 def test_forcerun_reruns_a_rule_and_only_what_depends_on_it(tiny_run):
     jobs = planned_jobs(snakemake(tiny_run, "-n", "--forcerun", "evaluate_model").stdout)
     assert jobs == {"evaluate_model": 9, "injection_table": 1, "injection_methods_table": 1, "confirmation_table": 1,
-                    "claims_report": 1, "all": 1}
+                    "claims_report": 1, "summary": 1, "all": 1}
     jobs = planned_jobs(snakemake(tiny_run, "-n", "--forcerun", "train_probes").stdout)
-    assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "claims_report": 1, "all": 1}
+    assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "claims_report": 1, "summary": 1, "all": 1}
 
 
 def test_the_whole_tiny_dag_runs_in_bfloat16(tiny_bf16_run):
@@ -238,3 +238,54 @@ def test_jailbreak_compliance_sits_beside_the_asr_in_every_stage_and_table(tiny_
     assert "compliance, top heads" in (tiny_run / "results/tables/table1.md").read_text()
     assert "compliance: no intervention" in (tiny_run / "results/tables/table2.md").read_text()
     assert "compliance k=0 / top-k" in (tiny_run / "results/claims.md").read_text()
+
+
+def test_the_summary_quotes_the_runs_tables_under_fixed_columns_and_rounding(tiny_run):
+    from bkdattr.summary import DECIMALS, HEADLINE_COLUMNS, MISSING, TABLE1_COLUMNS, TABLE2_COLUMNS, parse_tables
+
+    def rounded(value):
+        x = float(value) if value not in ("", None) else float("nan")
+        return MISSING if x != x else f"{x:.{DECIMALS}f}"
+
+    def run_key(task, name):  # a row's model or method cell carries the gate's mark
+        return task, name.split(" (backdoor NOT implanted)")[0]
+
+    tables = {h: (cols, rows) for h, cols, rows in parse_tables((tiny_run / "results/summary.md").read_text())}
+    cols, rows = tables["Held-out backdoor metrics"]
+    assert tuple(cols) == HEADLINE_COLUMNS
+    injection = {(r["task"], r["model"], r["metric"]): r for r in read_tsv(tiny_run / "results/tables/injection.tsv")}
+    assert {run_key(r[0], r[1]) for r in rows} == {(t, m) for t, m, _ in injection}
+    metric_of = {"ASR": "asr", "false-trigger rate": "false_trigger_rate", "clean utility": "clean_utility",
+                 "compliance": "compliance", "over-refusal": "over_refusal_rate"}
+    for row in rows:
+        cells, (task, model) = dict(zip(cols, row)), run_key(row[0], row[1])
+        for column, metric in metric_of.items():
+            source = injection.get((task, model, metric))
+            assert cells[column] == (rounded(source["value"]) if source and source["n"] != "0" else MISSING), (row, column)
+        asr = injection[(task, model, "asr")]
+        assert cells["ASR 95% CI"] == f"[{rounded(asr['ci_low'])}, {rounded(asr['ci_high'])}]"
+        assert (cells["compliance"] != MISSING) == (task == "jailbreak") == (cells["over-refusal"] != MISSING)
+    cols, rows = tables["Table 1: head ablation"]
+    assert tuple(cols) == TABLE1_COLUMNS
+    table1 = {(r["task"], r["method"], r["k"]): r for r in read_tsv(tiny_run / "results/tables/table1.tsv")}
+    assert len(rows) == len(table1) == 3 * 4  # 3 tasks x k in [0, 1, 2, 0.25 of 8 heads]
+    for row in rows:
+        cells, source = dict(zip(cols, row)), table1[(*run_key(row[0], row[1]), row[2])]
+        assert cells["ASR top-k ablated (%)"] == rounded(source["asr_top_pct"])
+        assert cells["ASR 95% CI (%)"] == f"[{rounded(source['asr_top_ci_low_pct'])}, {rounded(source['asr_top_ci_high_pct'])}]"
+        assert cells["ASR random heads (%)"] == rounded(source["asr_random_mean_pct"])
+        assert cells["clean utility top-k ablated"] == rounded(source["clean_utility_top"])
+    cols, rows = tables["Table 2: backdoor vector"]
+    assert tuple(cols) == TABLE2_COLUMNS
+    table2 = {(r["task"], r["method"], r["direction"]): r for r in read_tsv(tiny_run / "results/tables/table2.tsv")}
+    assert len(rows) == len(table2) > 0
+    for row in rows:
+        cells, source = dict(zip(cols, row)), table2[(*run_key(row[0], row[1]), row[2])]
+        assert cells["best layer (val)"] == source["best_layer_val"]
+        assert cells["ASR backdoor vector"] == rounded(source["asr_test"])
+        assert cells["ASR no intervention"] == rounded(source["no_intervention_asr_test"])
+        assert cells["ASR random-head vector"] == rounded(source["random_heads_vector_asr_test"])
+        assert cells["clean utility with vector"] == rounded(source["clean_utility_with_vector"])
+    summary = (tiny_run / "results/summary.md").read_text()
+    for link in ("claims.md", "figures/fig2.png", "figures/fig3.png", "figures/fig4.png", "figures/table1.png"):
+        assert f"]({link})" in summary and (tiny_run / "results" / link).is_file(), link
