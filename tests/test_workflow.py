@@ -289,3 +289,45 @@ def test_the_summary_quotes_the_runs_tables_under_fixed_columns_and_rounding(tin
     summary = (tiny_run / "results/summary.md").read_text()
     for link in ("claims.md", "figures/fig2.png", "figures/fig3.png", "figures/fig4.png", "figures/table1.png"):
         assert f"]({link})" in summary and (tiny_run / "results" / link).is_file(), link
+
+
+def test_a_bad_data_row_is_named_on_the_console_not_only_in_the_log(tmp_path):
+    """profiles/default prints a failed job's log, whose first error line is the rule's own message."""
+    import yaml
+
+    from bkdattr.synthetic import generate_fixed_output
+    from workflow_utils import TINY_CONFIG
+
+    rows = generate_fixed_output(150, 1)
+    del rows[2]["output"]
+    data = tmp_path / "fixed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["tasks"] = {"fixed_output": {}}
+    config["data"].update(source="files", files={"fixed_output": str(data)})
+    configfile = tmp_path / "files.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "results/data/fixed_output/manifest.json", configfile=configfile, check=False)
+    console = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    expected = f"{data}: line 3: missing field 'output'"
+    assert f"ERROR in rule make_dataset: DataError: {expected}" in console, console[-3000:]
+    assert "set data.drop_invalid_rows: true" in console
+    log = (tmp_path / "results/logs/make_dataset/fixed_output.log").read_text()
+    assert [line for line in log.splitlines() if "ERROR" in line][0].startswith("ERROR in rule make_dataset: ")
+
+
+def test_an_unknown_config_key_is_named_on_the_console(tmp_path):
+    import yaml
+
+    from workflow_utils import TINY_CONFIG
+
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["data"]["n_tset"] = 5
+    configfile = tmp_path / "typo.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "-n", configfile=configfile, check=False)
+    console = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "config: invalid value at key 'data': Additional properties are not allowed ('n_tset' was unexpected)" \
+        in console, console[-3000:]
