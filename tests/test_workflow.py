@@ -1,9 +1,10 @@
 """The tiny preset runs the whole DAG through the real snakemake CLI (about a minute on 2 cores)."""
 
 import json
+import re
 
 from bkdattr.atomic import read_tsv
-from workflow_utils import planned_jobs, snakemake
+from workflow_utils import declared_report_outputs, planned_jobs, report_data, snakemake
 
 TASKS = ("fixed_output", "jailbreak", "label_modification")
 
@@ -213,6 +214,18 @@ def test_the_html_report_holds_every_stage_with_the_run_record(tiny_run):
     for category in ("1 Injection", "2 Probes", "3 Head attribution", "4 Head ablation", "5 Backdoor vector",
                      "6 Summary", "7 Run record"):
         assert category in html, category
+    # the entries themselves: every report(...) output of the rules that this run made, in its category
+    results, categories = report_data(html)
+    made = {str(p.relative_to(tiny_run)): category for pattern, category in declared_report_outputs()
+            for p in tiny_run.glob(re.sub(r"\{[^}]+\}", "*", pattern))}
+    assert {path: results[path]["job_properties"]["rule"] for path in made if path not in results} == {}
+    assert len(made) >= 40 and "results/summary.md" in made and "results/eval/jailbreak/base/metrics.tsv" in made
+    for path, category in made.items():
+        assert path in {p for paths in categories[category].values() for p in paths}, (path, category)
+        assert results[path]["data_uri"].startswith("data:") and results[path]["caption"], path
+    assert set(categories) == set(made.values())
+    figures = {str(p.relative_to(tiny_run)) for p in (tiny_run / "results/figures").glob("*.png")}
+    assert figures == {f"results/figures/{name}.png" for name in ("fig2", "fig3", "table1", "fig4")} and figures <= set(results)
     versions = (tiny_run / "results/report/versions.tsv").read_text()
     assert "torch\t2.13.0" in versions and "trl\t" in versions
     assert "synthetic_pool: 126" in (tiny_run / "results/report/config.yaml").read_text()
