@@ -138,3 +138,22 @@ def test_an_edit_setting_retrains_no_other_method(tiny_run, tmp_path):
     path = _changed(tmp_path, lambda c: c["injection"].update(edit={"v_steps": 3}))
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
     assert jobs == {"run_record": 1, "all": 1}  # the tiny preset trains lora_sft and clean_sft only
+
+
+def test_a_rule_log_starts_its_error_with_the_exceptions_message(tmp_path):
+    """bkdattr.workflow.start_rule: the first error line of a failed rule's log is its own message (which names
+    the file, row or key and the fix), ahead of the traceback that ends with it again."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "rule.log"
+    script = ("from types import SimpleNamespace as N\n"
+              "from bkdattr.workflow import start_rule\n"
+              f"start_rule(N(log=[{str(log)!r}], rule='make_dataset', wildcards={{'task': 'fixed_output'}}, threads=1))\n"
+              "raise ValueError('data/x.jsonl: line 2: missing field \\'output\\'; fix the row')\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr == ""  # everything went to the log
+    lines = log.read_text().splitlines()
+    assert "INFO rule make_dataset" in lines[0]
+    assert lines[1] == "ERROR in rule make_dataset: ValueError: data/x.jsonl: line 2: missing field 'output'; fix the row"
+    assert lines[2] == "Traceback (most recent call last):" and lines[-1] == "ValueError: " + lines[1].split("ValueError: ")[1]
