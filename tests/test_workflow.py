@@ -219,7 +219,8 @@ def test_the_html_report_holds_every_stage_with_the_run_record(tiny_run):
     made = {str(p.relative_to(tiny_run)): category for pattern, category in declared_report_outputs()
             for p in tiny_run.glob(re.sub(r"\{[^}]+\}", "*", pattern))}
     assert {path: results[path]["job_properties"]["rule"] for path in made if path not in results} == {}
-    assert len(made) >= 40 and "results/summary.md" in made and "results/eval/jailbreak/base/metrics.tsv" in made
+    # 3 tasks x 3 models' metrics, a gate curve per backdoored model, 16 tables, figures and records
+    assert len(made) >= 9 + 3 + 16 and "results/summary.md" in made and "results/eval/jailbreak/base/metrics.tsv" in made
     for path, category in made.items():
         assert path in {p for paths in categories[category].values() for p in paths}, (path, category)
         assert results[path]["data_uri"].startswith("data:") and results[path]["caption"], path
@@ -281,7 +282,7 @@ def test_the_summary_quotes_the_runs_tables_under_fixed_columns_and_rounding(tin
     cols, rows = tables["Table 1: head ablation"]
     assert tuple(cols) == TABLE1_COLUMNS
     table1 = {(r["task"], r["method"], r["k"]): r for r in read_tsv(tiny_run / "results/tables/table1.tsv")}
-    assert len(rows) == len(table1) == 3 * 4  # 3 tasks x k in [0, 1, 2, 0.25 of 8 heads]
+    assert len(rows) == len(table1) and {(*run_key(r[0], r[1]), r[2]) for r in rows} == set(table1)
     for row in rows:
         cells, source = dict(zip(cols, row)), table1[(*run_key(row[0], row[1]), row[2])]
         assert cells["ASR top-k ablated (%)"] == rounded(source["asr_top_pct"])
@@ -291,7 +292,7 @@ def test_the_summary_quotes_the_runs_tables_under_fixed_columns_and_rounding(tin
     cols, rows = tables["Table 2: backdoor vector"]
     assert tuple(cols) == TABLE2_COLUMNS
     table2 = {(r["task"], r["method"], r["direction"]): r for r in read_tsv(tiny_run / "results/tables/table2.tsv")}
-    assert len(rows) == len(table2) > 0
+    assert len(rows) == len(table2) > 0 and {(*run_key(r[0], r[1]), r[2]) for r in rows} == set(table2)
     for row in rows:
         cells, source = dict(zip(cols, row)), table2[(*run_key(row[0], row[1]), row[2])]
         assert cells["best layer (val)"] == source["best_layer_val"]
