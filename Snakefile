@@ -21,6 +21,13 @@ for _configfile in workflow.configfiles:
     load_yaml_unique(_configfile)
 
 
+try:  # the key at fault, one line, before validate() below would print the whole schema with it
+    from bkdattr.config import ConfigError, check_config
+
+    check_config(config, "config")
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
 validate(config, "bkdattr/schemas/config.schema.yaml")
 
 
@@ -54,6 +61,7 @@ localrules:
     table1,
     table2_and_fig4,
     claims_report,
+    summary,
     seed_summary,
     run_record,
 

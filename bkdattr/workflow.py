@@ -24,6 +24,26 @@ def _record_imports(path: str, rule: str) -> None:
         os.close(fd)
 
 
+def error_summary(rule: str, exc: BaseException) -> str:
+    """The line a failed rule's log starts its error with: the rule and the exception's own message, which
+    names the file, row or key and the fix (the traceback below it is for debugging)."""
+    message = str(exc).strip() or type(exc).__name__
+    return f"ERROR in rule {rule}: {type(exc).__name__}: {message}"
+
+
+def _error_first(rule: str, stream):
+    """An excepthook that writes error_summary before the traceback: the log (and the console, where
+    snakemake prints the logs of failed jobs) shows the message first, not only at the traceback's end."""
+    import traceback
+
+    def hook(exc_type, exc, tb):
+        stream.write(error_summary(rule, exc) + "\n")
+        traceback.print_exception(exc_type, exc, tb, file=stream)
+        stream.flush()
+
+    return hook
+
+
 def start_rule(snakemake, *, uses_torch: bool = False, seed: int | None = None) -> logging.Logger:
     """Redirect stdout/stderr to `log[0]`; for torch rules set threads to the rule's `threads` and seed."""
     log_file = open(snakemake.log[0], "w", buffering=1, encoding="utf-8")
@@ -33,6 +53,7 @@ def start_rule(snakemake, *, uses_torch: bool = False, seed: int | None = None) 
                         force=True)
     logger = logging.getLogger(f"bkdattr.{snakemake.rule}")
     logger.info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards.items()))
+    sys.excepthook = _error_first(snakemake.rule, log_file)
     if os.environ.get(RECORD_IMPORTS_ENV):
         atexit.register(_record_imports, os.environ[RECORD_IMPORTS_ENV], snakemake.rule)
     if uses_torch:

@@ -193,6 +193,7 @@ def all_targets():
         "results/tables/table2.tsv",
         "results/figures/fig4.pdf",
         "results/claims.md",
+        "results/summary.md",
         "results/report/config.yaml",
         "results/report/versions.tsv",
     ] + (["results/tables/seeds.tsv", "results/figures/seeds.pdf"] if len(SEEDS) > 1 else []) + (

@@ -130,3 +130,25 @@ rule claims_report:
         "../envs/plots.yaml"
     script:
         "../workflow_scripts/claims_report.py"
+
+
+rule summary:
+    """results/summary.md: the held-out metrics, Tables 1 and 2, the claims and the figures, from the run's tables."""
+    input:
+        injection="results/tables/injection.tsv",
+        table1="results/tables/table1.tsv",
+        table2="results/tables/table2.tsv",
+        claims="results/claims.md",
+        figures=["results/figures/fig2.png", "results/figures/fig3.png", "results/figures/table1.png",
+                 "results/figures/fig4.png"],  # linked from the summary
+    output:
+        md=report("results/summary.md", caption="report/summary.rst", category="6 Summary",
+                  labels={"summary": "headline results"}),
+    log:
+        "results/logs/summary.log",
+    params:
+        model_name=config["model"]["name"],
+    conda:
+        "../envs/plots.yaml"
+    script:
+        "../workflow_scripts/summary.py"

@@ -60,13 +60,13 @@ def test_probe_setting_reruns_probes_and_their_reports_only(tiny_run, tmp_path):
     path = _changed(tmp_path, lambda c: c["probes"].update(epochs=6))
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
     # run_record holds the effective config: any setting reruns it (seconds)
-    assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "claims_report": 1, "run_record": 1, "all": 1}
+    assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "claims_report": 1, "summary": 1, "run_record": 1, "all": 1}
 
 
 def test_steering_setting_reruns_steering_and_its_reports_only(tiny_run, tmp_path):
     path = _changed(tmp_path, lambda c: c["interventions"]["steering"].update(scale=2.0))
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
-    assert jobs == {"steer_backdoor_vector": 3, "table2_and_fig4": 1, "claims_report": 1, "run_record": 1, "all": 1}
+    assert jobs == {"steer_backdoor_vector": 3, "table2_and_fig4": 1, "claims_report": 1, "summary": 1, "run_record": 1, "all": 1}
 
 
 def test_one_tasks_trigger_reruns_that_task_only(tiny_run, tmp_path):
@@ -121,7 +121,7 @@ def test_a_setting_added_to_the_schema_reruns_its_scope_with_no_other_file_edite
 
     jobs = planned({"attribution": {"new_option": {"type": "integer", "default": 7}}}, "scoped")
     assert jobs == {"attribute_heads": 15, "attribute_refusal_heads": 1, "attribution_summary": 1, "fig3": 1, "ablate_heads": 3,
-                    "steer_backdoor_vector": 3, "table1": 1, "table2_and_fig4": 1, "claims_report": 1,
+                    "steer_backdoor_vector": 3, "table1": 1, "table2_and_fig4": 1, "claims_report": 1, "summary": 1,
                     "run_record": 1, "all": 1}
     jobs = planned({"attribution": {"report_only": {"type": "integer", "default": 7, "x-rerun": []}}}, "unscoped")
     assert jobs == {"run_record": 1, "all": 1}
@@ -130,7 +130,7 @@ def test_a_setting_added_to_the_schema_reruns_its_scope_with_no_other_file_edite
 def test_choosing_another_ranking_reruns_the_interventions_only(tiny_run, tmp_path):
     path = _changed(tmp_path, lambda c: c["interventions"].update(ranking="atp"))
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
-    assert jobs == {"ablate_heads": 3, "steer_backdoor_vector": 3, "table1": 1, "table2_and_fig4": 1, "claims_report": 1,
+    assert jobs == {"ablate_heads": 3, "steer_backdoor_vector": 3, "table1": 1, "table2_and_fig4": 1, "claims_report": 1, "summary": 1,
                     "run_record": 1, "all": 1}
 
 
@@ -138,3 +138,22 @@ def test_an_edit_setting_retrains_no_other_method(tiny_run, tmp_path):
     path = _changed(tmp_path, lambda c: c["injection"].update(edit={"v_steps": 3}))
     jobs = planned_jobs(snakemake(tiny_run, "-n", configfile=path).stdout)
     assert jobs == {"run_record": 1, "all": 1}  # the tiny preset trains lora_sft and clean_sft only
+
+
+def test_a_rule_log_starts_its_error_with_the_exceptions_message(tmp_path):
+    """bkdattr.workflow.start_rule: the first error line of a failed rule's log is its own message (which names
+    the file, row or key and the fix), ahead of the traceback that ends with it again."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "rule.log"
+    script = ("from types import SimpleNamespace as N\n"
+              "from bkdattr.workflow import start_rule\n"
+              f"start_rule(N(log=[{str(log)!r}], rule='make_dataset', wildcards={{'task': 'fixed_output'}}, threads=1))\n"
+              "raise ValueError('data/x.jsonl: line 2: missing field \\'output\\'; fix the row')\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr == ""  # everything went to the log
+    lines = log.read_text().splitlines()
+    assert "INFO rule make_dataset" in lines[0]
+    assert lines[1] == "ERROR in rule make_dataset: ValueError: data/x.jsonl: line 2: missing field 'output'; fix the row"
+    assert lines[2] == "Traceback (most recent call last):" and lines[-1] == "ValueError: " + lines[1].split("ValueError: ")[1]

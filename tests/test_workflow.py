@@ -1,9 +1,10 @@
 """The tiny preset runs the whole DAG through the real snakemake CLI (about a minute on 2 cores)."""
 
 import json
+import re
 
 from bkdattr.atomic import read_tsv
-from workflow_utils import planned_jobs, snakemake
+from workflow_utils import declared_report_outputs, planned_jobs, report_data, snakemake
 
 TASKS = ("fixed_output", "jailbreak", "label_modification")
 
@@ -90,9 +91,9 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
 def test_forcerun_reruns_a_rule_and_only_what_depends_on_it(tiny_run):
     jobs = planned_jobs(snakemake(tiny_run, "-n", "--forcerun", "evaluate_model").stdout)
     assert jobs == {"evaluate_model": 9, "injection_table": 1, "injection_methods_table": 1, "confirmation_table": 1,
-                    "claims_report": 1, "all": 1}
+                    "claims_report": 1, "summary": 1, "all": 1}
     jobs = planned_jobs(snakemake(tiny_run, "-n", "--forcerun", "train_probes").stdout)
-    assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "claims_report": 1, "all": 1}
+    assert jobs == {"train_probes": 6, "probe_summary": 1, "fig2": 1, "claims_report": 1, "summary": 1, "all": 1}
 
 
 def test_the_whole_tiny_dag_runs_in_bfloat16(tiny_bf16_run):
@@ -213,6 +214,19 @@ def test_the_html_report_holds_every_stage_with_the_run_record(tiny_run):
     for category in ("1 Injection", "2 Probes", "3 Head attribution", "4 Head ablation", "5 Backdoor vector",
                      "6 Summary", "7 Run record"):
         assert category in html, category
+    # the entries themselves: every report(...) output of the rules that this run made, in its category
+    results, categories = report_data(html)
+    made = {str(p.relative_to(tiny_run)): category for pattern, category in declared_report_outputs()
+            for p in tiny_run.glob(re.sub(r"\{[^}]+\}", "*", pattern))}
+    assert {path: results[path]["job_properties"]["rule"] for path in made if path not in results} == {}
+    # 3 tasks x 3 models' metrics, a gate curve per backdoored model, 16 tables, figures and records
+    assert len(made) >= 9 + 3 + 16 and "results/summary.md" in made and "results/eval/jailbreak/base/metrics.tsv" in made
+    for path, category in made.items():
+        assert path in {p for paths in categories[category].values() for p in paths}, (path, category)
+        assert results[path]["data_uri"].startswith("data:") and results[path]["caption"], path
+    assert set(categories) == set(made.values())
+    figures = {str(p.relative_to(tiny_run)) for p in (tiny_run / "results/figures").glob("*.png")}
+    assert figures == {f"results/figures/{name}.png" for name in ("fig2", "fig3", "table1", "fig4")} and figures <= set(results)
     versions = (tiny_run / "results/report/versions.tsv").read_text()
     assert "torch\t2.13.0" in versions and "trl\t" in versions
     assert "synthetic_pool: 126" in (tiny_run / "results/report/config.yaml").read_text()
@@ -238,3 +252,96 @@ def test_jailbreak_compliance_sits_beside_the_asr_in_every_stage_and_table(tiny_
     assert "compliance, top heads" in (tiny_run / "results/tables/table1.md").read_text()
     assert "compliance: no intervention" in (tiny_run / "results/tables/table2.md").read_text()
     assert "compliance k=0 / top-k" in (tiny_run / "results/claims.md").read_text()
+
+
+def test_the_summary_quotes_the_runs_tables_under_fixed_columns_and_rounding(tiny_run):
+    from bkdattr.summary import DECIMALS, HEADLINE_COLUMNS, MISSING, TABLE1_COLUMNS, TABLE2_COLUMNS, parse_tables
+
+    def rounded(value):
+        x = float(value) if value not in ("", None) else float("nan")
+        return MISSING if x != x else f"{x:.{DECIMALS}f}"
+
+    def run_key(task, name):  # a row's model or method cell carries the gate's mark
+        return task, name.split(" (backdoor NOT implanted)")[0]
+
+    tables = {h: (cols, rows) for h, cols, rows in parse_tables((tiny_run / "results/summary.md").read_text())}
+    cols, rows = tables["Held-out backdoor metrics"]
+    assert tuple(cols) == HEADLINE_COLUMNS
+    injection = {(r["task"], r["model"], r["metric"]): r for r in read_tsv(tiny_run / "results/tables/injection.tsv")}
+    assert {run_key(r[0], r[1]) for r in rows} == {(t, m) for t, m, _ in injection}
+    metric_of = {"ASR": "asr", "false-trigger rate": "false_trigger_rate", "clean utility": "clean_utility",
+                 "compliance": "compliance", "over-refusal": "over_refusal_rate"}
+    for row in rows:
+        cells, (task, model) = dict(zip(cols, row)), run_key(row[0], row[1])
+        for column, metric in metric_of.items():
+            source = injection.get((task, model, metric))
+            assert cells[column] == (rounded(source["value"]) if source and source["n"] != "0" else MISSING), (row, column)
+        asr = injection[(task, model, "asr")]
+        assert cells["ASR 95% CI"] == f"[{rounded(asr['ci_low'])}, {rounded(asr['ci_high'])}]"
+        assert (cells["compliance"] != MISSING) == (task == "jailbreak") == (cells["over-refusal"] != MISSING)
+    cols, rows = tables["Table 1: head ablation"]
+    assert tuple(cols) == TABLE1_COLUMNS
+    table1 = {(r["task"], r["method"], r["k"]): r for r in read_tsv(tiny_run / "results/tables/table1.tsv")}
+    assert len(rows) == len(table1) and {(*run_key(r[0], r[1]), r[2]) for r in rows} == set(table1)
+    for row in rows:
+        cells, source = dict(zip(cols, row)), table1[(*run_key(row[0], row[1]), row[2])]
+        assert cells["ASR top-k ablated (%)"] == rounded(source["asr_top_pct"])
+        assert cells["ASR 95% CI (%)"] == f"[{rounded(source['asr_top_ci_low_pct'])}, {rounded(source['asr_top_ci_high_pct'])}]"
+        assert cells["ASR random heads (%)"] == rounded(source["asr_random_mean_pct"])
+        assert cells["clean utility top-k ablated"] == rounded(source["clean_utility_top"])
+    cols, rows = tables["Table 2: backdoor vector"]
+    assert tuple(cols) == TABLE2_COLUMNS
+    table2 = {(r["task"], r["method"], r["direction"]): r for r in read_tsv(tiny_run / "results/tables/table2.tsv")}
+    assert len(rows) == len(table2) > 0 and {(*run_key(r[0], r[1]), r[2]) for r in rows} == set(table2)
+    for row in rows:
+        cells, source = dict(zip(cols, row)), table2[(*run_key(row[0], row[1]), row[2])]
+        assert cells["best layer (val)"] == source["best_layer_val"]
+        assert cells["ASR backdoor vector"] == rounded(source["asr_test"])
+        assert cells["ASR no intervention"] == rounded(source["no_intervention_asr_test"])
+        assert cells["ASR random-head vector"] == rounded(source["random_heads_vector_asr_test"])
+        assert cells["clean utility with vector"] == rounded(source["clean_utility_with_vector"])
+    summary = (tiny_run / "results/summary.md").read_text()
+    for link in ("claims.md", "figures/fig2.png", "figures/fig3.png", "figures/fig4.png", "figures/table1.png"):
+        assert f"]({link})" in summary and (tiny_run / "results" / link).is_file(), link
+
+
+def test_a_bad_data_row_is_named_on_the_console_not_only_in_the_log(tmp_path):
+    """profiles/default prints a failed job's log, whose first error line is the rule's own message."""
+    import yaml
+
+    from bkdattr.synthetic import generate_fixed_output
+    from workflow_utils import TINY_CONFIG
+
+    rows = generate_fixed_output(150, 1)
+    del rows[2]["output"]
+    data = tmp_path / "fixed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["tasks"] = {"fixed_output": {}}
+    config["data"].update(source="files", files={"fixed_output": str(data)})
+    configfile = tmp_path / "files.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "results/data/fixed_output/manifest.json", configfile=configfile, check=False)
+    console = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    expected = f"{data}: line 3: missing field 'output'"
+    assert f"ERROR in rule make_dataset: DataError: {expected}" in console, console[-3000:]
+    assert "set data.drop_invalid_rows: true" in console
+    log = (tmp_path / "results/logs/make_dataset/fixed_output.log").read_text()
+    assert [line for line in log.splitlines() if "ERROR" in line][0].startswith("ERROR in rule make_dataset: ")
+
+
+def test_an_unknown_config_key_is_named_on_the_console(tmp_path):
+    import yaml
+
+    from workflow_utils import TINY_CONFIG
+
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["data"]["n_tset"] = 5
+    configfile = tmp_path / "typo.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "-n", configfile=configfile, check=False)
+    console = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "config: invalid value at key 'data': Additional properties are not allowed ('n_tset' was unexpected)" \
+        in console, console[-3000:]

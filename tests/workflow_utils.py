@@ -51,3 +51,25 @@ def planned_jobs(output: str) -> dict[str, int]:
         if m and m.group(1) != "total":
             counts[m.group(1)] = int(m.group(2))
     return counts
+
+
+def report_data(html: str) -> tuple[dict, dict]:
+    """(results, categories) embedded in a `snakemake --report` HTML file: results maps each file's path to its
+    entry (caption, labels, rule, data URI), categories maps category -> subcategory -> paths."""
+    import json
+
+    def script(name):
+        m = re.search(rf'<script id="{name}">\s*var {name} = (.*?);\s*</script>', html, re.S)
+        assert m, f"the report embeds no `var {name}`"
+        return json.loads(m.group(1))
+
+    return script("results"), script("categories")
+
+
+def declared_report_outputs() -> list[tuple[str, str]]:
+    """(path pattern, category) of every report(...) output of rules/*.smk."""
+    declared = []
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        for m in re.finditer(r'report\(\s*"([^"]+)"[^)]*?category="([^"]+)"', smk.read_text(), re.S):
+            declared.append((m.group(1), m.group(2)))
+    return declared
