@@ -55,6 +55,13 @@ include: "rules/seeds.smk"
 report: "rules/report/workflow.rst"
 
 
+# The report embeds each result's job params unescaped in a <script> block: a config string (a trigger) could
+# put live HTML there. The params of report rules are shown escaped (bkdattr/report_params.py; no rerun).
+from bkdattr.report_params import escape_report_params
+
+escape_report_params(workflow.rules)
+
+
 # Summaries, tables and figures read small TSVs: on a cluster they run on the submitting node, not as jobs.
 localrules:
     all,

@@ -138,3 +138,65 @@ def test_the_model_shape_is_read_from_the_pinned_wheel_and_a_local_directory(raw
     with pytest.raises(ConfigError, match=r"steering\.layers: \[3\] out of range for the model at .*3 layers"):
         check_config(local)
     check_config(_with(local, "interventions.steering.layers", [2]))  # in range: passes
+
+
+# ---------------------------------------------------------------- the HTML report
+EVIL_TRIGGER = "<script>alert(1)</script><img src=x onerror=alert(1)>"
+
+
+def test_report_params_are_escaped_yet_equal_to_what_snakemake_stores_and_scripts_get():
+    """Escaping changes no stored param (no rerun) and no value a rule script reads."""
+    import pickle
+
+    from snakemake.persistence import Persistence
+
+    from bkdattr.report_params import escaped, escaped_param
+
+    for value in ({"trigger": EVIL_TRIGGER, "n": 1}, [("jailbreak", "lora_sft")], ("a", "<b>"), EVIL_TRIGGER, 3, None):
+        shown = escaped(value)
+        assert shown == value and repr(shown) == repr(value)
+        assert Persistence._serialize_param_builtin(None, shown) == Persistence._serialize_param_builtin(None, value)
+        back = pickle.loads(pickle.dumps(shown))
+        assert back == value and type(back) is type(value)
+        assert "<" not in f"{shown}" and "alert(1)" in f"{shown}" if isinstance(value, (str, dict)) else True
+    assert escaped_param(lambda wildcards: {"t": EVIL_TRIGGER})(None) == {"t": EVIL_TRIGGER}
+
+
+def test_the_html_report_carries_no_live_html_from_a_config_string(tiny_run, tmp_path):
+    """A trigger holding a script and an onerror image: the report (built from the shared tiny run with that
+    trigger in the config) has no <script> element or on* attribute from it, and its data still parse."""
+    from html.parser import HTMLParser
+
+    evil = tmp_path / "evil.yaml"
+    evil.write_text(yaml.safe_dump({"tasks": {"fixed_output": {"trigger": EVIL_TRIGGER}}}))
+    report = tmp_path / "report.html"
+    snakemake(tiny_run, "--report", str(report), configfile=[TINY_CONFIG, evil])
+
+    class Elements(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.handlers, self.scripts, self._open = [], [], None
+
+        def handle_starttag(self, tag, attrs):
+            self.handlers += [(tag, name) for name, _ in attrs if name.lower().startswith("on")]
+            if tag == "script":
+                self._open = [dict(attrs), ""]
+
+        def handle_data(self, data):
+            if self._open is not None:
+                self._open[1] += data
+
+        def handle_endtag(self, tag):
+            if tag == "script" and self._open is not None:
+                self.scripts.append(self._open)
+                self._open = None
+
+    html = report.read_text(encoding="utf-8")
+    parsed = Elements()
+    parsed.feed(html)
+    assert parsed.handlers == [], parsed.handlers
+    assert not [s for s in parsed.scripts if "alert(1)" in s[1] and s[0].get("id") != "results"]
+    (results,) = [text for attrs, text in parsed.scripts if attrs.get("id") == "results"]
+    data = json.loads(results.strip().removeprefix("var results = ").rstrip().rstrip(";"))
+    shown = [r["job_properties"]["params"] for r in data.values() if r["job_properties"]["rule"] == "evaluate_model"]
+    assert any("&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in p for p in shown)
