@@ -148,7 +148,7 @@ def test_report_params_are_escaped_yet_equal_to_what_snakemake_stores_and_script
     """Escaping changes no stored param (no rerun) and no value a rule script reads."""
     import pickle
 
-    from snakemake.persistence import Persistence
+    from snakemake.persistence import PersistenceBase as Persistence
 
     from bkdattr.report_params import escaped, escaped_param
 
