@@ -200,3 +200,17 @@ def test_the_html_report_carries_no_live_html_from_a_config_string(tiny_run, tmp
     data = json.loads(results.strip().removeprefix("var results = ").rstrip().rstrip(";"))
     shown = [r["job_properties"]["params"] for r in data.values() if r["job_properties"]["rule"] == "evaluate_model"]
     assert any("&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in p for p in shown)
+
+
+def test_report_results_are_files_a_browser_does_not_run_and_captions_show_wildcards_only():
+    """What docs/security.md promises of the report: no HTML or SVG result, no caption that embeds a param
+    or the config (a caption is rendered as HTML)."""
+    import re
+
+    from workflow_utils import REPO, rule_blocks
+
+    paths = [m.group(1) for _, text in rule_blocks().values() for m in re.finditer(r'report\(\s*"([^"]+)"', text)]
+    assert paths and all(p.rsplit(".", 1)[-1] in {"tsv", "png", "md", "yaml"} for p in paths), paths
+    for caption in (REPO / "rules" / "report").glob("*.rst"):
+        for expression in re.findall(r"{{(.*?)}}", caption.read_text()) + re.findall(r"{%(.*?)%}", caption.read_text()):
+            assert re.fullmatch(r"\s*snakemake\.wildcards\.\w+\s*", expression), (caption.name, expression)
