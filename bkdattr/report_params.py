@@ -88,7 +88,11 @@ def escape_report_params(rules) -> list[str]:
     for rule in rules:
         if not any(is_flagged(item, "report") for item in rule.output):
             continue
-        for i, item in enumerate(rule.params):
-            rule.params[i] = escaped_param(item)
+        params = rule.params
+        for i, item in enumerate(params):
+            params[i] = escaped_param(item)
+        # a named param is read through its attribute (Namedlist._allitems), which still holds the old item
+        for name, (start, end) in params._names.items():
+            setattr(params, name, params[start] if end is None else type(params)(toclone=params[start:end]))
         wrapped.append(rule.name)
     return wrapped

@@ -162,15 +162,18 @@ def test_report_params_are_escaped_yet_equal_to_what_snakemake_stores_and_script
     assert escaped_param(lambda wildcards: {"t": EVIL_TRIGGER})(None) == {"t": EVIL_TRIGGER}
 
 
-def test_the_html_report_carries_no_live_html_from_a_config_string(tiny_run, tmp_path):
-    """A trigger holding a script and an onerror image: the report (built from the shared tiny run with that
-    trigger in the config) has no <script> element or on* attribute from it, and its data still parse."""
+def test_the_html_report_carries_no_live_html_from_a_config_string(tmp_path):
+    """A trigger holding a script and an onerror image: the report has no <script> element or on* attribute from
+    it, and its data still parse. Built from the run record of a tiny-preset run (its params hold the whole
+    config; one job of seconds), the same code path as every other report rule's params."""
     from html.parser import HTMLParser
 
     evil = tmp_path / "evil.yaml"
     evil.write_text(yaml.safe_dump({"tasks": {"fixed_output": {"trigger": EVIL_TRIGGER}}}))
+    run = tmp_path / "run"
+    snakemake(run, "results/report/config.yaml", configfile=[TINY_CONFIG, evil])
     report = tmp_path / "report.html"
-    snakemake(tiny_run, "--report", str(report), configfile=[TINY_CONFIG, evil])
+    snakemake(run, "--report", str(report), "results/report/config.yaml", configfile=[TINY_CONFIG, evil])
 
     class Elements(HTMLParser):
         def __init__(self):
@@ -198,7 +201,7 @@ def test_the_html_report_carries_no_live_html_from_a_config_string(tiny_run, tmp
     assert not [s for s in parsed.scripts if "alert(1)" in s[1] and s[0].get("id") != "results"]
     (results,) = [text for attrs, text in parsed.scripts if attrs.get("id") == "results"]
     data = json.loads(results.strip().removeprefix("var results = ").rstrip().rstrip(";"))
-    shown = [r["job_properties"]["params"] for r in data.values() if r["job_properties"]["rule"] == "evaluate_model"]
+    shown = [r["job_properties"]["params"] for r in data.values() if r["job_properties"]["rule"] == "run_record"]
     assert any("&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in p for p in shown)
 
 
