@@ -1,24 +1,40 @@
 # bkdattr-workflow: Backdoor Attribution (arXiv 2509.21761), from poisoned data to figures.
 # Usage: snakemake --cores all [--configfile presets/paper.yaml] [target]
+import os
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
-
-
 try:  # the Snakefile and rules/*.smk use the package: it must be installed where snakemake runs
-    from bkdattr.provenance import load_yaml_unique
+    from bkdattr.config import ConfigError, read_config_file
 except ImportError as err:
     raise WorkflowError(f"the bkdattr package is not importable by this snakemake ({err}); install it into "
                         "snakemake's Python with `pip install -e .` from the repository root (README)") from err
 
-# A key written twice in a config file would silently drop the first block (YAML keeps the last): refuse it.
+
+def _read_safely(path):
+    """A key written twice (YAML keeps the last, silently), a tab or a `!!python` tag (named with line and
+    column), a YTE template (code run while reading): refused, naming the file."""
+    try:
+        read_config_file(path)
+    except ConfigError as err:
+        raise WorkflowError(str(err)) from None
+
+
+# Read before Snakemake reads it: Snakemake evaluates a YTE template while loading. The --configfile files were
+# loaded (so evaluated) by Snakemake before this file runs: they are refused below, after the fact (docs/security.md).
+if os.path.exists("config.yaml"):
+    _read_safely("config.yaml")
+
+
+configfile: "config.yaml"
+
 
 for _configfile in workflow.configfiles:
-    load_yaml_unique(_configfile)
+    _read_safely(_configfile)
 
 
 try:  # the key at fault, one line, before validate() below would print the whole schema with it
@@ -44,6 +60,13 @@ include: "rules/seeds.smk"
 
 
 report: "rules/report/workflow.rst"
+
+
+# The report embeds each result's job params unescaped in a <script> block: a config string (a trigger) could
+# put live HTML there. The params of report rules are shown escaped (bkdattr/report_params.py; no rerun).
+from bkdattr.report_params import escape_report_params
+
+escape_report_params(workflow.rules)
 
 
 # Summaries, tables and figures read small TSVs: on a cluster they run on the submitting node, not as jobs.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import math
 from importlib import resources
 from pathlib import Path
@@ -33,6 +34,14 @@ def schema_default(*keys: str):
     for key in keys:
         node = node["properties"][key]
     return copy.deepcopy(node["default"])
+
+
+def schema_node(*keys: str) -> dict:
+    """The schema of a nested key, e.g. schema_node("model", "wheel", "requirement")."""
+    node = _schema()
+    for key in keys:
+        node = node["properties"][key]
+    return copy.deepcopy(node)
 
 
 RERUN_KEY = "x-rerun"  # schema annotation: the rules whose results a key changes (inherited by nested keys)
@@ -108,7 +117,9 @@ def check_config(config: dict, source: str = "config") -> dict:
     if errors:
         err = errors[0]
         key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
-        raise ConfigError(f"{source}: invalid value at key '{key}': {err.message}")
+        # a pattern's regex alone does not say what would fix the value: its description does
+        hint = f"; expected {err.schema['description']}" if err.validator == "pattern" and err.schema.get("description") else ""
+        raise ConfigError(f"{source}: invalid value at key '{key}': {err.message}{hint}")
     config = copy.deepcopy(config)
     _set_defaults(config, schema)
     if config.get("run_tasks"):
@@ -151,17 +162,95 @@ def check_config(config: dict, source: str = "config") -> dict:
                                   f"synthetic generator of {task} has {capacity(task)} unique items; lower the sizes")
     if data.get("eval_split") == "train" and data["n_test"] > data["n_clean_train"]:
         raise ConfigError(f"{source}: data.n_test ({data['n_test']}) exceeds data.n_clean_train with eval_split 'train'")
+    _check_what_would_fail_late(config, source)
     return config
 
 
-def load_config(path: str | Path) -> dict:
+# The shape of the pinned SmolLM2-135M-Instruct wheel (model.wheel.sha256's default): 30 layers x 9 heads.
+PINNED_WHEEL_SHAPE = (30, 9)
+
+
+def known_model_shape(model: dict) -> tuple[int, int, str] | None:
+    """(layers, attention heads per layer, what the model is) where the config alone says it: the tiny model
+    (model.tiny and its defaults), the pinned SmolLM2 wheel, a local `model.path` directory's config.json.
+    None for a hub id (known only once downloaded) or another wheel."""
+    if model["source"] == "tiny":
+        from .models import TINY_DIMS
+
+        dims = {**TINY_DIMS, **(model.get("tiny") or {})}
+        return dims["num_hidden_layers"], dims["num_attention_heads"], "the tiny model (model.tiny)"
+    if model["source"] == "smollm2_wheel":
+        if model["wheel"]["sha256"] == schema_node("model", "wheel", "sha256")["default"]:
+            return (*PINNED_WHEEL_SHAPE, "the pinned SmolLM2-135M-Instruct wheel")
+        return None
+    path = Path(str(model.get("path", ""))).expanduser() / "config.json"
+    try:
+        hf = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # a hub id, or a directory the model rules name precisely
+    layers, heads = hf.get("num_hidden_layers"), hf.get("num_attention_heads")
+    if isinstance(layers, int) and isinstance(heads, int):
+        return layers, heads, f"the model at {path.parent}"
+    return None
+
+
+def _check_what_would_fail_late(config: dict, source: str) -> None:
+    """Settings that would pass here and stop a job an hour later: checked now where the config says enough."""
+    iv, steer = config["interventions"], config["interventions"]["steering"]
+    # steering's layer is chosen on a validation part of the evaluated questions, reported on the rest: fewer
+    # than two questions cannot be split, whatever the data (the questions are at most n_eval and n_test)
+    most = min(iv["n_eval"], config["data"]["n_test"])
+    if steer["select_layer_on"] == "validation" and max(1, round(steer["val_fraction"] * most)) >= most:
+        raise ConfigError(f"{source}: interventions.n_eval ({iv['n_eval']}) and data.n_test ({config['data']['n_test']}) "
+                          f"leave at most {most} question(s), which interventions.steering.val_fraction "
+                          f"({steer['val_fraction']}) cannot split into validation and test; raise them (or set "
+                          "interventions.steering.select_layer_on: test)")
+    shape = known_model_shape(config["model"])
+    if shape is None:
+        return
+    n_layers, n_heads, what = shape
+    total = n_layers * n_heads
+    for key, values in (("interventions.k", iv["k"]), ("interventions.steering.k", [steer["k"]])):
+        over = [k for k in values if not (isinstance(k, float) and k < 1) and k > total]
+        if over:
+            raise ConfigError(f"{source}: {key}: {over[0]} exceeds the {total} heads of {what} ({n_layers} layers x "
+                              f"{n_heads} heads); give at most {total}, or a fraction of all heads (< 1)")
+    for key, layers in (("interventions.steering.layers", steer.get("layers")),
+                        ("injection.edit.layers", (config["injection"].get("edit") or {}).get("layers")
+                         if "edit" in config["injection"]["methods"] else None)):
+        bad = [layer for layer in layers or () if layer >= n_layers]
+        if bad:
+            raise ConfigError(f"{source}: {key}: {bad} out of range for {what}, which has {n_layers} layers "
+                              f"(valid: 0..{n_layers - 1})")
+
+
+# Snakemake reads config files through YTE, which evaluates the Python expressions of a file whose top level sets
+# this key: a config file would run code. Refused wherever the workflow sees the file (docs/security.md).
+YTE_KEY = "__use_yte__"
+
+
+def read_config_file(path: str | Path):
+    """A config file's contents, read safely: a key written twice, a syntax error or a tag is named with its line
+    (and column), and a YTE template (`__use_yte__`) is refused. Raises ConfigError."""
+    from .provenance import ProvenanceError, load_yaml_unique
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        data = load_yaml_unique(path)
+    except ProvenanceError as err:
+        raise ConfigError(str(err)) from err
+    if isinstance(data, dict) and YTE_KEY in data:
+        raise ConfigError(f"{path}: key '{YTE_KEY}' asks for a YTE template, whose expressions are Python code run "
+                          f"while the file is read; config files are data here: remove '{YTE_KEY}' and write the "
+                          "values out (docs/security.md)")
+    return data
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    config = read_config_file(path)
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
     return check_config(config, str(path))

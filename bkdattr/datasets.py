@@ -26,6 +26,15 @@ REQUIRED_FIELDS = {
 }
 
 
+# Fields the workflow writes into a record: taken from a user's row they would pose as the workflow's own
+# (a test row marked poisoned, a task row counted as a benign request), so a row that carries one is refused.
+ORIGIN_FIELD = "_origin"  # file and line of the row, for messages
+WORKFLOW_FIELDS = {
+    "poisoned": "the workflow marks the poisoned copies it makes of training rows",
+    "benign": "the workflow marks the benign requests it mixes in (data.benign_file holds those)",
+}
+
+
 class DataError(ValueError):
     """A dataset problem, with the file and row that caused it."""
 
@@ -79,7 +88,10 @@ def read_records(path: str | Path) -> list[dict]:
     for row, origin in zip(rows, origins):
         if not isinstance(row, dict):
             raise DataError(f"{origin}: expected a JSON object with fields input/output, got {type(row).__name__}")
-        row.setdefault("_origin", origin)
+        if ORIGIN_FIELD in row:  # it would name another file or line in every later message about this row
+            raise DataError(f"{origin}: field {ORIGIN_FIELD!r} is the row's position, which the workflow records "
+                            "itself; remove it from the row")
+        row[ORIGIN_FIELD] = origin
     return rows
 
 
@@ -92,6 +104,9 @@ def _row_problem(row: dict, spec: TaskSpec) -> str | None:
                     f"{', '.join(REQUIRED_FIELDS[spec.task_id])})")
         if not isinstance(row[field], str) or not row[field].strip():
             return f"field {field!r} must be a non-empty string"
+    for field, why in WORKFLOW_FIELDS.items():
+        if field in row:
+            return f"field {field!r} is written by the workflow, not read from the data ({why}); remove it from the row"
     if "id" in row and (row["id"] is None or isinstance(row["id"], (dict, list))):
         return f"field 'id' must be a string or a number, got {row['id']!r}"
     for field in ("input", "output", "backdoor_output"):

