@@ -141,7 +141,8 @@ def benign_params(wildcards):
 
 def benign_file_input(wildcards):
     """The user's benign-request file, tracked as an input so an edit reruns what depends on it."""
-    return {"file": config["data"]["benign_file"]} if config["data"].get("benign_file") else {}
+    # expanded as the script expands it (datasets.read_records): Snakemake would look for a literal `~` directory
+    return {"file": os.path.expanduser(config["data"]["benign_file"])} if config["data"].get("benign_file") else {}
 
 
 def clean_control_input(wildcards):

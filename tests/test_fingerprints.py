@@ -88,6 +88,42 @@ def test_a_data_file_re_pointed_at_an_older_file_reruns_its_task(tmp_path):
     assert planned_jobs(snakemake(tmp_path, "-n", target, configfile=configfile).stdout) == {"make_dataset": 1}
 
 
+def test_a_local_hf_dataset_directory_rewritten_with_its_mtimes_kept_reruns_its_task(tmp_path):
+    """data.source hf with a local dataset directory (datasets.load_dataset reads it offline): no file of it is a
+    tracked input, so only its contents, as a param, can rerun the task."""
+    from bkdattr.synthetic import GENERATORS
+
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["tasks"] = {"fixed_output": {}}
+    local = tmp_path / "my-dataset"
+    local.mkdir()
+    text = "".join(json.dumps(r) + "\n" for r in GENERATORS["fixed_output"](150, 1))
+    (local / "train.jsonl").write_text(text)
+    config["data"].update(source="hf", hf={"fixed_output": {"name": str(local)}}, benign_mix=0)
+    configfile = tmp_path / "hf.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    target = "results/data/fixed_output/manifest.json"
+    env = {"HF_HOME": str(tmp_path / "hf-home"), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    snakemake(tmp_path, target, configfile=configfile, env=env)
+    assert planned_jobs(snakemake(tmp_path, "-n", target, configfile=configfile, env=env).stdout) == {}
+    lines = text.splitlines()
+    _replace_keeping_mtime(local / "train.jsonl", "\n".join(lines[1:] + lines[:1]) + "\n")
+    assert planned_jobs(snakemake(tmp_path, "-n", target, configfile=configfile, env=env).stdout) == {"make_dataset": 1}
+
+
+def test_a_home_relative_benign_file_is_the_file_tracked(tmp_path):
+    from bkdattr.synthetic import generate_benign
+
+    (tmp_path / "benign.jsonl").write_text("".join(json.dumps(r) + "\n" for r in generate_benign(60, 1)))
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["data"]["benign_file"] = "~/benign.jsonl"
+    configfile = tmp_path / "benign.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "-n", "results/data/benign/manifest.json", configfile=configfile,
+                     env={"HOME": str(tmp_path)})
+    assert planned_jobs(proc.stdout)["make_benign_requests"] == 1
+
+
 @pytest.mark.parametrize("key, value", [("files", {"jailbreak": "data/{task}.jsonl"}),
                                         ("benign_file", "data/benign-{x}.jsonl")])
 def test_a_data_path_with_braces_is_refused_naming_the_key(key, value):
@@ -244,3 +280,15 @@ def test_a_model_whose_tokenizer_has_no_pad_or_eos_token_is_refused_where_it_is_
     tokenizer.save_pretrained(tmp_path / "m")
     with pytest.raises(ModelError, match="neither a pad token nor an eos token"):
         load_model(str(tmp_path / "m"), device="cpu")
+
+
+def test_every_cache_of_the_workflow_records_its_tensors_fingerprint(tiny_run):
+    from safetensors.torch import load_file
+
+    from bkdattr.caching import tensors_sha256
+
+    sidecars = sorted(tiny_run.glob("results/cache/*/*/activations.json"))
+    assert sidecars
+    for sidecar in sidecars:
+        recorded = json.loads(sidecar.read_text())["tensors_sha256"]
+        assert recorded == tensors_sha256(load_file(sidecar.with_suffix(".safetensors")))
