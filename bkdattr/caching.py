@@ -113,23 +113,64 @@ def cache_pool(model, tokenizer, spec, records: Sequence[dict], *, batch_size: i
         "dtype": "float32", "n_rows": len(texts), "n_items": len(records), "n_layers": sites.n_layers,
         "n_heads": sites.n_heads, "head_dim": sites.head_dim, "d_model": sites.d_model,
         "row_layout": "row 2i = item i clean (label 0), row 2i+1 = item i triggered (label 1)",
+        "tensors_sha256": tensors_sha256(tensors),  # load_cache refuses a tensors file that no longer matches
     }
     return tensors, sidecar
 
 
+CACHE_FIX = "delete it (or run with --forcerun cache_activations) to rebuild it"
+
+
+def tensors_sha256(tensors: dict) -> str:
+    """sha256 of a cache's tensors (names, dtypes, shapes and every byte of their values): a byte changed on disk
+    (with its mtime kept, so Snakemake sees nothing) changes it. Computed from the tensors, not the file, so it is
+    the same whichever metadata the file carries."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode("utf-8"))
+        digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+    return digest.hexdigest()
+
+
 def load_cache(tensors_path, sidecar_path, *, model_name: str, task: str) -> dict:
-    """Load a cache and check its sidecar: a cache made by another model or task is refused."""
+    """Load a cache and check its sidecar: a cache made by another model or task, an unreadable (truncated,
+    corrupted) tensors file, or one whose tensors differ from those the sidecar recorded is refused, naming the
+    file. A sidecar written before `tensors_sha256` was recorded is read with a warning (its contents unchecked)."""
     import json
+    import logging
     from pathlib import Path
 
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    sidecar = json.loads(Path(sidecar_path).read_text(encoding="utf-8"))
+    from .provenance import ProvenanceError
+
+    try:
+        sidecar = json.loads(Path(sidecar_path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ProvenanceError(f"{sidecar_path}: not a readable cache sidecar ({err}); {CACHE_FIX}") from err
     for key, expected in (("model", model_name), ("task", task)):
         if sidecar.get(key) != expected:
             raise ValueError(f"{sidecar_path}: cache was made for {key} {sidecar.get(key)!r}, not {expected!r}; "
-                             "delete it (or run with --forcerun cache_activations) to rebuild it")
-    tensors = load_file(str(tensors_path))
+                             f"{CACHE_FIX}")
+    try:
+        tensors = load_file(str(tensors_path))
+    except SafetensorError as err:
+        raise ProvenanceError(f"{tensors_path}: not a readable safetensors file, truncated or corrupted ({err}); "
+                              f"{CACHE_FIX}") from err
+    recorded = sidecar.get("tensors_sha256")
+    if recorded is None:
+        logging.getLogger(__name__).warning("%s: its sidecar %s records no tensors_sha256 (written before caches were "
+                                            "fingerprinted), so its contents are not checked; %s", tensors_path,
+                                            sidecar_path, CACHE_FIX)
+    elif tensors_sha256(tensors) != recorded:
+        raise ProvenanceError(f"{tensors_path}: its tensors differ from those recorded in {sidecar_path} when the "
+                              f"cache was written (corrupted or replaced on disk); {CACHE_FIX}")
     n = sidecar["n_rows"]
     for name, tensor in tensors.items():
         if tensor.shape[0] != n:

@@ -152,6 +152,17 @@ def check_config(config: dict, source: str = "config") -> dict:
         missing = [t for t in config["tasks"] if t not in (data.get("files") or {})]
         if missing:
             raise ConfigError(f"{source}: data.files has no file for task(s) {', '.join(missing)} (data.source is 'files')")
+    # Snakemake reads braces in a tracked input path as wildcards ({task} becomes the task's name) while the rule
+    # script opens the path as written: the file tracked would not be the file read.
+    paths = {f"data.files.{task}": path for task, path in (data.get("files") or {}).items()}
+    paths["data.benign_file"] = data.get("benign_file")
+    if model["source"] == "hf":
+        paths["model.path"] = model.get("path")  # a local checkpoint's files are tracked inputs too
+    for key, path in paths.items():
+        if isinstance(path, str) and ("{" in path or "}" in path):
+            raise ConfigError(f"{source}: {key} is {path!r}: a path with '{{' or '}}' is not supported (the workflow "
+                              "would track another file than the one read); name the file literally, one path per "
+                              "task (e.g. data.files.jailbreak: data/jailbreak.jsonl), or rename it")
     if data["source"] == "synthetic":
         from .synthetic import capacity
 

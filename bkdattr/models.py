@@ -183,8 +183,45 @@ def load_tokenizer(path: str, trust_remote_code: bool = False, revision: str | N
         raise ModelError(f"{path}: the tokenizer has no chat template; the method formats every prompt as a "
                          "chat turn, so use an instruct/chat model or add `chat_template` to tokenizer_config.json")
     if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token_id is None:
+            raise ModelError(f"{path}: the tokenizer has neither a pad token nor an eos token; batches are padded "
+                             "with one (the eos token when there is no pad token) and every trained answer ends with "
+                             "eos, so set `eos_token` (and `pad_token` if it differs) in the checkpoint's "
+                             "tokenizer_config.json to the token that ends the model's chat turn")
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def _first_unreadable_safetensors(path: str) -> Path | None:
+    """The first .safetensors file of a local checkpoint whose header safetensors cannot read."""
+    from safetensors import SafetensorError, safe_open
+
+    if not Path(path).is_dir():
+        return None
+    for file in sorted(Path(path).glob("*.safetensors")):
+        try:
+            with safe_open(str(file), "pt"):
+                pass
+        except (SafetensorError, OSError):
+            return file
+    return None
+
+
+def check_loading_info(path: str, info: dict) -> None:
+    """Refuse a checkpoint that loaded only in part: weights the model needs but the files lack (transformers
+    leaves them random and logs a report, nothing more), weights of another architecture, or weights of
+    another shape. Keys transformers ties itself (lm_head to the embeddings) are not reported missing."""
+    problems = {"missing": sorted(info.get("missing_keys") or ()),
+                "unexpected": sorted(info.get("unexpected_keys") or ()),
+                "of another shape": sorted(str(k[0]) if isinstance(k, tuple) else str(k)
+                                           for k in info.get("mismatched_keys") or ())}
+    for what, keys in problems.items():
+        if keys:
+            raise ModelError(f"{path}: the checkpoint loaded only in part: {len(keys)} weight(s) {what} "
+                             f"(first: {', '.join(keys[:3])}); a model with them left random would run without a "
+                             "word. The checkpoint is incomplete or of another architecture than its config.json: "
+                             "write it again (rerun the rule that made it with --forcerun) or point model.path at "
+                             "a complete checkpoint")
 
 
 def load_model(path: str, dtype: str = "float32", trust_remote_code: bool = False, device: str | None = None,
@@ -199,12 +236,26 @@ def load_model(path: str, dtype: str = "float32", trust_remote_code: bool = Fals
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
     except (OSError, ValueError) as err:
         raise ModelError(f"{path}: cannot read a model config ({err})") from err
+    from safetensors import SafetensorError
+
+    rewrite = ("write it again (rerun the rule that made it with --forcerun) or copy the checkpoint again from "
+               "its source")
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code,
-                                                     revision=revision)
+        model, info = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype),
+                                                           trust_remote_code=trust_remote_code, revision=revision,
+                                                           output_loading_info=True)
+    except SafetensorError as err:  # names no file: find the one that cannot be read
+        bad = _first_unreadable_safetensors(path) or path
+        raise ModelError(f"{bad}: not a readable safetensors file, truncated or corrupted ({err}); {rewrite}") from err
+    except RuntimeError as err:
+        if "ignore_mismatched_sizes" not in str(err):
+            raise
+        raise ModelError(f"{path}: the checkpoint has weights of another shape than its config.json says (the "
+                         f"load report above names them); {rewrite}") from err
     except ValueError as err:
         raise ModelError(f"{path}: not a causal language model ({type(config).__name__}); "
                          f"bkdattr needs an AutoModelForCausalLM checkpoint ({err})") from err
+    check_loading_info(path, info)
     tokenizer = load_tokenizer(path, trust_remote_code, revision)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -43,6 +43,24 @@ def file_fingerprint(path: str | Path) -> dict:
     return {"size": size, "sha256": digest.hexdigest(), "sampled": size > LARGE_FILE_BYTES}
 
 
+def content_sha256(path: str | Path) -> str:
+    """sha256 of every byte of a user data file (symlinks followed), or of a directory's files (their relative
+    names and contents, hidden files left out): what a rule that reads the data gets as a param, so new contents
+    rerun it even when the modification time was kept (`touch -r`, `cp -p`, a link re-pointed at an older file).
+    Never sampled: a data file edited in the middle must count."""
+    path = Path(path).expanduser()
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for p in sorted(p for p in path.rglob("*") if p.is_file()
+                        and not any(part.startswith(".") for part in p.relative_to(path).parts)):
+            digest.update(str(p.relative_to(path)).encode("utf-8") + b"\0" + content_sha256(p).encode("ascii"))
+        return digest.hexdigest()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def checkpoint_files(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES

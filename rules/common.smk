@@ -1,4 +1,5 @@
 # Glue shared by the rules: the validated config, wildcard values and input functions.
+import functools
 import itertools
 import os
 
@@ -48,7 +49,27 @@ def data_params(wildcards):
             and (k != "benign_mix" or wildcards.task == "jailbreak")}
     for key in ("files", "hf"):
         data[key] = {wildcards.task: config["data"][key][wildcards.task]} if wildcards.task in config["data"].get(key, {}) else {}
+    # the contents of what this task reads, not only its mtime: synthetic data reads no file and gets no entry
+    # (so the default DAG's params, and what it reruns, are unchanged)
+    read = None
+    if config["data"]["source"] == "files":
+        read = config["data"]["files"][wildcards.task]
+    elif config["data"]["source"] == "hf" and wildcards.task in config["data"].get("hf", {}):
+        read = config["data"]["hf"][wildcards.task]["name"]  # a local dataset file or directory, not a hub id
+    digest = data_content_sha256(read) if read else None
+    if digest:
+        data["content_sha256"] = {wildcards.task: digest}
     return data
+
+
+@functools.lru_cache(maxsize=None)
+def data_content_sha256(path):
+    """sha256 of a user data file (or a local dataset directory), once per DAG build; None for what is not a
+    local path (a hub dataset id; a missing file, which Snakemake names as a missing input)."""
+    from bkdattr.provenance import content_sha256
+
+    local = os.path.expanduser(path)
+    return content_sha256(local) if os.path.exists(local) else None
 
 
 def data_file_input(wildcards):
@@ -110,13 +131,18 @@ def benign_val_input(wildcards):
 def benign_params(wildcards):
     """What the benign pool's split depends on."""
     data = config["data"]
-    return {"benign_mix": data["benign_mix"], "n_benign_val": data["n_benign_val"],
-            "held_out_rows_per_question": data["held_out_rows_per_question"]}
+    params = {"benign_mix": data["benign_mix"], "n_benign_val": data["n_benign_val"],
+              "held_out_rows_per_question": data["held_out_rows_per_question"]}
+    digest = data_content_sha256(data["benign_file"]) if data.get("benign_file") else None
+    if digest:  # the file's contents, not only its mtime (none for the synthetic pool)
+        params["content_sha256"] = digest
+    return params
 
 
 def benign_file_input(wildcards):
     """The user's benign-request file, tracked as an input so an edit reruns what depends on it."""
-    return {"file": config["data"]["benign_file"]} if config["data"].get("benign_file") else {}
+    # expanded as the script expands it (datasets.read_records): Snakemake would look for a literal `~` directory
+    return {"file": os.path.expanduser(config["data"]["benign_file"])} if config["data"].get("benign_file") else {}
 
 
 def clean_control_input(wildcards):
