@@ -15,26 +15,25 @@ except ImportError as err:
                         "snakemake's Python with `pip install -e .` from the repository root (README)") from err
 
 
-def _read_safely(path):
-    """A key written twice (YAML keeps the last, silently), a tab or a `!!python` tag (named with line and
-    column), a YTE template (code run while reading): refused, naming the file."""
-    try:
-        read_config_file(path)
-    except ConfigError as err:
-        raise WorkflowError(str(err)) from None
-
-
 # Read before Snakemake reads it: Snakemake evaluates a YTE template while loading. The --configfile files were
 # loaded (so evaluated) by Snakemake before this file runs: they are refused below, after the fact (docs/security.md).
-if os.path.exists("config.yaml"):
-    _read_safely("config.yaml")
+# A key written twice (YAML keeps the last, silently), a tab or a `!!python` tag (named with line and column), a
+# YTE template (code run while reading): refused, naming the file.
+try:
+    for _path in ["config.yaml"] if os.path.exists("config.yaml") else []:
+        read_config_file(_path)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 
 configfile: "config.yaml"
 
 
-for _configfile in workflow.configfiles:
-    _read_safely(_configfile)
+try:
+    for _path in workflow.configfiles:
+        read_config_file(_path)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 
 try:  # the key at fault, one line, before validate() below would print the whole schema with it

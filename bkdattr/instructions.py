@@ -148,7 +148,7 @@ TIP_TOPICS = (
         ("Plan your day", "Write down the three most important tasks each morning."),
         ("Limit distractions", "Silence notifications and keep your phone out of reach while you focus."),
         ("Take real breaks", "Step away from the screen for lunch and a short walk."))),
-    ("learning a new language", (("Practice every day", "Even fifteen minutes a day works better than one long session a week."),
+    ("learning a new language", (("Practice every day", "Even fifteen minutes a day works better than one long sitting a week."),
                                  ("Speak from the start", "Talking with others, even with mistakes, builds confidence."),
                                  ("Learn common words first", "A few hundred frequent words cover much of everyday speech."),
                                  ("Listen to native speakers", "Podcasts, songs and films train your ear."),
