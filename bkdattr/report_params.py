@@ -4,7 +4,7 @@ The report writes each result's job params, `str(param)`, into a JSON literal in
 report.html, unescaped: a trigger holding `</script><img src=x onerror=...>` would end the block and run.
 The params of the rules whose outputs are in the report are wrapped (Snakefile) so that their `str` is
 HTML-escaped. Their `repr`, which Snakemake stores to see whether a param changed, is the plain value's
-(no rerun), and they pickle as the plain value, so a rule script gets an ordinary dict, list or str.
+(no rerun), and Snakemake serialises them for a script as the plain value (`__reduce__`), so a rule script gets an ordinary dict, list or str.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Interventions on the tiny model: the claims every intervention must satisfy."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -292,7 +294,8 @@ def test_early_stop_gives_the_same_ablation_rows(lively_model):
     probe = TaskSpec.from_config("fixed_output")
     triggered = generate_greedy(model, tok, [probe.prompt(p, triggered=True) for p in inputs], max_new_tokens=8, batch_size=3)
     target = _ascii_piece(triggered, 2, in_all=True)  # a "backdoor target" this random model emits early
-    spec = TaskSpec.from_config("fixed_output", {"target": target})
+    # a target too short for a config (tasks.MIN_TARGET_CHARS), set past the check: this tests early stop, not config
+    spec = dataclasses.replace(TaskSpec.from_config("fixed_output"), target=target)
     kwargs = dict(k_values=[0, 1, 2], random_seeds=[1, 2, 3], all_positions_variant=True)
     ranking = [(1, 0), (0, 3), (1, 2)]
     fast = InterventionEvaluator(model, tok, spec, records, max_new_tokens=8, batch_size=3)
@@ -314,7 +317,8 @@ def test_each_steering_control_has_three_draws_each_at_its_own_validation_layer(
     records = [{"id": str(i), "input": p, "output": "4"} for i, p in enumerate(inputs)]
     probe = TaskSpec.from_config("fixed_output")
     triggered = generate_greedy(model, tok, [probe.prompt(p, triggered=True) for p in inputs], max_new_tokens=6, batch_size=4)
-    spec = TaskSpec.from_config("fixed_output", {"target": _ascii_piece(triggered, 1, in_all=True)})
+    # a one-character target this random model emits, set past the config check (tasks.MIN_TARGET_CHARS)
+    spec = dataclasses.replace(TaskSpec.from_config("fixed_output"), target=_ascii_piece(triggered, 1, in_all=True))
     evaluator = InterventionEvaluator(model, tok, spec, records, max_new_tokens=6, batch_size=4)
     means = torch.randn(2, 4, 64, generator=torch.Generator().manual_seed(1)) * 3
     vectors = steering_vectors(means, [(1, 2), (0, 1)], 2, seeds=[1, 2, 3])
