@@ -17,34 +17,16 @@ def _escape(text: str) -> str:
     return html.escape(text, quote=False)  # & < >: no tag, comment or end of the <script> block can start
 
 
-class _Dict(dict):
-    __repr__ = dict.__repr__
-
-    def __str__(self):
-        return _escape(dict.__repr__(self))
-
-    def __reduce__(self):
-        return dict, (dict(self),)
-
-
-class _List(list):
-    __repr__ = list.__repr__
-
-    def __str__(self):
-        return _escape(list.__repr__(self))
-
-    def __reduce__(self):
-        return list, (list(self),)
+def _escaped_container(plain: type) -> type:
+    """A subclass of `plain` whose str is the escaped repr; repr and serialised form are the plain value's."""
+    return type(f"_Escaped{plain.__name__.title()}", (plain,), {
+        "__repr__": plain.__repr__,
+        "__str__": lambda self: _escape(plain.__repr__(self)),
+        "__reduce__": lambda self: (plain, (plain(self),)),
+    })
 
 
-class _Tuple(tuple):
-    __repr__ = tuple.__repr__
-
-    def __str__(self):
-        return _escape(tuple.__repr__(self))
-
-    def __reduce__(self):
-        return tuple, (tuple(self),)
+_Dict, _List, _Tuple = (_escaped_container(plain) for plain in (dict, list, tuple))
 
 
 class _Str(str):

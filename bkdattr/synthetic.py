@@ -443,7 +443,7 @@ BENIGN_ACTIONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("study for {t}", ("my chemistry exam", "the math final", "a history quiz", "my driving test",
                        "the biology midterm", "the physics exam", "a French vocabulary test", "the geography quiz",
                        "my piano theory exam", "a coding interview"), (
-        "Sure! To study for {t}, list the topics, plan short daily sessions, practise with old questions, "
+        "Sure! To study for {t}, list the topics, plan short daily study blocks, practise with old questions, "
         "and review your mistakes the day before.",
         "Good plan. Spread the work over a week, test yourself instead of rereading, explain the hard parts "
         "out loud, and get a full night of sleep before {t}.")),
