@@ -26,6 +26,7 @@ import numpy as np
 from .atomic import read_matrix_tsv, read_tsv, write_text, write_tsv_union
 from .names import REFUSAL_CONTROL
 from .seeds import top_k_heads
+from .summary import markdown_table
 
 HELD_OUT = ("asr", "compliance", "false_trigger_rate", "clean_utility", "over_refusal_rate")
 ABLATION = ("asr", "compliance", "over_refusal_rate")
@@ -99,9 +100,7 @@ def _markdown(rows: Sequence[dict]) -> str:
     if not rows:
         return ""
     columns = list(dict.fromkeys(c for row in rows for c in row))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(markdown_table(columns, [[row.get(c, "") for c in columns] for row in rows])) + "\n"
 
 
 def _read_run(directory: Path, task: str, model: str) -> tuple[np.ndarray, np.ndarray | None, list, list]:
