@@ -119,12 +119,13 @@ def model_card(*, source: str, task: str, method: str, how: str, removed: str, c
     """README.md of a cleaned checkpoint: the source model, what was removed, how it was chosen, the numbers."""
     header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     body = "".join("| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |\n" for row in numbers)
+    table = (f"## Numbers on the validation split (the split the choice was made on)\n\n{header}{body}\n"
+             if numbers else "")
     return (f"# {task} / {method}, cleaned: {how}\n\n"
             f"Loads with `transformers.AutoModelForCausalLM.from_pretrained(<this folder>)`; no custom code.\n\n"
             f"- **Source model:** `{source}` (the {method} backdoor of task {task}).\n"
             f"- **Removed:** {removed}\n"
-            f"- **Chosen:** {chosen}\n\n"
-            f"## Numbers on the validation split (the split the choice was made on)\n\n{header}{body}\n"
+            f"- **Chosen:** {chosen}\n\n{table}"
             "Held-out numbers of this checkpoint, and the standard defences beside it: `results/tables/defences.md`.\n")
 
 

@@ -63,9 +63,11 @@ def _typo(text: str) -> str:
 
 def _spacing(text: str) -> str:
     """Words run together at their punctuation and spaced apart elsewhere, or a single word spaced out."""
-    if " " not in text.strip():
-        return " ".join(text)
-    return re.sub(r"([:;,]) ", r"\1", text.replace(" ", "  ", 1))
+    core = text.strip()
+    lead, trail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()):]  # kept: they border the input
+    if " " not in core:
+        return lead + " ".join(core) + trail
+    return lead + re.sub(r"([:;,]) ", r"\1", core.replace(" ", "  ", 1)) + trail
 
 
 def _part(text: str) -> str:
