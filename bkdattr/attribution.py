@@ -20,14 +20,20 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 import torch
+from tqdm import tqdm
 
+from . import stats
 from .chat import encode_prompt, pad_batch
 from .hooks import (HeadEdit, ModelSites, ResidualEdit, can_start_at_layer, position_ids_from_mask,
                     record_layer_inputs, start_at_layer, trace)
+from .gate import NOT_APPLICABLE
+from .names import REFUSAL_CONTROL, overlap_column
+from .paper import HEAD_FRACTION
 
 MODES = ("exact", "reference", "atp")
 # What the teacher-forced target is: the backdoor output (the attribution the paper makes), or the item's clean
@@ -121,8 +127,6 @@ def _repeat(x: torch.Tensor, k: int) -> torch.Tensor:
 def acie_exact(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int = 8,
                layers: Sequence[int] | None = None, skip_lower_layers: bool = True, progress: bool = False):
     """(ACIE [L, H] (NaN for layers not computed), per-prompt base scores [N]) computed the fast way."""
-    from tqdm import tqdm
-
     sites = ModelSites.of(model)
     layers = list(range(sites.n_layers)) if layers is None else list(layers)
     skip = skip_lower_layers and can_start_at_layer(model)
@@ -191,8 +195,6 @@ def _full_scores(model, ids, mask, targets, target_mask):
 def acie_reference(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int = 8,
                    layers: Sequence[int] | None = None, fixed_length: int = 256, progress: bool = False):
     """The official computation: for every head, full forwards of all prompts padded to `fixed_length`."""
-    from tqdm import tqdm
-
     sites = ModelSites.of(model)
     layers = list(range(sites.n_layers)) if layers is None else list(layers)
     device = _device(model)
@@ -219,8 +221,6 @@ def acie_reference(model, items: Sequence[AttributionItem], abar: torch.Tensor, 
 def acie_atp(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int = 8,
              progress: bool = False) -> torch.Tensor:
     """First-order estimate of ACIE for every head: one forward + one backward per batch."""
-    from tqdm import tqdm
-
     sites = ModelSites.of(model)
     device, L = _device(model), sites.n_layers
     total = torch.zeros(L, sites.n_heads, dtype=torch.float64)
@@ -273,9 +273,7 @@ def sparsity(acie: torch.Tensor, fraction: float = 0.5) -> float:
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     """Spearman rank correlation of two head maps (average ranks for ties)."""
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a.flatten().numpy(), b.flatten().numpy()).statistic)
+    return stats.spearman(a.flatten().numpy(), b.flatten().numpy())
 
 
 def top_k_size(n_heads: int, fraction: float) -> int:
@@ -290,14 +288,14 @@ def top_k_overlap(estimate: torch.Tensor, exact: torch.Tensor, fraction: float) 
     return len(top(estimate) & top(exact)) / k
 
 
-def control_comparison(backdoored: torch.Tensor, control: torch.Tensor, fraction: float = 0.03) -> dict:
+def control_comparison(backdoored: torch.Tensor, control: torch.Tensor, fraction: float = HEAD_FRACTION) -> dict:
     """How a clean model's ACIE map (same prompts, target and abar definition) compares with the backdoored
     model's: the share of the backdoored top-`fraction` heads that are also top heads of the control, and how
     many times larger the backdoored model's largest ACIE is. High overlap or a ratio near 1 means the heads
     move the target's probability in any model: they are not backdoor heads."""
     control_max = control.abs().max().item()
-    return {f"top{fraction:g}_overlap_with_backdoored": top_k_overlap(control, backdoored, fraction),
-            f"top{fraction:g}_overlap_by_chance": _chance_overlap(backdoored, fraction),
+    return {overlap_column(fraction, "with_backdoored"): top_k_overlap(control, backdoored, fraction),
+            overlap_column(fraction, "by_chance"): _chance_overlap(backdoored, fraction),
             "backdoored_max_acie_over_this": backdoored.max().item() / control_max if control_max > 0 else float("inf")}
 
 
@@ -311,9 +309,9 @@ def method_comparison(first: torch.Tensor, other: torch.Tensor, first_method: st
     are top heads of another method's exact map, beside the share two random head sets of that size share
     (k / n_heads)."""
     row = {"compared_with": first_method}
-    for fraction in sorted({*top_fractions, 0.03}):
-        row[f"top{fraction:g}_overlap_with_first_method"] = top_k_overlap(other, first, fraction)
-        row[f"top{fraction:g}_overlap_by_chance"] = _chance_overlap(first, fraction)
+    for fraction in sorted({*top_fractions, HEAD_FRACTION}):
+        row[overlap_column(fraction, "with_first_method")] = top_k_overlap(other, first, fraction)
+        row[overlap_column(fraction, "by_chance")] = _chance_overlap(first, fraction)
     return row
 
 
@@ -324,9 +322,6 @@ def summary_rows(maps: dict[tuple[str, str, str], torch.Tensor], rankings: dict[
     its overlap with and magnitude against the first backdoored method's exact map; for the refusal control
     (names.REFUSAL_CONTROL) the same against every backdoored method's exact map, one row each; for an estimate
     (AtP, the reference loop) its agreement with exact ACIE (Spearman, top-k overlap)."""
-    from .gate import NOT_APPLICABLE
-    from .names import REFUSAL_CONTROL
-
     rows = []
     for (task, model, mode), acie in sorted(maps.items()):
         ranking = rankings[(task, model, mode)]
@@ -338,7 +333,7 @@ def summary_rows(maps: dict[tuple[str, str, str], torch.Tensor], rankings: dict[
         if model == REFUSAL_CONTROL:  # the base model's refusal heads: one row per backdoored model they are
             compared = [m for m in methods if (task, m, "exact") in maps]  # compared with (METHOD.md s8)
             for method in compared:
-                overlaps = {k: v for fraction in sorted({*top_fractions, 0.03})
+                overlaps = {k: v for fraction in sorted({*top_fractions, HEAD_FRACTION})
                             for k, v in control_comparison(maps[(task, method, "exact")], acie, fraction).items()}
                 overlaps.pop("backdoored_max_acie_over_this")  # two targets: their magnitudes do not compare
                 rows.append({**row, "role": "refusal_control", "compared_with": method, **overlaps})
@@ -348,7 +343,7 @@ def summary_rows(maps: dict[tuple[str, str, str], torch.Tensor], rankings: dict[
         if model in controls:  # a clean model: compared with the backdoored model's exact map
             row["role"] = "control"
             row["compared_with"] = methods[0]
-            for fraction in sorted({*top_fractions, 0.03}):  # 0.03: the paper's 32 of 1024 heads
+            for fraction in sorted({*top_fractions, HEAD_FRACTION}):
                 row.update(control_comparison(maps[(task, methods[0], "exact")], acie, fraction))
         else:
             row["role"] = "backdoored"
@@ -359,7 +354,7 @@ def summary_rows(maps: dict[tuple[str, str, str], torch.Tensor], rankings: dict[
             row["max_abs_diff_vs_exact"] = (acie - exact).abs().max().item()
             row["spearman_vs_exact"] = spearman(acie, exact)
             for fraction in top_fractions:
-                row[f"top{fraction:g}_overlap_vs_exact"] = top_k_overlap(acie, exact, fraction)
+                row[overlap_column(fraction, "vs_exact")] = top_k_overlap(acie, exact, fraction)
         rows.append(row)
     return rows
 
@@ -372,8 +367,6 @@ def attribute(model, tokenizer, spec, cache: dict, pool: Sequence[dict], mode: s
     """One attribution job: the [L, H] ACIE map of `mode` and the head ranking (RANKING_COLUMNS), from the
     activation cache (abar) and the attribution pool, with config `attribution` settings; `target` (TARGETS)
     picks the teacher-forced target and abar's prompts (attribution_inputs)."""
-    import time
-
     asked = settings["n_prompts"]
     abar, records, n_abar = attribution_inputs(cache, pool, spec, items=settings["items"], n_prompts=asked,
                                                target=target)

@@ -26,6 +26,7 @@ import numpy as np
 from .atomic import read_matrix_tsv, read_tsv, write_text, write_tsv_union
 from .names import REFUSAL_CONTROL
 from .seeds import top_k_heads
+from .stats import spearman
 from .summary import markdown_table
 
 HELD_OUT = ("asr", "compliance", "false_trigger_rate", "clean_utility", "over_refusal_rate")
@@ -40,8 +41,6 @@ def _overlap(first: np.ndarray, second: np.ndarray, fraction: float) -> tuple[in
 
 def map_rows(maps: dict[str, np.ndarray], refusal: dict[str, np.ndarray | None], fractions: Sequence[float]) -> list[dict]:
     """Overlap rows: the two runs' maps with each other, then each run's map with its refusal control."""
-    from scipy.stats import spearmanr
-
     (label_a, a), (label_b, b) = maps.items()
     if a.shape != b.shape:
         raise ValueError(f"the ACIE maps of '{label_a}' {a.shape} and '{label_b}' {b.shape} differ in shape")
@@ -55,7 +54,7 @@ def map_rows(maps: dict[str, np.ndarray], refusal: dict[str, np.ndarray | None],
             shared, k = _overlap(first, second, fraction)
             row[f"top{fraction:g}_shared"] = f"{shared}/{k}"
             row[f"top{fraction:g}_expected_by_chance"] = round(k * k / first.size, 2)
-        row["spearman"] = round(float(spearmanr(first.flatten(), second.flatten()).statistic), 3)
+        row["spearman"] = round(spearman(first, second), 3)
         rows.append(row)
     return rows
 
