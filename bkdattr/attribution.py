@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from . import stats
+from .atomic import read_tsv
 from .chat import encode_prompt, pad_batch
 from .hooks import (HeadEdit, ModelSites, ResidualEdit, can_start_at_layer, position_ids_from_mask,
                     record_layer_inputs, start_at_layer, trace)
@@ -81,7 +82,7 @@ def target_text(spec, record: dict, target: str) -> str:
     return spec.backdoor_output(record)
 
 
-def make_items(tokenizer, prompts: Sequence[str], targets: Sequence[str], max_target_tokens: int | None = None):
+def make_items(tokenizer, prompts: Sequence[str], targets: Sequence[str], max_target_tokens: int | None):
     items = []
     for prompt, target in zip(prompts, targets):
         target_ids = tokenizer(target, add_special_tokens=False)["input_ids"][:max_target_tokens]
@@ -124,7 +125,7 @@ def _repeat(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def acie_exact(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int = 8,
+def acie_exact(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int,
                layers: Sequence[int] | None = None, skip_lower_layers: bool = True, progress: bool = False):
     """(ACIE [L, H] (NaN for layers not computed), per-prompt base scores [N]) computed the fast way."""
     sites = ModelSites.of(model)
@@ -192,7 +193,7 @@ def _full_scores(model, ids, mask, targets, target_mask):
 
 
 @torch.no_grad()
-def acie_reference(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int = 8,
+def acie_reference(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int,
                    layers: Sequence[int] | None = None, fixed_length: int = 256, progress: bool = False):
     """The official computation: for every head, full forwards of all prompts padded to `fixed_length`."""
     sites = ModelSites.of(model)
@@ -218,7 +219,7 @@ def acie_reference(model, items: Sequence[AttributionItem], abar: torch.Tensor, 
 
 
 # ---------------------------------------------------------------- attribution patching (estimate)
-def acie_atp(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int = 8,
+def acie_atp(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int,
              progress: bool = False) -> torch.Tensor:
     """First-order estimate of ACIE for every head: one forward + one backward per batch."""
     sites = ModelSites.of(model)
@@ -241,7 +242,7 @@ def acie_atp(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad
     return (total / len(items)).detach()
 
 
-def compute_acie(mode: str, model, items, abar, *, pad_id: int, batch_size: int = 8, progress: bool = False):
+def compute_acie(mode: str, model, items, abar, *, pad_id: int, batch_size: int, progress: bool = False):
     if mode == "exact":
         return acie_exact(model, items, abar, pad_id=pad_id, batch_size=batch_size, progress=progress)[0]
     if mode == "reference":
@@ -360,6 +361,23 @@ def summary_rows(maps: dict[tuple[str, str, str], torch.Tensor], rankings: dict[
 
 
 RANKING_COLUMNS = ["rank", "layer", "head", "acie", "share_of_positive", "n_prompts", "n_prompts_asked"]
+
+
+def read_ranking(path) -> list[tuple[int, int]]:
+    """The (layer, head) pairs of a ranking file (RANKING_COLUMNS, written by `attribute`), best first; a file
+    without the layer and head columns, or a row whose layer or head is not an integer, fails naming it."""
+    rows = read_tsv(path)
+    missing = [c for c in ("layer", "head") if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: not a head ranking: no column(s) {', '.join(missing)} (expected {RANKING_COLUMNS})")
+    heads = []
+    for number, row in enumerate(rows, start=2):
+        try:
+            heads.append((int(row["layer"]), int(row["head"])))
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}, line {number}: layer {row['layer']!r} and head {row['head']!r} must be "
+                             "integers") from None
+    return heads
 
 
 def attribute(model, tokenizer, spec, cache: dict, pool: Sequence[dict], mode: str, settings: dict,

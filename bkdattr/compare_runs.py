@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from .atomic import read_matrix_tsv, read_tsv, write_text, write_tsv_union
+from .config import schema_default
 from .names import REFUSAL_CONTROL
 from .seeds import top_k_heads
 from .stats import spearman
@@ -118,7 +119,7 @@ def _read_run(directory: Path, task: str, model: str) -> tuple[np.ndarray, np.nd
 
 
 def compare(directories: Sequence[Path], labels: Sequence[str], task: str, model: str,
-            fractions: Sequence[float] = (0.01, 0.03, 0.1)) -> dict[str, list[dict]]:
+            fractions: Sequence[float]) -> dict[str, list[dict]]:
     """The three tables (overlap, held-out, ablation) of two runs."""
     if len(directories) != 2 or len(labels) != 2 or labels[0] == labels[1]:
         raise ValueError("compare needs two run directories and two different labels")
@@ -137,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", default="lora_sft")
     parser.add_argument("--out", type=Path, required=True, help="directory for compare_{overlap,held_out,ablation}.tsv and compare.md")
     args = parser.parse_args(argv)
-    tables = compare(args.runs, args.labels, args.task, args.model)
+    tables = compare(args.runs, args.labels, args.task, args.model, schema_default("attribution", "top_fractions"))
     text = []
     for name, rows in tables.items():
         write_tsv_union(args.out / f"compare_{name}.tsv", rows)

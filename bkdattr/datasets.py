@@ -443,7 +443,7 @@ def check_special_tokens(tokenizer, spec: TaskSpec, splits: dict[str, list[dict]
                                     "remove or escape it")
 
 
-def model_context_window(model_path: str, trust_remote_code: bool = False) -> int:
+def model_context_window(model_path: str, trust_remote_code: bool) -> int:
     """The model's maximum sequence length (max_position_embeddings, or n_positions for GPT-2)."""
     from transformers import AutoConfig  # slow to import: only the context-window check needs it
 

@@ -20,7 +20,7 @@ OVERLAP_COLUMNS = ("with_backdoored", "with_first_method", "by_chance", "vs_exac
 
 def overlap_column(fraction: float, what: str) -> str:
     """The attribution.tsv column of the top-`fraction` head overlap `what` (OVERLAP_COLUMNS), e.g.
-    overlap_column(0.03, "by_chance") == "top0.03_overlap_by_chance"."""
+    overlap_column(0.1, "by_chance") == "top0.1_overlap_by_chance"."""
     if what not in OVERLAP_COLUMNS:
         raise ValueError(f"unknown overlap column {what!r}; expected one of {', '.join(OVERLAP_COLUMNS)}")
     return f"top{fraction:g}_overlap_{what}"
