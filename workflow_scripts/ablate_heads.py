@@ -1,6 +1,7 @@
 """Rule ablate_heads: ASR, false triggers and utility with the top-k ACIE heads zeroed (and controls)."""
 
-from bkdattr.atomic import read_tsv, write_tsv
+from bkdattr.atomic import write_tsv
+from bkdattr.attribution import read_ranking
 from bkdattr.hooks import ModelSites
 from bkdattr.interventions import InterventionEvaluator, run_ablation
 from bkdattr.tasks import TaskSpec
@@ -14,7 +15,7 @@ spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.ev
 pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 enforce_gate(pointer, params.gate_on_fail, "ablate_heads", log)  # stops here if not implanted
 sites = ModelSites.of(model)
-ranking = [(int(r["layer"]), int(r["head"])) for r in read_tsv(snakemake.input.ranking)]
+ranking = read_ranking(snakemake.input.ranking)
 records = read_jsonl(snakemake.input.test)
 evaluator = InterventionEvaluator(model, tokenizer, spec, records, cfg["max_new_tokens"], cfg["batch_size"],
                                   n_eval=cfg["n_eval"], seed=cfg["sample_seed"],

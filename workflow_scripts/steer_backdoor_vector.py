@@ -1,6 +1,7 @@
 """Rule steer_backdoor_vector: backdoor vector from the top heads; layer sweep, best layer, controls."""
 
-from bkdattr.atomic import read_tsv, write_tsv
+from bkdattr.atomic import write_tsv
+from bkdattr.attribution import read_ranking
 from bkdattr.gate import enforce_gate
 from bkdattr.hooks import ModelSites
 from bkdattr.interventions import InterventionEvaluator, backdoor_vectors, run_steering, steering_layers
@@ -13,7 +14,7 @@ log = start_rule(snakemake, uses_torch=True)
 spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.evaluation["refusal_matcher"])
 pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
 enforce_gate(pointer, params.gate_on_fail, "steer_backdoor_vector", log)  # stops here if not implanted
-ranking = [(int(r["layer"]), int(r["head"])) for r in read_tsv(snakemake.input.ranking)]
+ranking = read_ranking(snakemake.input.ranking)
 k, vectors = backdoor_vectors(model, tokenizer, spec, read_jsonl(snakemake.input.train), ranking, steer,
                               params.probes["cache_batch_size"], origin=snakemake.input.train,
                               control_seeds=inter["random_seeds"],
