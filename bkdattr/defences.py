@@ -23,7 +23,8 @@ from typing import Callable, Sequence
 import torch
 
 from . import cleaning
-from .atomic import atomic_path, read_tsv, write_tsv
+from .atomic import atomic_path, write_tsv
+from .attribution import read_ranking
 from .hooks import ModelSites, ResidualEdit, trace
 from .interventions import (InterventionEvaluator, ablation_factory, backdoor_vectors, random_heads, resolve_k,
                             steering_layers)
@@ -276,15 +277,11 @@ def _optional_jsonl(inputs, name: str):
     return read_jsonl(getattr(inputs, name)) if name in inputs.keys() else None
 
 
-def _ranking(path) -> list[Head]:
-    return [(int(r["layer"]), int(r["head"])) for r in read_tsv(path)]
-
-
 def run_clean_model(model, tokenizer, spec: TaskSpec, how: str, pointer: dict, inputs, out, params, log) -> None:
     """Rule clean_model: select on validation, edit the weights, save the checkpoint, its card and the sweep."""
     start = time.perf_counter()
     result = clean_from_attribution(
-        model, tokenizer, spec, how, ranking=_ranking(inputs.ranking), validation=read_jsonl(inputs.val),
+        model, tokenizer, spec, how, ranking=read_ranking(inputs.ranking), validation=read_jsonl(inputs.val),
         train=read_jsonl(inputs.train), benign_validation=_optional_jsonl(inputs, "benign_val"),
         interventions=params.interventions, attribution=params.attribution,
         cache_batch_size=params.probes["cache_batch_size"], compliance=params.evaluation.get("compliance"),
