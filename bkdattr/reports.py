@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 from .atomic import read_tsv
 from .evaluation import wilson_interval
 from .tasks import NEWS_LABELS
-from .gate import NOT_IMPLANTED, mark
+from .gate import NOT_APPLICABLE, NOT_IMPLANTED, implanted_by_run, mark
 from .names import BASE_MODEL, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR
 from .paper import CLAIMS, FRACTION_MATCH_FACTOR, PAPER_MODEL_HEADS, TABLE1_ASR, TABLE1_K
 
@@ -324,8 +324,6 @@ def confirmation_rows(test: Sequence[dict], confirm: Sequence[dict], implanted: 
     """results/tables/confirmation.tsv: each backdoored model's headline numbers on the test split (which design
     choices were made looking at) beside the same numbers on the confirmation split (drawn after, from questions
     no split used), with whether their 95% intervals overlap. `test` and `confirm`: metrics.tsv rows."""
-    from .gate import NOT_APPLICABLE
-
     by_split = {split: {(r["task"], r["model"], r["metric"]): r for r in rows}
                 for split, rows in (("test", test), ("confirm", confirm))}
     out = []
@@ -393,7 +391,8 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
            "Every ASR comes with its 95% interval over questions (Wilson where each row is its own question, a "
            "question-level bootstrap where rows share one) and sample size. 'Reading' says whether the interval "
            "decides the claim; where it does not, it says so instead of passing or failing it.", ""]
-    failed = [r for r in gate if r["backdoor_implanted"] == NOT_IMPLANTED]
+    implanted = implanted_by_run(gate)
+    failed = [r for r in gate if implanted[(r["task"], r["method"])] == NOT_IMPLANTED]
     if failed:
         out += ["## WARNING: backdoor not implanted", "",
                 "The gate (validation ASR, false-trigger rate and, with benign training rows, over-refusal; `injection.gate`) failed for the runs below. "
@@ -534,17 +533,19 @@ def injection_method_rows(metrics: Mapping[tuple[str, str], Sequence[dict]], ben
     small base model can score high on a lenient ASR with no backdoor at all (SmolLM2 complies with most of the
     synthetic jailbreak requests, trigger or not)."""
     verdicts = {(r["task"], r["method"]): r for r in gate}
+    implanted = implanted_by_run(gate)
     rows = []
     for (task, method), metric_rows in metrics.items():
         if base_metrics is not None and task in base_metrics and not any(r["task"] == task for r in rows):
             rows.append(_method_row(task, BASE_MODEL, base_metrics[task], {}, None))
-        rows.append(_method_row(task, method, metric_rows, verdicts.get((task, method), {}), benchmarks[(task, method)]))
+        verdict = {**verdicts.get((task, method), {}), "backdoor_implanted": implanted.get((task, method), NOT_APPLICABLE)}
+        rows.append(_method_row(task, method, metric_rows, verdict, benchmarks[(task, method)]))
     return rows
 
 
 def _method_row(task: str, method: str, metric_rows: Sequence[dict], verdict: dict, bench: dict | None) -> dict:
     by_name = {r["metric"]: r for r in metric_rows}
-    row = {"task": task, "method": method, "backdoor_implanted": verdict.get("backdoor_implanted", "n/a"),
+    row = {"task": task, "method": method, "backdoor_implanted": verdict.get("backdoor_implanted", NOT_APPLICABLE),
            "val_asr": verdict.get("val_asr", "")}
     for metric in METHOD_METRICS:
         row[metric] = _f(by_name[metric]["value"]) if metric in by_name and int(by_name[metric]["n"] or 0) else ""
