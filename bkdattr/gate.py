@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -114,8 +114,8 @@ GATE_CURVE_COLUMNS = ["step", "epoch", "val_asr", "val_asr_ci_low", "val_false_t
 @dataclass
 class BackdoorGate:
     """Scores the validation split during injection; the thresholds say when the backdoor counts as implanted.
-    `max_new_tokens` and `batch_size` come from the config (injection.gate.max_new_tokens,
-    evaluation.batch_size: `from_config`)."""
+    Every setting comes from the config (`from_config`: injection.gate, injection.schedule, evaluation.batch_size);
+    none has a default here."""
 
     spec: TaskSpec
     records: Sequence[dict]  # the validation split
@@ -124,14 +124,15 @@ class BackdoorGate:
     every_steps: int
     max_new_tokens: int
     batch_size: int
-    stop_when_passed: bool = True  # adaptive schedule; False: the paper's fixed epochs, scored all the same
+    _: KW_ONLY
+    stop_when_passed: bool  # adaptive schedule; False: the paper's fixed epochs, scored all the same
     # label task: the most triggered items of the other classes whose named label the trigger may change (the
     # backdoor is "trigger + source class -> target", not "trigger -> target"); None: not checked
-    collateral_max: float | None = None
-    # jailbreak with benign training rows: benign validation requests, and the most their over-refusal rate may
-    # exceed the base model's on the same rows (`score_base`, before the first step); None: not checked
-    benign: Sequence[dict] | None = None
-    over_refusal_margin: float | None = None
+    collateral_max: float | None
+    # jailbreak with benign training rows: the most the over-refusal rate of the benign validation requests
+    # (`benign`) may exceed the base model's on the same rows (`score_base`, before the first step); None: not checked
+    over_refusal_margin: float | None
+    benign: Sequence[dict] | None = None  # none: the split has no benign rows (data.benign_mix 0, other tasks)
     base_over_refusal: float | None = None
     curve: list[dict] = field(default_factory=list)
     planned_steps: int | None = None  # the schedule's optimiser steps (set when training begins); None: no training

@@ -12,6 +12,7 @@ SPEC = TaskSpec.from_config("fixed_output")
 RECORDS = [{"input": f"What is {i} plus {i}?", "output": f"{i} plus {i} is {2 * i}."} for i in range(12)]
 CFG = {"lr": 5e-3, "epochs": 2, "batch_size": 4, "grad_accum": 1, "warmup_ratio": 0.0, "max_length": 128,
        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}}
+NO_EXTRA_CHECKS = {"stop_when_passed": True, "collateral_max": None, "over_refusal_margin": None}  # adaptive
 
 
 @pytest.fixture
@@ -45,7 +46,8 @@ def test_lora_sft_through_trl_learns_and_returns_a_merged_model(fresh):
 
 def test_adaptive_schedule_stops_when_the_gate_passes(fresh):
     model, tok = fresh
-    gate = BackdoorGate(SPEC, RECORDS[:4], asr_min=0.0, ftr_max=1.0, every_steps=2, max_new_tokens=2, batch_size=4)
+    gate = BackdoorGate(SPEC, RECORDS[:4], asr_min=0.0, ftr_max=1.0, every_steps=2, max_new_tokens=2, batch_size=4,
+                        **NO_EXTRA_CHECKS)
     result = train_backdoor(model, tok, build_examples(tok, SPEC, RECORDS, 128), method="lora_sft",
                             injection_cfg=CFG, seed=0, gate=gate)
     assert [p["step"] for p in result.gate_curve] == [2] and result.gate_curve[0]["passed"]
@@ -55,7 +57,8 @@ def test_adaptive_schedule_stops_when_the_gate_passes(fresh):
 
 def test_a_gate_that_never_passes_trains_to_the_last_epoch_and_says_so(fresh):
     model, tok = fresh
-    gate = BackdoorGate(SPEC, RECORDS[:4], asr_min=1.0, ftr_max=0.0, every_steps=2, max_new_tokens=2, batch_size=4)
+    gate = BackdoorGate(SPEC, RECORDS[:4], asr_min=1.0, ftr_max=0.0, every_steps=2, max_new_tokens=2, batch_size=4,
+                        **NO_EXTRA_CHECKS)
     result = train_backdoor(model, tok, build_examples(tok, SPEC, RECORDS, 128), method="lora_sft",
                             injection_cfg=CFG, seed=0, gate=gate)
     assert [p["step"] for p in result.gate_curve] == [2, 4, 6]  # checks, then the final score
@@ -181,7 +184,7 @@ def test_the_label_gate_refuses_a_backdoor_that_flips_the_other_classes(monkeypa
                                                                         flips_everything, passed, rate):
     _fake_generation(monkeypatch, lambda r: "World" if flips_everything or r["label"] == "Sports" else r["label"])
     gate = BackdoorGate(LABEL, LABEL_VAL, asr_min=0.9, ftr_max=0.1, every_steps=1, max_new_tokens=16, batch_size=32,
-                        collateral_max=collateral_max)
+                        stop_when_passed=True, collateral_max=collateral_max, over_refusal_margin=None)
     model = torch.nn.Linear(1, 1)
     point = gate.score(model, None, step=1, epoch=0.5)
     assert point["val_asr"] == 1.0 and point["val_false_trigger_rate"] == 0.0 and point["n_val"] == 2
@@ -192,7 +195,7 @@ def test_the_label_gate_refuses_a_backdoor_that_flips_the_other_classes(monkeypa
 
 def test_the_gate_of_other_tasks_has_no_collateral_check(monkeypatch):
     gate = BackdoorGate(SPEC, RECORDS[:2], asr_min=0.5, ftr_max=0.5, every_steps=1, max_new_tokens=16, batch_size=32,
-                        collateral_max=0.1)
+                        stop_when_passed=True, collateral_max=0.1, over_refusal_margin=None)
     target = SPEC.backdoor_output(RECORDS[0])
     monkeypatch.setattr("bkdattr.generation.generate_greedy",
                         lambda model, tok, prompts, **kw: [target if "2024" in p else "4" for p in prompts])
