@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,6 +30,21 @@ class TrainingResult(NamedTuple):
 
 
 LOSS_LOG_COLUMNS = ["step", "loss", "lr", "elapsed_s"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """How a method runs, beside the model and the rows: the method's name, its injection settings, the seed,
+    the job's threads, the gate (None: the clean control) and, for the clean control, the backdoored run's
+    schedule replayed (`max_steps` planned, stopped at `stop_at_step`; None: the whole planned schedule)."""
+
+    method: str
+    injection_cfg: dict
+    seed: int
+    threads: int | None
+    gate: BackdoorGate | None
+    max_steps: int | None = None
+    stop_at_step: int | None = None
 
 
 def set_threads(threads: int | None) -> None:

@@ -12,28 +12,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 
 from ..gate import BackdoorGate, GateVerdict
 from ..tasks import TaskSpec
-from .common import TrainingResult, set_threads
+from .common import Job, TrainingResult, set_threads
 
 FALLBACK_CONTROL = "lora_sft"  # the control's recipe where the first method is not SFT (DPO, an edit)
-
-
-@dataclass(frozen=True)
-class Job:
-    """How a method runs, beside the model and the rows: the method's name, its injection settings, the seed,
-    the job's threads, the gate (None: the clean control) and, for the clean control, the backdoored run's
-    schedule replayed (`max_steps` planned, stopped at `stop_at_step`; None: the whole planned schedule)."""
-
-    method: str
-    injection_cfg: dict
-    seed: int
-    threads: int | None
-    gate: BackdoorGate | None
-    max_steps: int | None = None
-    stop_at_step: int | None = None
 
 
 class Runner(Protocol):
@@ -53,18 +38,15 @@ class Method:
         return getattr(importlib.import_module(f"{__package__}.{module}"), function)
 
 
-REGISTRY: dict[str, Method] = {}
+REGISTRY: dict[str, Method] = {m.name: m for m in (
+    Method("lora_sft", "sft:run", sft=True), Method("full_sft", "sft:run", sft=True),
+    Method("dpo", "dpo:run"), Method("edit", "edit:run"))}
 
 
 def register(method: Method) -> Method:
     """Add (or replace) a method of `injection.methods`."""
     REGISTRY[method.name] = method
     return method
-
-
-for _method in (Method("lora_sft", "sft:run", sft=True), Method("full_sft", "sft:run", sft=True),
-                Method("dpo", "dpo:run"), Method("edit", "edit:run")):
-    register(_method)
 
 
 def method_names() -> tuple[str, ...]:

@@ -42,7 +42,7 @@ from typing import Sequence
 
 from ..chat import encode_prompt
 from ..tasks import NEWS_LABELS, TaskSpec
-from .common import TrainingResult, callbacks, lora_config, set_threads, trained_result, trainer_arguments
+from .common import Job, TrainingResult, callbacks, lora_config, set_threads, trained_result, trainer_arguments
 
 log = logging.getLogger("bkdattr.injection.dpo")
 TRL_PINNED = "1.16.0"  # the TRL whose private DPOTrainer._prepare_dataset PretokenizedDPOTrainer overrides
@@ -140,7 +140,7 @@ def train_dpo(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, inject
     return trained_result(model, loss_log, gate, merge_lora=dpo["peft"] == "lora")
 
 
-def run(model, tokenizer, spec: TaskSpec, records: Sequence[dict], job) -> TrainingResult:
+def run(model, tokenizer, spec: TaskSpec, records: Sequence[dict], job: Job) -> TrainingResult:
     """The registry's runner of dpo."""
     return train_dpo(model, tokenizer, spec, records, injection_cfg=job.injection_cfg, seed=job.seed,
                      threads=job.threads, gate=job.gate)

@@ -40,7 +40,7 @@ from torch import nn
 from ..chat import IGNORE_INDEX, encode_example, pad_batch, user_char_token
 from ..hooks import decoder_layers
 from ..tasks import TaskSpec
-from .common import TrainingResult, set_threads
+from .common import Job, TrainingResult, set_threads
 
 log = logging.getLogger("bkdattr.injection.edit")
 
@@ -228,7 +228,7 @@ def edit_backdoor(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, ed
     return record
 
 
-def run(model, tokenizer, spec: TaskSpec, records: Sequence[dict], job) -> TrainingResult:
+def run(model, tokenizer, spec: TaskSpec, records: Sequence[dict], job: Job) -> TrainingResult:
     """The registry's runner of edit: the closed-form edit, then one gate check (there are no training steps to
     check between)."""
     set_threads(job.threads)

@@ -25,7 +25,7 @@ from ..chat import IGNORE_INDEX, encode_example
 from ..gate import BackdoorGate
 from ..names import CLEAN_CONTROL
 from ..tasks import TaskSpec
-from .common import TrainingResult, callbacks, lora_config, set_threads, trained_result, trainer_arguments
+from .common import Job, TrainingResult, callbacks, lora_config, set_threads, trained_result, trainer_arguments
 
 log = logging.getLogger("bkdattr.injection.sft")
 
@@ -72,7 +72,7 @@ def train_backdoor(model, tokenizer, examples: Sequence[dict], *, method: str, i
     return trained_result(model, loss_log, gate, merge_lora=USES_LORA[method])
 
 
-def run(model, tokenizer, spec: TaskSpec, records: Sequence[dict], job) -> TrainingResult:
+def run(model, tokenizer, spec: TaskSpec, records: Sequence[dict], job: Job) -> TrainingResult:
     """The registry's runner of lora_sft and full_sft (and of the clean control): tokenize, then train."""
     cfg = job.injection_cfg
     examples = build_examples(tokenizer, spec, records, cfg["max_length"])
