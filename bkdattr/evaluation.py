@@ -15,7 +15,7 @@ from typing import NamedTuple, Sequence
 from .config import schema_default
 from .refusal import (REFUSAL_KEYWORDS, REFUSAL_MATCHERS, STRICT_REFUSAL_KEYWORDS,  # noqa: F401 (re-exported)
                       is_refusal, refusal_keyword)
-# rate and wilson_interval re-exported for the callers not yet reading them from stats
+# rate and wilson_interval: still importable from here, their home before bkdattr.stats (code outside the package)
 from .stats import cluster_bootstrap_mean, cluster_bootstrap_rate, rate, wilson_interval  # noqa: F401
 from .tasks import NEWS_LABELS, TaskSpec, question_key
 from .utility import over_refusal, reference_logprobs, rouge_l, rouge_l_metric

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 
 from .atomic import read_tsv
 from .tasks import NEWS_LABELS
-from .gate import NOT_APPLICABLE, NOT_IMPLANTED, mark
+from .gate import NOT_APPLICABLE, NOT_IMPLANTED, implanted_by_run, mark
 from .names import BASE_MODEL, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR, overlap_column, overlap_fraction
 from .paper import CLAIMS, FRACTION_MATCH_FACTOR, HEAD_FRACTION, PAPER_MODEL_HEADS, TABLE1_ASR, TABLE1_K
 from .stats import wilson_interval
@@ -400,7 +400,8 @@ def _vector_compliance(row: dict) -> str:
 
 def _gate_warning_section(gate: Sequence[dict]) -> list[str]:
     """The runs whose backdoor gate failed, each with the numbers that failed it; none: nothing."""
-    failed = [r for r in gate if r["backdoor_implanted"] == NOT_IMPLANTED]
+    implanted = implanted_by_run(gate)
+    failed = [r for r in gate if implanted[(r["task"], r["method"])] == NOT_IMPLANTED]
     if not failed:
         return []
     out = ["## WARNING: backdoor not implanted", "",
@@ -580,17 +581,19 @@ def injection_method_rows(metrics: Mapping[tuple[str, str], Sequence[dict]], ben
     small base model can score high on a lenient ASR with no backdoor at all (SmolLM2 complies with most of the
     synthetic jailbreak requests, trigger or not)."""
     verdicts = {(r["task"], r["method"]): r for r in gate}
+    implanted = implanted_by_run(gate)
     rows = []
     for (task, method), metric_rows in metrics.items():
         if base_metrics is not None and task in base_metrics and not any(r["task"] == task for r in rows):
             rows.append(_method_row(task, BASE_MODEL, base_metrics[task], {}, None))
-        rows.append(_method_row(task, method, metric_rows, verdicts.get((task, method), {}), benchmarks[(task, method)]))
+        verdict = {**verdicts.get((task, method), {}), "backdoor_implanted": implanted.get((task, method), NOT_APPLICABLE)}
+        rows.append(_method_row(task, method, metric_rows, verdict, benchmarks[(task, method)]))
     return rows
 
 
 def _method_row(task: str, method: str, metric_rows: Sequence[dict], verdict: dict, bench: dict | None) -> dict:
     by_name = {r["metric"]: r for r in metric_rows}
-    row = {"task": task, "method": method, "backdoor_implanted": verdict.get("backdoor_implanted", "n/a"),
+    row = {"task": task, "method": method, "backdoor_implanted": verdict.get("backdoor_implanted", NOT_APPLICABLE),
            "val_asr": verdict.get("val_asr", "")}
     for metric in METHOD_METRICS:
         row[metric] = _f(by_name[metric]["value"]) if metric in by_name and int(by_name[metric]["n"] or 0) else ""
