@@ -260,7 +260,7 @@ def apply_defence(name: str, model, tokenizer, spec: TaskSpec, *, heads_cleaning
 def finetune_clean(model, tokenizer, spec: TaskSpec, rows: Sequence[dict], *, injection: dict, steps: int, seed: int):
     """The clean fine-tuning defence: the injection recipe's LoRA SFT (fixed schedule of `steps` optimiser steps)
     on the defender's clean rows, merged; the model it returns."""
-    from .training import build_examples, train_backdoor
+    from .injection.sft import build_examples, train_backdoor  # trl and peft: only this defence trains
 
     examples = build_examples(tokenizer, spec, rows, injection["max_length"])
     return train_backdoor(model, tokenizer, examples, method="lora_sft", injection_cfg={**injection, "schedule": "fixed"},
