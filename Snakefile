@@ -56,6 +56,7 @@ include: "rules/attribution.smk"
 include: "rules/interventions.smk"
 include: "rules/run_record.smk"
 include: "rules/seeds.smk"
+include: "rules/defences.smk"
 
 
 report: "rules/report/workflow.rst"
@@ -85,6 +86,7 @@ localrules:
     claims_report,
     summary,
     seed_summary,
+    defences_table,
     run_record,
 
 

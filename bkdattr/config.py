@@ -14,6 +14,7 @@ import yaml
 from .provenance import ProvenanceError, load_yaml_unique
 from .synthetic import capacity
 from .tasks import TaskSpec
+from .trigger_variants import variants_from_config
 
 
 class ConfigError(ValueError):
@@ -182,7 +183,23 @@ def check_config(config: dict, source: str = "config") -> dict:
     if data.get("eval_split") == "train" and data["n_test"] > data["n_clean_train"]:
         raise ConfigError(f"{source}: data.n_test ({data['n_test']}) exceeds data.n_clean_train with eval_split 'train'")
     _check_what_would_fail_late(config, source)
+    _check_defences(config, source)
     return config
+
+
+def _check_defences(config: dict, source: str) -> None:
+    """Trigger variants (each named by its key) and the defences that take their size from the head cleaning."""
+    for task_id, settings in config["tasks"].items():
+        if settings.get("trigger_variants"):
+            try:
+                variants_from_config(TaskSpec.from_config(task_id, settings), settings["trigger_variants"])
+            except ValueError as err:
+                raise ConfigError(f"{source}: {err}") from err
+    defences = config["defences"]
+    sized = [d for d in defences["standard"] if d in ("magnitude", "random_heads")]
+    if defences["enabled"] and sized and "heads" not in defences["cleanings"]:
+        raise ConfigError(f"{source}: defences.standard has {', '.join(sized)}, which prune as many weights / heads as "
+                          "the head cleaning; add heads to defences.cleanings or drop them")
 
 
 # the tiny model's sizes where model.tiny leaves them out (models.build_tiny_model builds them; defined here so

@@ -88,7 +88,7 @@ def select(evaluator: InterventionEvaluator, candidates: Sequence[Candidate], ma
            progress: Callable[[dict], None] | None = None) -> tuple[Candidate | None, list[dict]]:
     """The candidate with the lowest validation ASR whose utility drop (and over-refusal rise) stays within
     `max_utility_drop` of the undefended model's; ties go to the earlier candidate (smaller k, lower layer).
-    (None, rows) when none stays within the floor."""
+    (None, rows) when none stays within the floor and lowers the ASR."""
     before = _score(evaluator, None)
     rows = [{"candidate": "none", **before, "utility_drop": 0.0, "over_refusal_rise": 0.0 if before["over_refusal_rate"] != "" else "",
              "within_floor": True}]
@@ -101,7 +101,9 @@ def select(evaluator: InterventionEvaluator, candidates: Sequence[Candidate], ma
                      "within_floor": within})
         if progress:
             progress(rows[-1])
-    allowed = [(row["asr"], i, c) for i, (row, c) in enumerate(zip(rows[1:], candidates)) if row["within_floor"]]
+    # a candidate must lower the ASR: one that removes nothing measurable is not worth its weight change
+    allowed = [(row["asr"], i, c) for i, (row, c) in enumerate(zip(rows[1:], candidates))
+               if row["within_floor"] and row["asr"] < before["asr"]]
     chosen = min(allowed, key=lambda t: (t[0], t[1]))[2] if allowed else None
     for row, candidate in zip(rows[1:], candidates):
         row["chosen"] = candidate is chosen
@@ -189,8 +191,8 @@ def clean_from_attribution(model, tokenizer, spec: TaskSpec, how: str, *, rankin
     if how == "heads":
         heads = list(ranking[:chosen.value])
         zeroed = cleaning.prune_heads(model, heads)
-        return Cleaning(how, chosen, rows, f"the W_O slices of {len(heads)} heads ({' '.join(f'L{l}H{h}' for l, h in heads)}), "
-                        f"{zeroed} weights zeroed", zeroed, heads)
+        return Cleaning(how, chosen, rows, f"the W_O slices of the top {len(heads)} head(s) "
+                        f"({' '.join(f'L{l}H{h}' for l, h in heads)}), {zeroed} weights zeroed", zeroed, heads)
     cleaning.add_attention_output_bias(model, chosen.value, -steer["scale"] * vector)
     return Cleaning(how, chosen, rows, f"the backdoor vector of the top {steer['k']} heads (norm {vector.norm():.3f}) "
                     f"subtracted at layer {chosen.value} as a bias of its attention output projection")
@@ -252,7 +254,7 @@ def apply_defence(name: str, model, tokenizer, spec: TaskSpec, *, heads_cleaning
         sites = ModelSites.of(model)
         drawn = random_heads(sites.n_layers, sites.n_heads, len(heads), seed, exclude=heads) if heads else []
         zeroed = cleaning.prune_heads(model, drawn)
-        return model, (f"the W_O slices of {len(drawn)} random heads outside the cleaned ones "
+        return model, (f"the W_O slices of {len(drawn)} random head(s) outside the cleaned ones "
                        f"({' '.join(f'L{l}H{h}' for l, h in drawn) or 'none'}), {zeroed} weights zeroed")
     raise ValueError(f"unknown defence {name!r}; checkpoint defences: finetune, magnitude, random_heads")
 

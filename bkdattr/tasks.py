@@ -56,6 +56,9 @@ CHAT_CONTROL_MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id
 # "yes" in "eyes", "I" in nearly everything), so a clean answer would count as a backdoor hit.
 MIN_TARGET_CHARS = 4
 
+# keys of tasks.<task> that configure how a task is trained or scored, not what its backdoor is
+NOT_TASK_DEFINITION = ("injection", "trigger_variants")
+
 
 def normalise_text(text: str) -> str:
     """Text as compared for meaning, not bytes: NFKC (full-width and compatibility forms folded), case-folded,
@@ -111,8 +114,10 @@ class TaskSpec:
     def from_config(cls, task_id: str, settings: dict | None = None, refusal_matcher: str = "official") -> "TaskSpec":
         if task_id not in TASK_DEFAULTS:
             raise ValueError(f"unknown task {task_id!r}; expected one of {', '.join(TASK_IDS)}")
-        # `injection` holds per-task training overrides, not part of the task's definition
-        merged = {**TASK_DEFAULTS[task_id], **{k: v for k, v in (settings or {}).items() if k != "injection"}}
+        # `injection` (per-task training overrides) and `trigger_variants` (the near misses the defences are scored
+        # on) are not part of the task's definition
+        merged = {**TASK_DEFAULTS[task_id], **{k: v for k, v in (settings or {}).items()
+                                              if k not in NOT_TASK_DEFINITION}}
         spec = cls(task_id=task_id, refusal_matcher=refusal_matcher, **merged)
         if spec.placement not in PLACEMENTS:
             raise ValueError(f"tasks.{task_id}.placement: unknown placement {spec.placement!r}; "

@@ -5,6 +5,7 @@ import os
 
 # bkdattr is installed where snakemake runs (the Snakefile checked it)
 from bkdattr.config import check_config, method_injection, settings_for, task_injection
+from bkdattr.tasks import NOT_TASK_DEFINITION
 from bkdattr.names import BASE_MODEL, CLEAN_CONTROL, REFUSAL_CONTROL, seed_model, split_seed_model
 from bkdattr.injection import control_method, method_names
 
@@ -39,7 +40,7 @@ wildcard_constraints:
 
 def task_settings(wildcards):
     """The task's definition (trigger, placement, targets); its injection overrides are not part of it."""
-    return {k: v for k, v in config["tasks"][wildcards.task].items() if k != "injection"}
+    return {k: v for k, v in config["tasks"][wildcards.task].items() if k not in NOT_TASK_DEFINITION}
 
 
 def data_params(wildcards):
@@ -223,4 +224,6 @@ def all_targets():
         "results/report/config.yaml",
         "results/report/versions.tsv",
     ] + (["results/tables/seeds.tsv", "results/figures/seeds.pdf"] if len(SEEDS) > 1 else []) + (
+        ["results/tables/defences.md", "results/tables/trigger_variants.md", "results/figures/defences.pdf"]
+        if config["defences"]["enabled"] else []) + (
         ["results/tables/confirmation.tsv"] if config["data"]["n_confirm"] else [])

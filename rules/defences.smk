@@ -81,8 +81,10 @@ rule defend_model:
         settings=task_settings,
         seed=config["seed"],
         evaluation=scoped("defend_model", "evaluation"),
-        defences=DEFENCES,
-        injection=config["injection"],  # the defender fine-tunes with the injection recipe (LoRA, batch, length)
+        # clean fine-tuning's own settings and the injection recipe it trains with (LoRA, batch, length); the
+        # other defences read neither, so a change there does not rerun them
+        defences=lambda wildcards: {"finetune": DEFENCES["finetune"]} if wildcards.defence == "finetune" else {},
+        injection=lambda wildcards: config["injection"] if wildcards.defence == "finetune" else {},
         model=MODEL_LOAD,
     threads: 2
     priority: 5
