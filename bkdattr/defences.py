@@ -305,10 +305,10 @@ def run_clean_model(model, tokenizer, spec: TaskSpec, how: str, pointer: dict, i
 
 def run_defend_model(model, tokenizer, spec: TaskSpec, defence: str, pointer: dict, inputs, out, params, log) -> None:
     """Rule defend_model: apply a checkpoint defence, save it with its card."""
+    sized_by = read_pointer(inputs.cleaned_heads)["cleaning"] if "cleaned_heads" in inputs.keys() else {}
     start = time.perf_counter()
-    model, removed = apply_defence(defence, model, tokenizer, spec, heads_cleaning=read_pointer(inputs.cleaned_heads)["cleaning"],
-                                   train=read_jsonl(inputs.train), settings=params.defences, injection=params.injection,
-                                   seed=params.seed)
+    model, removed = apply_defence(defence, model, tokenizer, spec, heads_cleaning=sized_by, train=read_jsonl(inputs.train),
+                                   settings=params.defences, injection=params.injection, seed=params.seed)
     seconds = time.perf_counter() - start
     card = cleaning.model_card(source=str(inputs.model), task=spec.task_id, method=pointer.get("method", ""),
                                how=defence, removed=removed, chosen=f"the defence's own settings (defences.{defence})",

@@ -64,11 +64,18 @@ rule clean_model:
         "../workflow_scripts/clean_model.py"
 
 
+def sized_by_heads_cleaning(wildcards):
+    """magnitude and random_heads remove as many weights / heads as the head cleaning: its pointer says how many."""
+    if wildcards.defence in ("magnitude", "random_heads"):
+        return {"cleaned_heads": f"results/models/{wildcards.task}/{wildcards.method}/cleaned_heads/model.json"}
+    return {}
+
+
 rule defend_model:
     input:
+        unpack(sized_by_heads_cleaning),
         train="results/data/{task}/train.jsonl",
         model="results/models/{task}/{method}/model.json",
-        cleaned_heads="results/models/{task}/{method}/cleaned_heads/model.json",  # the size magnitude / random match
     output:
         pointer="results/models/{task}/{method}/defended_{defence}/model.json",
         checkpoint=directory("results/models/{task}/{method}/defended_{defence}/checkpoint"),
