@@ -115,3 +115,14 @@ def test_a_cycle_through_a_function_level_relative_import_is_found(tmp_path):
     graph = import_graph(root)
     assert graph["bkdattr.a"] == {"bkdattr.sub.b"} and graph["bkdattr.d"] == {"bkdattr.a"}
     assert cycles(graph) == [["bkdattr.a", "bkdattr.c", "bkdattr.sub.b"]]
+
+
+def test_the_package_docstring_maps_every_module():
+    """bkdattr/__init__.py's map names each top-level module and sub-package once, and nothing that is gone."""
+    import bkdattr
+
+    listed = {line.split()[0] for line in bkdattr.__doc__.splitlines()
+              if line.startswith("  ") and len(line.split()) > 2 and line.split()[1] == "--"}
+    present = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"} | {
+        p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert listed == present, (sorted(present - listed), sorted(listed - present))
