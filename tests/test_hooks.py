@@ -274,3 +274,31 @@ def test_trace_names_its_sites_and_counts_calls_per_hook():
     assert sorted(t.hooks) == ["blocks.0.hook_attn_out", "blocks.0.ln1.hook_normalized", "blocks.1.hook_attn_out"]
     assert [h.calls for h in t.hooks.values()] == [2, 2, 2]
     assert t.applied == [(0, 0, "residual")]  # prefill_only: the first call of that site only
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("head", range(4))
+def test_zeroing_one_head_removes_exactly_that_heads_share(name, head):
+    """The one-head ablation: the projection output loses head `head`'s share a_j = z_j W_O[j] and nothing
+    else (written from weight slices, not from hooks.py), and every other head reads unchanged."""
+    model, x = make(name), ids()
+    sites = ModelSites.of(model)
+    seen = {}
+    h = sites.attn_out[1].register_forward_hook(lambda m, a, o: seen.__setitem__("clean", (a[0], o)))
+    try:
+        logits(model, x)
+    finally:
+        h.remove()
+    z, clean_out = seen["clean"]
+    with trace(model, head_edits=[HeadEdit(1, [head], "zero")], read_heads=[1]) as t:
+        # registered after trace's hook, so it sees the edited output
+        h = sites.attn_out[1].register_forward_hook(lambda m, a, o: seen.__setitem__("edited", o))
+        try:
+            logits(model, x)
+        finally:
+            h.remove()
+    expected = clean_out - manual_head_out(sites, 1, z, head)
+    torch.testing.assert_close(seen["edited"], expected, atol=ATOL, rtol=0)
+    assert torch.all(t.heads[1][..., head, :] == 0)
+    for other in set(range(4)) - {head}:
+        torch.testing.assert_close(t.heads[1][..., other, :], manual_head_out(sites, 1, z, other), atol=ATOL, rtol=0)

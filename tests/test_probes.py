@@ -12,6 +12,7 @@ from bkdattr.probes import (
     summarise,
     train_mlp_probe,
     train_mlp_probes,
+    train_svm_probe,
 )
 
 N_GROUPS, D, EPOCHS = 60, 16, 20
@@ -66,6 +67,25 @@ def test_ilca_diagonal_is_the_per_layer_test_accuracy(results):
         assert results["ilca_mlp"][layer, layer] == acc(results, layer, "mlp")["test_acc"]
         assert results["ilca_svm"][layer, layer] == acc(results, layer, "svm")["test_acc"]
     assert results["ilca_mlp"].shape == results["ilca_svm"].shape == (3, 3)
+
+
+def test_each_off_diagonal_ilca_cell_is_probe_i_scored_on_layer_js_test_rows(data, results):
+    """ILCA[i, j] is layer i's probe (MLP and SVM alike) scored on layer j's test rows, recomputed here from the
+    saved MLP weights and a refitted SVM; with a noise layer and two readable layers, scoring layer j's own
+    probe instead would differ."""
+    x, labels, _ = data
+    train, test = results["split"]["train"], results["split"]["test"]
+    for i in range(3):
+        mlp = MLPProbe.from_state_tensors(results["mlp_states"][i])
+        svm = train_svm_probe(x[train, i], labels[train])
+        for j in set(range(3)) - {i}:
+            mlp_acc = float((mlp.predict(x[test, j]) == labels[test]).mean())
+            svm_acc = float((svm.predict(x[test, j]) == labels[test]).mean())
+            assert results["ilca_mlp"][i, j] == pytest.approx(mlp_acc, abs=1e-12), (i, j)
+            assert results["ilca_svm"][i, j] == pytest.approx(svm_acc, abs=1e-12), (i, j)
+    # the noise layer's probe does not read layer 1, whose own probe does: the cells are not interchangeable
+    assert results["ilca_mlp"][0, 1] < results["ilca_mlp"][1, 1] - 0.2
+    assert results["ilca_svm"][0, 1] < results["ilca_svm"][1, 1] - 0.2
 
 
 def test_groups_never_straddle_splits(data, results):
