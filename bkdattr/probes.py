@@ -123,6 +123,36 @@ def train_mlp_probe(x_train, y_train, x_val, y_val, *, seed: int, epochs: int = 
     return probe
 
 
+def _seeded_inits(seeds, d: int, hidden: int, dropout: float):
+    """Per seed: the probe's initial net, its dropout generator and its batch-order generator, drawn as
+    train_mlp_probe draws them."""
+    inits, dropout_rngs, shuffles = [], [], []
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            inits.append(_mlp(d, hidden, dropout))
+            # train_mlp_probe draws its dropout masks from the global RNG right after the init: same stream
+            dropout_rngs.append(torch.Generator().set_state(torch.get_rng_state()))
+        shuffles.append(torch.Generator().manual_seed(seed))
+    return inits, dropout_rngs, shuffles
+
+
+def _stacked_params(inits) -> list:
+    """The nets' weights stacked over layers, leaves for one fused Adam: w1 [L, d, hidden], b1 [L, 1, hidden],
+    w2 [L, hidden, 1], b2 [L, 1, 1]."""
+    stacked = lambda index, attr: torch.stack([getattr(net[index], attr).detach() for net in inits])  # noqa: E731
+    return [stacked(0, "weight").transpose(1, 2).contiguous().requires_grad_(),
+            stacked(0, "bias")[:, None].contiguous().requires_grad_(),
+            stacked(3, "weight").transpose(1, 2).contiguous().requires_grad_(),
+            stacked(3, "bias")[:, None].contiguous().requires_grad_()]
+
+
+def _load_probe(net, best: list, mean, std) -> MLPProbe:
+    """One layer's probe from its slice [w1, b1, w2, b2] of the stacked best weights."""
+    net.load_state_dict({"0.weight": best[0].T, "0.bias": best[1][0], "3.weight": best[2].T, "3.bias": best[3][0]})
+    return MLPProbe(net.eval(), mean, std)
+
+
 def train_mlp_probes(x_train, y_train, x_val, y_val, *, seeds, epochs: int = 100, batch_size: int = 16,
                      lr: float = 1e-3, hidden: int = 100, dropout: float = 0.2) -> list[MLPProbe]:
     """One probe per layer, all layers trained together: x_train [L, N, d] and x_val [L, Nv, d] (the same rows
@@ -144,20 +174,9 @@ def train_mlp_probes(x_train, y_train, x_val, y_val, *, seeds, epochs: int = 100
     xs = (x - mean[:, None]) / std[:, None]
     xv = (_as_tensor(x_val) - mean[:, None]) / std[:, None]
     yv = torch.as_tensor(np.asarray(y_val)).bool()
-    inits, dropout_rngs, shuffles = [], [], []
-    for seed in seeds:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            inits.append(_mlp(d, hidden, dropout))
-            # train_mlp_probe draws its dropout masks from the global RNG right after the init: same stream
-            dropout_rngs.append(torch.Generator().set_state(torch.get_rng_state()))
-        shuffles.append(torch.Generator().manual_seed(seed))
-    stacked = lambda index, attr: torch.stack([getattr(net[index], attr).detach() for net in inits])  # noqa: E731
-    w1 = stacked(0, "weight").transpose(1, 2).contiguous().requires_grad_()   # [L, d, hidden]
-    b1 = stacked(0, "bias")[:, None].contiguous().requires_grad_()            # [L, 1, hidden]
-    w2 = stacked(3, "weight").transpose(1, 2).contiguous().requires_grad_()   # [L, hidden, 1]
-    b2 = stacked(3, "bias")[:, None].contiguous().requires_grad_()            # [L, 1, 1]
-    params = [w1, b1, w2, b2]
+    inits, dropout_rngs, shuffles = _seeded_inits(seeds, d, hidden, dropout)
+    params = _stacked_params(inits)
+    w1, b1, w2, b2 = params
     opt = torch.optim.Adam(params, lr=lr, fused=True)
     layer_index = torch.arange(n_layers)[:, None]
     keep = 1.0 - dropout
@@ -181,12 +200,7 @@ def train_mlp_probes(x_train, y_train, x_val, y_val, *, seeds, epochs: int = 100
             best_acc = torch.where(better, acc, best_acc)
             for kept, param in zip(best, params):
                 kept[better] = param[better]
-    probes = []
-    for layer, net in enumerate(inits):
-        net.load_state_dict({"0.weight": best[0][layer].T, "0.bias": best[1][layer, 0],
-                             "3.weight": best[2][layer].T, "3.bias": best[3][layer, 0]})
-        probes.append(MLPProbe(net.eval(), mean[layer], std[layer]))
-    return probes
+    return [_load_probe(net, [p[layer] for p in best], mean[layer], std[layer]) for layer, net in enumerate(inits)]
 
 
 def train_svm_probe(x_train, y_train):
