@@ -21,6 +21,7 @@ from sklearn.svm import SVC
 from tqdm import tqdm
 
 from .evaluation import wilson_interval
+from .gate import NOT_APPLICABLE
 
 
 def split_groups(groups, seed: int, fractions=(0.6, 0.2, 0.2), *, labels=None) -> dict[str, np.ndarray]:
@@ -298,3 +299,38 @@ def summarise(accuracy_rows, ilca_mlp, ilca_svm, threshold: float = 0.95) -> dic
             "mean_offdiag_ilca_mlp": mean_offdiag(ilca_mlp), "mean_offdiag_ilca_svm": mean_offdiag(ilca_svm),
             "best_layer_mlp": best_layer, "max_test_acc_mlp": best_acc,
             "max_test_acc_mlp_ci_low": low, "max_test_acc_mlp_ci_high": high, "n_test": n_test}
+
+
+# ---------------------------------------------------------------- what train_probes and probe_summary write
+ACCURACY_COLUMNS = ["layer", "probe", "train_acc", "val_acc", "test_acc", "test_acc_ci_low", "test_acc_ci_high",
+                    "n_train", "n_val", "n_test"]
+
+
+def probe_groups(cache: dict, split: str) -> np.ndarray:
+    """The group of each cached row for the probe split: by_item keeps an item's clean and triggered rows
+    together; by_row (the official code) puts every row on its own."""
+    return cache["groups"].numpy() if split == "by_item" else np.arange(len(cache["labels"]))
+
+
+def ilca_intervals(results: dict) -> list[dict]:
+    """Both ILCA matrices of layer_probe_results as rows with their Wilson intervals."""
+    n_test = len(results["split"]["test"])
+    return ilca_long(results["ilca_mlp"], n_test, "mlp") + ilca_long(results["ilca_svm"], n_test, "svm")
+
+
+def mlp_probe_tensors(results: dict) -> dict:
+    """Every layer's MLP probe as flat safetensors entries layer{l}.{name}."""
+    return {f"layer{layer}.{name}": t for layer, state in results["mlp_states"].items() for name, t in state.items()}
+
+
+def summary_rows(runs: dict, implanted: dict, threshold: float) -> list[dict]:
+    """probe_summary's rows: per (task, model) run, from its accuracy TSV rows and ILCA matrices (as read back),
+    summarise's numbers (None written 'none') and whether its backdoor was implanted."""
+    rows = []
+    for (task, model), (accuracy_rows, ilca_mlp, ilca_svm) in runs.items():
+        accuracy = [{**r, "layer": int(r["layer"]), "test_acc": float(r["test_acc"]), "n_test": int(r["n_test"])}
+                    for r in accuracy_rows]
+        summary = summarise(accuracy, ilca_mlp, ilca_svm, threshold)
+        rows.append({"task": task, "model": model, "backdoor_implanted": implanted.get((task, model), NOT_APPLICABLE),
+                     **{k: ("none" if v is None else v) for k, v in summary.items()}})
+    return rows
