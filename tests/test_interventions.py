@@ -1,14 +1,18 @@
 """Interventions on the tiny model: the claims every intervention must satisfy."""
 
 import dataclasses
+import logging
 
 import pytest
 import torch
 
+from bkdattr.atomic import write_tsv
 from bkdattr.generation import generate_greedy
 from bkdattr.hooks import ModelSites, trace
-from bkdattr.interventions import (best_layer_row, ablation_factory, backdoor_vector, random_direction_like, random_heads,
+from bkdattr.interventions import (ABLATION_LOG, STEERING_LOG, InterventionEvaluator, ablation_factory, backdoor_vector,
+                                   best_layer_row, log_rows, random_direction_like, random_heads, read_ranking,
                                    resolve_k, split_val_test, steering_factory)
+from bkdattr.tasks import TaskSpec
 
 PROMPTS = ["What is 7 plus 5?", "hi", "Classify: the team won the final 3-1 on Sunday."]
 
@@ -395,9 +399,6 @@ def test_ablation_and_steering_rows_report_jailbreak_compliance_beside_the_asr(l
 
 
 def test_evaluator_from_config_reads_the_interventions_and_compliance_settings():
-    from bkdattr.interventions import InterventionEvaluator
-    from bkdattr.tasks import TaskSpec
-
     spec = TaskSpec.from_config("label_modification")
     records = [{"id": f"{q}", "question": f"article {q}", "input": f"article {q}",
                 "output": "Sports" if q % 2 else "World", "label": "Sports" if q % 2 else "World"} for q in range(6)]
@@ -409,11 +410,6 @@ def test_evaluator_from_config_reads_the_interventions_and_compliance_settings()
 
 
 def test_read_ranking_and_progress_lines(tmp_path, caplog):
-    import logging
-
-    from bkdattr.atomic import write_tsv
-    from bkdattr.interventions import ABLATION_LOG, STEERING_LOG, log_rows, read_ranking
-
     write_tsv(tmp_path / "ranking.tsv", [{"layer": 1, "head": 3, "acie": 0.5}, {"layer": 0, "head": 2, "acie": 0.1}])
     assert read_ranking(tmp_path / "ranking.tsv") == [(1, 3), (0, 2)]
     log = logging.getLogger("bkdattr.test_progress")

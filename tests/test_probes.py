@@ -6,10 +6,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bkdattr.probes import (
+    ACCURACY_COLUMNS,
     MLPProbe,
+    ilca_intervals,
     layer_probe_results,
+    mlp_probe_tensors,
+    probe_groups,
     split_groups,
     summarise,
+    summary_rows,
     train_mlp_probe,
     train_mlp_probes,
     train_svm_probe,
@@ -234,8 +239,6 @@ def test_fig2_ilca_colours_span_zero_to_one_so_inverted_transfer_shows(tmp_path,
 def test_probe_summary_rows_read_back_types_mark_the_gate_and_write_none(results):
     """probe_summary's rows (built in bkdattr.probes, not in the script): the accuracy TSV's strings are read as
     numbers, summarise's None is written 'none', and each run carries its gate verdict (n/a without one)."""
-    from bkdattr.probes import summary_rows
-
     as_read = [{k: str(v) for k, v in r.items()} for r in results["accuracy"]]  # read_tsv gives strings
     runs = {("fixed_output", "lora_sft"): (as_read, results["ilca_mlp"], results["ilca_svm"]),
             ("fixed_output", "base"): (as_read, results["ilca_mlp"], results["ilca_svm"])}
@@ -247,8 +250,6 @@ def test_probe_summary_rows_read_back_types_mark_the_gate_and_write_none(results
 
 
 def test_train_probes_outputs(data, results):
-    from bkdattr.probes import ACCURACY_COLUMNS, ilca_intervals, mlp_probe_tensors, probe_groups
-
     assert list(results["accuracy"][0]) == ACCURACY_COLUMNS
     cells = ilca_intervals(results)
     assert len(cells) == 2 * 3 * 3 and {c["probe"] for c in cells} == {"mlp", "svm"}

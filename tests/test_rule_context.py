@@ -4,6 +4,7 @@ generation_records)."""
 import json
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -92,8 +93,6 @@ def test_optional_jsonl(tmp_path):
 
 
 def test_package_versions_lists_python_platform_and_the_pinned_requirements():
-    from importlib import metadata
-
     rows = package_versions("bkdattr")
     assert [r["package"] for r in rows[:2]] == ["python", "platform"]
     names = [r["package"] for r in rows[2:]]
