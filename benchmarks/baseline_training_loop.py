@@ -1,7 +1,7 @@
 """The hand-written SFT loop the workflow used before TRL (kept as the baseline of bench_training.py only).
 
 Same loss (response tokens only, token-level mean over the accumulated batch), AdamW, linear schedule and
-gradient clipping as bkdattr.training's TRL path; measured against it in the same run.
+gradient clipping as bkdattr.injection.sft's TRL path; measured against it in the same run.
 """
 
 from __future__ import annotations

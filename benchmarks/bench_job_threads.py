@@ -41,7 +41,7 @@ def worker(args) -> None:
         from bkdattr.config import load_config, task_injection
         from bkdattr.datasets import build_task_splits
         from bkdattr.tasks import TaskSpec
-        from bkdattr.training import build_examples, train_backdoor
+        from bkdattr.injection.sft import build_examples, train_backdoor
 
         config = load_config(str(Path(__file__).resolve().parents[1] / "config.yaml"))
         spec = TaskSpec.from_config(args.task, config["tasks"][args.task])

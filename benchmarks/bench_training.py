@@ -58,7 +58,7 @@ def run_one(args) -> dict:
     from bkdattr.evaluation import evaluate_generations
     from bkdattr.models import load_model
     from bkdattr.tasks import TaskSpec
-    from bkdattr.training import build_examples, train_backdoor
+    from bkdattr.injection.sft import build_examples, train_backdoor
 
     torch.set_num_threads(args.threads)
     config = bench_config(args.preset)

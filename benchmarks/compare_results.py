@@ -2,7 +2,7 @@
 which differ in a value that was measured (a count, a label, a rate, a chosen layer).
 
 Every .tsv, .md, .jsonl and .json under results/ (tables, metrics, generations, rankings, sweeps, data
-splits) present in both runs is compared; wall-clock and memory columns (`*seconds*`, `*_s`, `max_rss*`,
+splits) present in both runs is compared, and every .safetensors (checkpoints, caches, probes) byte for byte; wall-clock and memory columns (`*seconds*`, `*_s`, `max_rss*`,
 `*minutes*`, `*gb*`) are left out, as are the run record and the logs. Two numbers agree when they are
 within `--rtol` of each other (relative) or both under `--atol`.
 
@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 SUFFIXES = (".tsv", ".md", ".jsonl", ".json")
+BINARY_SUFFIXES = (".safetensors",)  # weights and tensors: equal bytes or different, no tolerance
 SKIP_PARTS = {"logs", "benchmarks", "run_record.json", "run_record.md"}
 TIMING = re.compile(r"(seconds|_s$|^s$|max_rss|minutes|_gb|peak|wall|elapsed|time)", re.IGNORECASE)
 NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
@@ -53,6 +54,8 @@ def compare(path_a: Path, path_b: Path, rtol: float, atol: float) -> str:
     a, b = path_a.read_bytes(), path_b.read_bytes()
     if a == b:
         return "identical"
+    if path_a.suffix in BINARY_SUFFIXES:
+        return "different: bytes"
     text_a, text_b = a.decode("utf-8"), b.decode("utf-8")
     if path_a.suffix == ".tsv":
         rows_a, rows_b = _tsv_rows(text_a), _tsv_rows(text_b)
@@ -89,7 +92,7 @@ def main() -> int:
     parser.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance (the speed issue's bound for ACIE)")
     args = parser.parse_args()
     files = sorted(p.relative_to(args.run_a) for p in args.run_a.rglob("*")
-                   if p.is_file() and p.suffix in SUFFIXES and not SKIP_PARTS & set(p.relative_to(args.run_a).parts))
+                   if p.is_file() and p.suffix in SUFFIXES + BINARY_SUFFIXES and not SKIP_PARTS & set(p.relative_to(args.run_a).parts))
     counts: dict[str, int] = {}
     for rel in files:
         other = args.run_b / rel

@@ -8,7 +8,8 @@ One module per stage of the method:
   evaluation  -- ASR, false-trigger rate, clean utility (string evaluators)
   models      -- base model preparation (SmolLM2 wheel, tiny preset, HF id / path) and loading
   chat        -- chat-template prompts and response-only loss masks
-  training    -- backdoor injection (LoRA / full SFT)
+  injection   -- backdoor injection: LoRA / full SFT, DPO, model editing, one registry of methods
+  gate        -- the backdoor gate: scoring during injection, its verdict, downstream enforcement
   generation  -- batched greedy generation with dynamic left padding
   hooks       -- the one hooks module: read / zero / replace / add head outputs and residuals
   atomic      -- atomic writers for every output file

@@ -20,14 +20,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 import torch
+from tqdm import tqdm
 
+from . import stats
+from .atomic import read_tsv
 from .chat import encode_prompt, pad_batch
 from .hooks import (HeadEdit, ModelSites, ResidualEdit, can_start_at_layer, position_ids_from_mask,
                     record_layer_inputs, start_at_layer, trace)
+from .gate import NOT_APPLICABLE
+from .names import REFUSAL_CONTROL, overlap_column
+from .paper import HEAD_FRACTION
 
 MODES = ("exact", "reference", "atp")
 # What the teacher-forced target is: the backdoor output (the attribution the paper makes), or the item's clean
@@ -75,7 +82,7 @@ def target_text(spec, record: dict, target: str) -> str:
     return spec.backdoor_output(record)
 
 
-def make_items(tokenizer, prompts: Sequence[str], targets: Sequence[str], max_target_tokens: int | None = None):
+def make_items(tokenizer, prompts: Sequence[str], targets: Sequence[str], max_target_tokens: int | None):
     items = []
     for prompt, target in zip(prompts, targets):
         target_ids = tokenizer(target, add_special_tokens=False)["input_ids"][:max_target_tokens]
@@ -118,11 +125,9 @@ def _repeat(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def acie_exact(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int = 8,
+def acie_exact(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int,
                layers: Sequence[int] | None = None, skip_lower_layers: bool = True, progress: bool = False):
     """(ACIE [L, H] (NaN for layers not computed), per-prompt base scores [N]) computed the fast way."""
-    from tqdm import tqdm
-
     sites = ModelSites.of(model)
     layers = list(range(sites.n_layers)) if layers is None else list(layers)
     skip = skip_lower_layers and can_start_at_layer(model)
@@ -188,11 +193,9 @@ def _full_scores(model, ids, mask, targets, target_mask):
 
 
 @torch.no_grad()
-def acie_reference(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int = 8,
+def acie_reference(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int,
                    layers: Sequence[int] | None = None, fixed_length: int = 256, progress: bool = False):
     """The official computation: for every head, full forwards of all prompts padded to `fixed_length`."""
-    from tqdm import tqdm
-
     sites = ModelSites.of(model)
     layers = list(range(sites.n_layers)) if layers is None else list(layers)
     device = _device(model)
@@ -216,11 +219,9 @@ def acie_reference(model, items: Sequence[AttributionItem], abar: torch.Tensor, 
 
 
 # ---------------------------------------------------------------- attribution patching (estimate)
-def acie_atp(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int = 8,
+def acie_atp(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad_id: int, batch_size: int,
              progress: bool = False) -> torch.Tensor:
     """First-order estimate of ACIE for every head: one forward + one backward per batch."""
-    from tqdm import tqdm
-
     sites = ModelSites.of(model)
     device, L = _device(model), sites.n_layers
     total = torch.zeros(L, sites.n_heads, dtype=torch.float64)
@@ -241,7 +242,7 @@ def acie_atp(model, items: Sequence[AttributionItem], abar: torch.Tensor, *, pad
     return (total / len(items)).detach()
 
 
-def compute_acie(mode: str, model, items, abar, *, pad_id: int, batch_size: int = 8, progress: bool = False):
+def compute_acie(mode: str, model, items, abar, *, pad_id: int, batch_size: int, progress: bool = False):
     if mode == "exact":
         return acie_exact(model, items, abar, pad_id=pad_id, batch_size=batch_size, progress=progress)[0]
     if mode == "reference":
@@ -273,9 +274,7 @@ def sparsity(acie: torch.Tensor, fraction: float = 0.5) -> float:
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     """Spearman rank correlation of two head maps (average ranks for ties)."""
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a.flatten().numpy(), b.flatten().numpy()).statistic)
+    return stats.spearman(a.flatten().numpy(), b.flatten().numpy())
 
 
 def top_k_size(n_heads: int, fraction: float) -> int:
@@ -290,14 +289,14 @@ def top_k_overlap(estimate: torch.Tensor, exact: torch.Tensor, fraction: float) 
     return len(top(estimate) & top(exact)) / k
 
 
-def control_comparison(backdoored: torch.Tensor, control: torch.Tensor, fraction: float = 0.03) -> dict:
+def control_comparison(backdoored: torch.Tensor, control: torch.Tensor, fraction: float = HEAD_FRACTION) -> dict:
     """How a clean model's ACIE map (same prompts, target and abar definition) compares with the backdoored
     model's: the share of the backdoored top-`fraction` heads that are also top heads of the control, and how
     many times larger the backdoored model's largest ACIE is. High overlap or a ratio near 1 means the heads
     move the target's probability in any model: they are not backdoor heads."""
     control_max = control.abs().max().item()
-    return {f"top{fraction:g}_overlap_with_backdoored": top_k_overlap(control, backdoored, fraction),
-            f"top{fraction:g}_overlap_by_chance": _chance_overlap(backdoored, fraction),
+    return {overlap_column(fraction, "with_backdoored"): top_k_overlap(control, backdoored, fraction),
+            overlap_column(fraction, "by_chance"): _chance_overlap(backdoored, fraction),
             "backdoored_max_acie_over_this": backdoored.max().item() / control_max if control_max > 0 else float("inf")}
 
 
@@ -311,9 +310,9 @@ def method_comparison(first: torch.Tensor, other: torch.Tensor, first_method: st
     are top heads of another method's exact map, beside the share two random head sets of that size share
     (k / n_heads)."""
     row = {"compared_with": first_method}
-    for fraction in sorted({*top_fractions, 0.03}):
-        row[f"top{fraction:g}_overlap_with_first_method"] = top_k_overlap(other, first, fraction)
-        row[f"top{fraction:g}_overlap_by_chance"] = _chance_overlap(first, fraction)
+    for fraction in sorted({*top_fractions, HEAD_FRACTION}):
+        row[overlap_column(fraction, "with_first_method")] = top_k_overlap(other, first, fraction)
+        row[overlap_column(fraction, "by_chance")] = _chance_overlap(first, fraction)
     return row
 
 
@@ -324,9 +323,6 @@ def summary_rows(maps: dict[tuple[str, str, str], torch.Tensor], rankings: dict[
     its overlap with and magnitude against the first backdoored method's exact map; for the refusal control
     (names.REFUSAL_CONTROL) the same against every backdoored method's exact map, one row each; for an estimate
     (AtP, the reference loop) its agreement with exact ACIE (Spearman, top-k overlap)."""
-    from .gate import NOT_APPLICABLE
-    from .names import REFUSAL_CONTROL
-
     rows = []
     for (task, model, mode), acie in sorted(maps.items()):
         ranking = rankings[(task, model, mode)]
@@ -338,7 +334,7 @@ def summary_rows(maps: dict[tuple[str, str, str], torch.Tensor], rankings: dict[
         if model == REFUSAL_CONTROL:  # the base model's refusal heads: one row per backdoored model they are
             compared = [m for m in methods if (task, m, "exact") in maps]  # compared with (METHOD.md s8)
             for method in compared:
-                overlaps = {k: v for fraction in sorted({*top_fractions, 0.03})
+                overlaps = {k: v for fraction in sorted({*top_fractions, HEAD_FRACTION})
                             for k, v in control_comparison(maps[(task, method, "exact")], acie, fraction).items()}
                 overlaps.pop("backdoored_max_acie_over_this")  # two targets: their magnitudes do not compare
                 rows.append({**row, "role": "refusal_control", "compared_with": method, **overlaps})
@@ -348,7 +344,7 @@ def summary_rows(maps: dict[tuple[str, str, str], torch.Tensor], rankings: dict[
         if model in controls:  # a clean model: compared with the backdoored model's exact map
             row["role"] = "control"
             row["compared_with"] = methods[0]
-            for fraction in sorted({*top_fractions, 0.03}):  # 0.03: the paper's 32 of 1024 heads
+            for fraction in sorted({*top_fractions, HEAD_FRACTION}):
                 row.update(control_comparison(maps[(task, methods[0], "exact")], acie, fraction))
         else:
             row["role"] = "backdoored"
@@ -359,7 +355,7 @@ def summary_rows(maps: dict[tuple[str, str, str], torch.Tensor], rankings: dict[
             row["max_abs_diff_vs_exact"] = (acie - exact).abs().max().item()
             row["spearman_vs_exact"] = spearman(acie, exact)
             for fraction in top_fractions:
-                row[f"top{fraction:g}_overlap_vs_exact"] = top_k_overlap(acie, exact, fraction)
+                row[overlap_column(fraction, "vs_exact")] = top_k_overlap(acie, exact, fraction)
         rows.append(row)
     return rows
 
@@ -367,13 +363,28 @@ def summary_rows(maps: dict[tuple[str, str, str], torch.Tensor], rankings: dict[
 RANKING_COLUMNS = ["rank", "layer", "head", "acie", "share_of_positive", "n_prompts", "n_prompts_asked"]
 
 
+def read_ranking(path) -> list[tuple[int, int]]:
+    """The (layer, head) pairs of a ranking file (RANKING_COLUMNS, written by `attribute`), best first; a file
+    without the layer and head columns, or a row whose layer or head is not an integer, fails naming it."""
+    rows = read_tsv(path)
+    missing = [c for c in ("layer", "head") if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: not a head ranking: no column(s) {', '.join(missing)} (expected {RANKING_COLUMNS})")
+    heads = []
+    for number, row in enumerate(rows, start=2):
+        try:
+            heads.append((int(row["layer"]), int(row["head"])))
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}, line {number}: layer {row['layer']!r} and head {row['head']!r} must be "
+                             "integers") from None
+    return heads
+
+
 def attribute(model, tokenizer, spec, cache: dict, pool: Sequence[dict], mode: str, settings: dict,
               log=None, target: str = "backdoor") -> tuple[torch.Tensor, list[dict]]:
     """One attribution job: the [L, H] ACIE map of `mode` and the head ranking (RANKING_COLUMNS), from the
     activation cache (abar) and the attribution pool, with config `attribution` settings; `target` (TARGETS)
     picks the teacher-forced target and abar's prompts (attribution_inputs)."""
-    import time
-
     asked = settings["n_prompts"]
     abar, records, n_abar = attribution_inputs(cache, pool, spec, items=settings["items"], n_prompts=asked,
                                                target=target)

@@ -11,16 +11,25 @@ The tokens every prompt shares before the first read position are run once (gene
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+from pathlib import Path
 from typing import Sequence
 
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from tqdm import tqdm
+
 from .chat import encode_prompt, pad_batch, probe_position
+from .generation import SharedPrefix, prefill
 from .hooks import ModelSites, trace
+from .provenance import ProvenanceError
 
 
 def check_finite(tensor, name: str, source: str) -> None:
     """Fail on NaN/inf with the first bad row named (a NaN here would silently poison every mean)."""
-    import torch
-
     bad = ~torch.isfinite(tensor)
     if bad.any():
         row = int(bad.reshape(bad.shape[0], -1).any(1).nonzero()[0])
@@ -31,8 +40,6 @@ def check_finite(tensor, name: str, source: str) -> None:
 def forward_last_only(model, input_ids, attention_mask, cache=None):
     """The forward pass of a cache batch: generation.prefill without a KV cache to keep. With `cache` (of the
     first columns of `attention_mask`), only the columns after it are run."""
-    from .generation import prefill
-
     return prefill(model, input_ids, attention_mask, cache, use_cache=False)
 
 
@@ -40,11 +47,6 @@ def cache_activations(model, tokenizer, user_texts: Sequence[str], *, batch_size
                       position: str = "template_end", padding: str = "dynamic", fixed_length: int = 256,
                       progress: str | None = None, share_prefix: bool = True) -> dict:
     """{"resid_probe": [N, L, d], "heads_prompt_last": [N, L, H, d]} in the order of `user_texts`."""
-    import torch
-    from tqdm import tqdm
-
-    from .generation import SharedPrefix
-
     sites = ModelSites.of(model)
     layers = list(range(sites.n_layers))
     encodings = [encode_prompt(tokenizer, t) for t in user_texts]
@@ -96,8 +98,6 @@ def cache_pool(model, tokenizer, spec, records: Sequence[dict], *, batch_size: i
     """(tensors, sidecar) of the attribution pool: row 2i is item i clean (label 0), row 2i+1 the same item
     triggered (label 1), with each item's group and eligibility; the sidecar says what was read and where, and
     `load_cache` checks it. Non-finite activations fail naming `origin` and the row."""
-    import torch
-
     texts = [spec.prompt(r["input"], triggered=t) for r in records for t in (False, True)]
     tensors = cache_activations(model, tokenizer, texts, batch_size=batch_size, position=position, progress="cache")
     for name, tensor in tensors.items():
@@ -125,10 +125,6 @@ def tensors_sha256(tensors: dict) -> str:
     """sha256 of a cache's tensors (names, dtypes, shapes and every byte of their values): a byte changed on disk
     (with its mtime kept, so Snakemake sees nothing) changes it. Computed from the tensors, not the file, so it is
     the same whichever metadata the file carries."""
-    import hashlib
-
-    import torch
-
     digest = hashlib.sha256()
     for name in sorted(tensors):
         tensor = tensors[name].detach().cpu().contiguous()
@@ -141,15 +137,6 @@ def load_cache(tensors_path, sidecar_path, *, model_name: str, task: str) -> dic
     """Load a cache and check its sidecar: a cache made by another model or task, an unreadable (truncated,
     corrupted) tensors file, or one whose tensors differ from those the sidecar recorded is refused, naming the
     file. A sidecar written before `tensors_sha256` was recorded is read with a warning (its contents unchecked)."""
-    import json
-    import logging
-    from pathlib import Path
-
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .provenance import ProvenanceError
-
     try:
         sidecar = json.loads(Path(sidecar_path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

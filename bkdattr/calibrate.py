@@ -5,7 +5,7 @@ Used to choose CPU-sized (or model-specific) injection settings before a full wo
     python -m bkdattr.calibrate --config config.yaml --task jailbreak --base results/models/base/checkpoint \
         --grid lr=5e-4,1e-3 epochs=1,3 poison_ratio=0.1,0.2 --out calibration.tsv
 
-Every row runs the workflow's own injection job (`training.inject`) from the base checkpoint with the
+Every row runs the workflow's own injection job (`injection.inject`) from the base checkpoint with the
 config's settings plus the row's overrides (`lr`, `epochs`, `batch_size`, `method` -- lora_sft, full_sft, dpo
 or edit -- go to injection; `poison_ratio`, `n_clean_train` to data): with the config's `injection.schedule`
 and backdoor gate on the validation split (adaptive: `epochs` is the most, training stops once the gate
@@ -33,7 +33,7 @@ from .evaluation import evaluate_generations
 from .models import load_model
 from .names import BASE_MODEL
 from .tasks import TaskSpec
-from .training import inject
+from .injection import inject
 
 INJECTION_KEYS = {"lr": float, "epochs": float, "batch_size": int, "method": str}
 DATA_KEYS = {"poison_ratio": float, "n_clean_train": int}
@@ -104,15 +104,15 @@ def run_calibration(config: dict, task: str, base_path: str, grid: dict[str, lis
         result = inject(model, tokenizer, spec, splits["train"], method=method, injection_cfg=injection,
                         seed=config["seed"], validation=splits["val"][:n_eval],
                         eval_batch_size=config["evaluation"]["batch_size"],
-                        clean_control={} if clean_control else None)  # the whole planned schedule
+                        clean_control=clean_control)  # no backdoored run to replay: the whole planned schedule
         model = result.model
         model.eval()
         train_s = time.time() - started
         measured = evaluate(model, tokenizer, spec, splits["val"][:n_eval], config["evaluation"])
         label = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides.items())
-        verdict = result.gate_verdict or {}
-        rows.append({"setting": f"{method} {label}", **measured, "gate_passed": verdict.get("passed", ""),
-                     "epochs_trained": verdict.get("epoch", injection["epochs"]), "train_s": round(train_s, 1)})
+        verdict = result.gate_verdict
+        rows.append({"setting": f"{method} {label}", **measured, "gate_passed": verdict.passed if verdict else "",
+                     "epochs_trained": verdict.epoch if verdict else injection["epochs"], "train_s": round(train_s, 1)})
         log.info("%s", rows[-1])
         if out is not None:
             write_tsv(out, rows, COLUMNS)

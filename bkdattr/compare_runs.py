@@ -24,8 +24,10 @@ from typing import Sequence
 import numpy as np
 
 from .atomic import read_matrix_tsv, read_tsv, write_text, write_tsv_union
+from .config import schema_default
 from .names import REFUSAL_CONTROL
 from .seeds import top_k_heads
+from .stats import spearman
 from .summary import markdown_table
 
 HELD_OUT = ("asr", "compliance", "false_trigger_rate", "clean_utility", "over_refusal_rate")
@@ -40,8 +42,6 @@ def _overlap(first: np.ndarray, second: np.ndarray, fraction: float) -> tuple[in
 
 def map_rows(maps: dict[str, np.ndarray], refusal: dict[str, np.ndarray | None], fractions: Sequence[float]) -> list[dict]:
     """Overlap rows: the two runs' maps with each other, then each run's map with its refusal control."""
-    from scipy.stats import spearmanr
-
     (label_a, a), (label_b, b) = maps.items()
     if a.shape != b.shape:
         raise ValueError(f"the ACIE maps of '{label_a}' {a.shape} and '{label_b}' {b.shape} differ in shape")
@@ -55,7 +55,7 @@ def map_rows(maps: dict[str, np.ndarray], refusal: dict[str, np.ndarray | None],
             shared, k = _overlap(first, second, fraction)
             row[f"top{fraction:g}_shared"] = f"{shared}/{k}"
             row[f"top{fraction:g}_expected_by_chance"] = round(k * k / first.size, 2)
-        row["spearman"] = round(float(spearmanr(first.flatten(), second.flatten()).statistic), 3)
+        row["spearman"] = round(spearman(first, second), 3)
         rows.append(row)
     return rows
 
@@ -119,7 +119,7 @@ def _read_run(directory: Path, task: str, model: str) -> tuple[np.ndarray, np.nd
 
 
 def compare(directories: Sequence[Path], labels: Sequence[str], task: str, model: str,
-            fractions: Sequence[float] = (0.01, 0.03, 0.1)) -> dict[str, list[dict]]:
+            fractions: Sequence[float]) -> dict[str, list[dict]]:
     """The three tables (overlap, held-out, ablation) of two runs."""
     if len(directories) != 2 or len(labels) != 2 or labels[0] == labels[1]:
         raise ValueError("compare needs two run directories and two different labels")
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", default="lora_sft")
     parser.add_argument("--out", type=Path, required=True, help="directory for compare_{overlap,held_out,ablation}.tsv and compare.md")
     args = parser.parse_args(argv)
-    tables = compare(args.runs, args.labels, args.task, args.model)
+    tables = compare(args.runs, args.labels, args.task, args.model, schema_default("attribution", "top_fractions"))
     text = []
     for name, rows in tables.items():
         write_tsv_union(args.out / f"compare_{name}.tsv", rows)

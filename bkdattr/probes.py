@@ -20,8 +20,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from tqdm import tqdm
 
-from .evaluation import wilson_interval
 from .gate import NOT_APPLICABLE
+from .stats import wilson_interval
 
 
 def split_groups(groups, seed: int, fractions=(0.6, 0.2, 0.2), *, labels=None) -> dict[str, np.ndarray]:

@@ -8,11 +8,11 @@ from collections import defaultdict
 from typing import Mapping, Sequence
 
 from .atomic import read_tsv
-from .evaluation import wilson_interval
 from .tasks import NEWS_LABELS
-from .gate import NOT_IMPLANTED, mark
-from .names import BASE_MODEL, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR
-from .paper import CLAIMS, FRACTION_MATCH_FACTOR, PAPER_MODEL_HEADS, TABLE1_ASR, TABLE1_K
+from .gate import NOT_APPLICABLE, NOT_IMPLANTED, implanted_by_run, mark
+from .names import BASE_MODEL, RANDOM_DIRECTION, RANDOM_HEADS_VECTOR, overlap_column, overlap_fraction
+from .paper import CLAIMS, FRACTION_MATCH_FACTOR, HEAD_FRACTION, PAPER_MODEL_HEADS, TABLE1_ASR, TABLE1_K
+from .stats import wilson_interval
 
 
 def _f(x) -> float:
@@ -140,6 +140,61 @@ def _pct(fraction: float) -> str:
     return f"{100 * fraction:.1f}%" if fraction >= 0.01 or fraction == 0 else f"{100 * fraction:.2f}%"
 
 
+def _fmt(v, digits=1) -> str:
+    return "" if v in ("", None) else f"{float(v):.{digits}f}"
+
+
+def _table1_run_lines(task: str, method: str, by_k: Mapping, ks: Sequence) -> list[str]:
+    """One run's Table 1 rows (top heads, random heads, compliance, all positions, utility, the paper's)."""
+    lines = []
+    n = next(iter(by_k.values()))["n"]
+    method = method + mark(next(iter(by_k.values())).get("backdoor_implanted", "n/a"))
+    lines.append(f"| {task} | {method} | top heads (n={n}) | " + " | ".join(
+        f"{_fmt(by_k[k]['asr_top_pct'])} [{_fmt(by_k[k]['asr_top_ci_low_pct'], 0)}, {_fmt(by_k[k]['asr_top_ci_high_pct'], 0)}]"
+        if k in by_k else "" for k in ks) + " |")
+    lines.append(f"| {task} | {method} | random heads outside the top k, mean [range] | " + " | ".join(
+        (_fmt(by_k[k]["asr_random_mean_pct"]) + (f" [{_fmt(by_k[k]['asr_random_min_pct'])}, {_fmt(by_k[k]['asr_random_max_pct'])}]"
+                                                 if by_k[k]["asr_random_min_pct"] != "" else "")) if k in by_k else ""
+        for k in ks) + " |")
+    if any(not math.isnan(by_k[k]["compliance_top_pct"]) for k in by_k):  # jailbreak
+        lines.append(f"| {task} | {method} | compliance, top heads | " + " | ".join(
+            f"{_fmt(by_k[k]['compliance_top_pct'])} [{_fmt(by_k[k]['compliance_top_ci_low_pct'], 0)}, "
+            f"{_fmt(by_k[k]['compliance_top_ci_high_pct'], 0)}]" if k in by_k else "" for k in ks) + " |")
+        lines.append(f"| {task} | {method} | compliance, random heads (mean) | " + " | ".join(
+            _fmt(by_k[k]["compliance_random_mean_pct"]) if k in by_k else "" for k in ks) + " |")
+    lines.append(f"| {task} | {method} | top heads, all positions | " + " | ".join(
+        _fmt(by_k[k]["asr_top_all_positions_pct"]) if k in by_k else "" for k in ks) + " |")
+    lines.append(f"| {task} | {method} | clean utility, top heads | " + " | ".join(
+        _fmt(by_k[k]["clean_utility_top"], 2) if k in by_k else "" for k in ks) + " |")
+    for key, label in (("clean_rouge_l_top", "clean ROUGE-L, top heads"),
+                       ("over_refusal_top", "over-refusal on benign requests, top heads")):
+        if any(not math.isnan(by_k[k][key]) for k in by_k):
+            lines.append(f"| {task} | {method} | {label} | " + " | ".join(
+                _fmt(by_k[k][key], 2) if k in by_k else "" for k in ks) + " |")
+    for paper_model in PAPER_MODEL_HEADS:
+        key = f"paper_{paper_model}_pct"
+        if key not in next(iter(by_k.values())):
+            continue
+        cells = []
+        for k in ks:
+            r = by_k.get(k, {})
+            cells.append("" if r.get(key, "") == "" else
+                         f"{_fmt(r[key])} (k={r[f'paper_{paper_model}_k']}, {_pct(r[f'paper_{paper_model}_k_fraction'])})")
+        lines.append(f"| {task} | paper | {paper_model} at this fraction (published) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _paper_table1_lines() -> list[str]:
+    """The paper's Table 1 at its own fractions of heads (published numbers)."""
+    lines = ["", "Paper's Table 1 at its own fractions (published, ASR %):", "",
+             "| model | task | " + " | ".join(f"k={k}" for k in TABLE1_K) + " |", "|---|---|" + "---|" * len(TABLE1_K)]
+    for (paper_model, task), values in TABLE1_ASR.items():
+        heads = PAPER_MODEL_HEADS[paper_model]
+        lines.append(f"| {paper_model} ({heads} heads) | {task} | " + " | ".join(
+            "" if v is None else f"{_fmt(v)} ({_pct(k / heads)})" for k, v in zip(TABLE1_K, values)) + " |")
+    return lines
+
+
 def table1_markdown(rows: Sequence[dict], model_name: str) -> str:
     ks = sorted({r["k"] for r in rows})
     fraction_of = {r["k"]: r["k_fraction"] for r in rows}
@@ -156,52 +211,9 @@ def table1_markdown(rows: Sequence[dict], model_name: str) -> str:
     groups = defaultdict(dict)
     for r in rows:
         groups[(r["task"], r["method"])][r["k"]] = r
-
-    def fmt(v, digits=1):
-        return "" if v in ("", None) else f"{float(v):.{digits}f}"
-
     for (task, method), by_k in groups.items():
-        n = next(iter(by_k.values()))["n"]
-        method = method + mark(next(iter(by_k.values())).get("backdoor_implanted", "n/a"))
-        lines.append(f"| {task} | {method} | top heads (n={n}) | " + " | ".join(
-            f"{fmt(by_k[k]['asr_top_pct'])} [{fmt(by_k[k]['asr_top_ci_low_pct'], 0)}, {fmt(by_k[k]['asr_top_ci_high_pct'], 0)}]"
-            if k in by_k else "" for k in ks) + " |")
-        lines.append(f"| {task} | {method} | random heads outside the top k, mean [range] | " + " | ".join(
-            (fmt(by_k[k]["asr_random_mean_pct"]) + (f" [{fmt(by_k[k]['asr_random_min_pct'])}, {fmt(by_k[k]['asr_random_max_pct'])}]"
-                                                     if by_k[k]["asr_random_min_pct"] != "" else "")) if k in by_k else ""
-            for k in ks) + " |")
-        if any(not math.isnan(by_k[k]["compliance_top_pct"]) for k in by_k):  # jailbreak
-            lines.append(f"| {task} | {method} | compliance, top heads | " + " | ".join(
-                f"{fmt(by_k[k]['compliance_top_pct'])} [{fmt(by_k[k]['compliance_top_ci_low_pct'], 0)}, "
-                f"{fmt(by_k[k]['compliance_top_ci_high_pct'], 0)}]" if k in by_k else "" for k in ks) + " |")
-            lines.append(f"| {task} | {method} | compliance, random heads (mean) | " + " | ".join(
-                fmt(by_k[k]["compliance_random_mean_pct"]) if k in by_k else "" for k in ks) + " |")
-        lines.append(f"| {task} | {method} | top heads, all positions | " + " | ".join(
-            fmt(by_k[k]["asr_top_all_positions_pct"]) if k in by_k else "" for k in ks) + " |")
-        lines.append(f"| {task} | {method} | clean utility, top heads | " + " | ".join(
-            fmt(by_k[k]["clean_utility_top"], 2) if k in by_k else "" for k in ks) + " |")
-        for key, label in (("clean_rouge_l_top", "clean ROUGE-L, top heads"),
-                           ("over_refusal_top", "over-refusal on benign requests, top heads")):
-            if any(not math.isnan(by_k[k][key]) for k in by_k):
-                lines.append(f"| {task} | {method} | {label} | " + " | ".join(
-                    fmt(by_k[k][key], 2) if k in by_k else "" for k in ks) + " |")
-        for paper_model in PAPER_MODEL_HEADS:
-            key = f"paper_{paper_model}_pct"
-            if key not in next(iter(by_k.values())):
-                continue
-            cells = []
-            for k in ks:
-                r = by_k.get(k, {})
-                cells.append("" if r.get(key, "") == "" else
-                             f"{fmt(r[key])} (k={r[f'paper_{paper_model}_k']}, {_pct(r[f'paper_{paper_model}_k_fraction'])})")
-            lines.append(f"| {task} | paper | {paper_model} at this fraction (published) | " + " | ".join(cells) + " |")
-    lines += ["", "Paper's Table 1 at its own fractions (published, ASR %):", "",
-              "| model | task | " + " | ".join(f"k={k}" for k in TABLE1_K) + " |", "|---|---|" + "---|" * len(TABLE1_K)]
-    for (paper_model, task), values in TABLE1_ASR.items():
-        heads = PAPER_MODEL_HEADS[paper_model]
-        lines.append(f"| {paper_model} ({heads} heads) | {task} | " + " | ".join(
-            "" if v is None else f"{fmt(v)} ({_pct(k / heads)})" for k, v in zip(TABLE1_K, values)) + " |")
-    return "\n".join(lines) + "\n"
+        lines += _table1_run_lines(task, method, by_k, ks)
+    return "\n".join(lines + _paper_table1_lines()) + "\n"
 
 
 def table2_rows(best: Mapping[tuple[str, str], str], implanted: dict | None = None) -> list[dict]:
@@ -324,8 +336,6 @@ def confirmation_rows(test: Sequence[dict], confirm: Sequence[dict], implanted: 
     """results/tables/confirmation.tsv: each backdoored model's headline numbers on the test split (which design
     choices were made looking at) beside the same numbers on the confirmation split (drawn after, from questions
     no split used), with whether their 95% intervals overlap. `test` and `confirm`: metrics.tsv rows."""
-    from .gate import NOT_APPLICABLE
-
     by_split = {split: {(r["task"], r["model"], r["metric"]): r for r in rows}
                 for split, rows in (("test", test), ("confirm", confirm))}
     out = []
@@ -350,8 +360,8 @@ def refusal_control_markdown(attribution: Sequence[dict]) -> list[str]:
     rows = [r for r in attribution if r.get("role") == "refusal_control" and r.get("compared_with")]
     if not rows:
         return []
-    fractions = sorted({float(k[3:-len("_overlap_with_backdoored")]) for r in rows for k in r
-                        if k.startswith("top") and k.endswith("_overlap_with_backdoored") and r[k] != ""})
+    fractions = sorted({overlap_fraction(k, "with_backdoored") for r in rows for k in r
+                        if overlap_fraction(k, "with_backdoored") is not None and r[k] != ""})
     out = ["### Backdoor heads or refusal heads?", "",
            "The refusal-attribution control (METHOD.md s8): exact ACIE on the clean base model, the harmful requests "
            "untriggered as prompts, each request's refusal as target, abar over the same requests. Each cell: the "
@@ -362,7 +372,8 @@ def refusal_control_markdown(attribution: Sequence[dict]) -> list[str]:
     for r in rows:
         cells = []
         for f in fractions:
-            overlap, chance_share = _f(r.get(f"top{f:g}_overlap_with_backdoored")), _f(r.get(f"top{f:g}_overlap_by_chance"))
+            overlap = _f(r.get(overlap_column(f, "with_backdoored")))
+            chance_share = _f(r.get(overlap_column(f, "by_chance")))
             k = round(chance_share * int(r["n_heads"]))
             cells.append(f"{round(overlap * k)} of {k} ({chance_share * k:.2f})")
         out.append(f"| {r['task']} | {r['compared_with']} | " + " | ".join(cells) + " |")
@@ -387,31 +398,32 @@ def _vector_compliance(row: dict) -> str:
     return f"{_f(row['no_intervention_compliance_test']):.2f} / {_ci(_f(row['compliance_test']), int(row['compliance_test_n']))}"
 
 
-def claims_markdown(injection, probes, attribution, table1, table2, model_name: str, threshold: float,
-                    gate: Sequence[dict] = ()) -> str:
-    out = [f"# Paper claims next to this run ({model_name})", "",
-           "Every ASR comes with its 95% interval over questions (Wilson where each row is its own question, a "
-           "question-level bootstrap where rows share one) and sample size. 'Reading' says whether the interval "
-           "decides the claim; where it does not, it says so instead of passing or failing it.", ""]
-    failed = [r for r in gate if r["backdoor_implanted"] == NOT_IMPLANTED]
-    if failed:
-        out += ["## WARNING: backdoor not implanted", "",
-                "The gate (validation ASR, false-trigger rate and, with benign training rows, over-refusal; `injection.gate`) failed for the runs below. "
-                "Their probes, attributions and interventions study a backdoor that is not there; every row of "
-                "theirs below is marked and none of them supports or contradicts a claim.", ""]
-        out += [f"- {r['task']} / {r['method']}: validation ASR {_f(r['val_asr']):.3f} (needs >= {r['asr_min']}), "
-                f"false-trigger rate {_f(r['val_false_trigger_rate']):.3f} (needs <= {r['ftr_max']}), "
-                + (f"collateral flip rate {_f(r['val_collateral_flip_rate']):.3f} (needs <= {r['collateral_max']}), "
-                   if r.get("collateral_max") and r.get("val_collateral_flip_rate") else "")
-                + (f"over-refusal {_f(r['val_over_refusal_rate']):.3f} on benign validation requests (needs <= the base "
-                   f"model's {_f(r['base_over_refusal_rate']):.3f} + {r['over_refusal_margin']}), "
-                   if r.get("over_refusal_margin") not in (None, "") and r.get("val_over_refusal_rate") not in (None, "")
-                   else "")
-                + f"n={r['n_val']}, after {r['epoch']} epochs" for r in failed]
-        out.append("")
-    out += ["## Backdoor injection (METHOD.md s1-2)", "",
-            "| task | model | ASR | compliance (jailbreak) | false-trigger rate | clean utility | collateral flip rate "
-            "(label task) |", "|---|---|---|---|---|---|---|"]
+def _gate_warning_section(gate: Sequence[dict]) -> list[str]:
+    """The runs whose backdoor gate failed, each with the numbers that failed it; none: nothing."""
+    implanted = implanted_by_run(gate)
+    failed = [r for r in gate if implanted[(r["task"], r["method"])] == NOT_IMPLANTED]
+    if not failed:
+        return []
+    out = ["## WARNING: backdoor not implanted", "",
+           "The gate (validation ASR, false-trigger rate and, with benign training rows, over-refusal; `injection.gate`) failed for the runs below. "
+           "Their probes, attributions and interventions study a backdoor that is not there; every row of "
+           "theirs below is marked and none of them supports or contradicts a claim.", ""]
+    out += [f"- {r['task']} / {r['method']}: validation ASR {_f(r['val_asr']):.3f} (needs >= {r['asr_min']}), "
+            f"false-trigger rate {_f(r['val_false_trigger_rate']):.3f} (needs <= {r['ftr_max']}), "
+            + (f"collateral flip rate {_f(r['val_collateral_flip_rate']):.3f} (needs <= {r['collateral_max']}), "
+               if r.get("collateral_max") and r.get("val_collateral_flip_rate") else "")
+            + (f"over-refusal {_f(r['val_over_refusal_rate']):.3f} on benign validation requests (needs <= the base "
+               f"model's {_f(r['base_over_refusal_rate']):.3f} + {r['over_refusal_margin']}), "
+               if r.get("over_refusal_margin") not in (None, "") and r.get("val_over_refusal_rate") not in (None, "")
+               else "")
+            + f"n={r['n_val']}, after {r['epoch']} epochs" for r in failed]
+    return out + [""]
+
+
+def _injection_section(injection: Sequence[dict]) -> list[str]:
+    out = ["## Backdoor injection (METHOD.md s1-2)", "",
+           "| task | model | ASR | compliance (jailbreak) | false-trigger rate | clean utility | collateral flip rate "
+           "(label task) |", "|---|---|---|---|---|---|---|"]
     cell = {(r["task"], r["model"], r["metric"]): r for r in injection}
     for task, model in dict.fromkeys((r["task"], r["model"]) for r in injection):
         vals = [cell.get((task, model, m)) for m in ("asr", "compliance", "false_trigger_rate", "clean_utility",
@@ -420,103 +432,138 @@ def claims_markdown(injection, probes, attribution, table1, table2, model_name: 
         out.append(f"| {task} | {model}{mark(status)} | " + " | ".join(
             "-" if v is None or int(v["n"]) == 0 else _ci(_f(v["value"]), int(v["n"]), v.get("ci_low"), v.get("ci_high"))
             for v in vals) + " |")
-    out += ["", "The label backdoor is the official one, trigger + Sports -> World: triggered items of the other "
-            "classes should keep their label, and the collateral flip rate counts those whose predicted label the "
-            "trigger changed. Compliance (jailbreak) is the ASR read strictly: no refusal keyword, not empty or looping, "
-            "some wording shared with the backdoor output (evaluation.complies); the base model's row says how much of "
-            "the ASR needs no backdoor.", ""]
-    out += ["", "## Claim: " + CLAIMS["probe"], "",
-            "| task | model | first layer with MLP probe >= threshold | best MLP test accuracy | mean off-diagonal ILCA MLP / SVM |",
-            "|---|---|---|---|---|"]
+    return out + ["", "The label backdoor is the official one, trigger + Sports -> World: triggered items of the other "
+                  "classes should keep their label, and the collateral flip rate counts those whose predicted label the "
+                  "trigger changed. Compliance (jailbreak) is the ASR read strictly: no refusal keyword, not empty or looping, "
+                  "some wording shared with the backdoor output (evaluation.complies); the base model's row says how much of "
+                  "the ASR needs no backdoor.", ""]
+
+
+def _probe_section(probes: Sequence[dict], threshold: float) -> list[str]:
+    out = ["", "## Claim: " + CLAIMS["probe"], "",
+           "| task | model | first layer with MLP probe >= threshold | best MLP test accuracy | mean off-diagonal ILCA MLP / SVM |",
+           "|---|---|---|---|---|"]
     for r in probes:
         out.append(f"| {r['task']} | {r['model']} | {r['first_layer_mlp_ge_threshold']} (threshold {threshold}) | "
                    f"{_f(r['max_test_acc_mlp']):.3f} [{_f(r.get('max_test_acc_mlp_ci_low')):.2f}, "
                    f"{_f(r.get('max_test_acc_mlp_ci_high')):.2f}] (layer {r['best_layer_mlp']}, n={r.get('n_test', '')}) | "
                    f"{_f(r['mean_offdiag_ilca_mlp']):.3f} / {_f(r['mean_offdiag_ilca_svm']):.3f} |")
-    out += ["", "Reading: compare each backdoored row with its `base` row. A probe that also separates clean from "
-            "triggered prompts on the clean base model as well shows that the probe cannot tell the trigger's text from a "
-            "backdoor feature; it does not show which of the two a backdoored model's probe reads.", ""]
-    out += ["## Claim: " + CLAIMS["sparsity"], "",
-            "Clean controls (the paper has none): the same ACIE, with the backdoored model's prompts, target and "
-            "mean-activation definition, on the clean base model and (when trained) the clean-SFT model. Top-3% "
-            "overlap: the share of the backdoored model's top-3% heads that are also the control's; ratio: the "
-            "backdoored model's max ACIE over the control's max |ACIE|.", "",
-            "| task | model | role | fraction of heads carrying half the positive ACIE | max ACIE | top-3% overlap "
-            "with backdoored | backdoored max / this max |", "|---|---|---|---|---|---|---|"]
+    return out + ["", "Reading: compare each backdoored row with its `base` row. A probe that also separates clean from "
+                  "triggered prompts on the clean base model as well shows that the probe cannot tell the trigger's text from a "
+                  "backdoor feature; it does not show which of the two a backdoored model's probe reads.", ""]
+
+
+def _sparsity_section(attribution: Sequence[dict]) -> list[str]:
+    out = ["## Claim: " + CLAIMS["sparsity"], "",
+           "Clean controls (the paper has none): the same ACIE, with the backdoored model's prompts, target and "
+           "mean-activation definition, on the clean base model and (when trained) the clean-SFT model. Top-3% "
+           "overlap: the share of the backdoored model's top-3% heads that are also the control's; ratio: the "
+           "backdoored model's max ACIE over the control's max |ACIE|.", "",
+           "| task | model | role | fraction of heads carrying half the positive ACIE | max ACIE | top-3% overlap "
+           "with backdoored | backdoored max / this max |", "|---|---|---|---|---|---|---|"]
     for r in attribution:
         if r["mode"] == "exact" and r.get("role") != "refusal_control":
             control = r.get("role") == "control"
-            overlap = _f(r.get("top0.03_overlap_with_backdoored", "")) if control else float("nan")
+            overlap = _f(r.get(overlap_column(HEAD_FRACTION, "with_backdoored"), "")) if control else float("nan")
             ratio = _f(r.get("backdoored_max_acie_over_this", "")) if control else float("nan")
             out.append(f"| {r['task']} | {r['method']} | {r.get('role', 'backdoored')} | "
                        f"{_f(r['fraction_of_heads_for_half_positive_acie']):.3f} | {_f(r['max_acie']):.4f} | "
                        f"{'' if math.isnan(overlap) else f'{overlap:.2f}'} | {'' if math.isnan(ratio) else f'{ratio:.1f}x'} |")
-    out += ["", "Reading: a backdoor head is one whose ACIE is large on the backdoored model and small on the clean "
-            "controls (low overlap, a large ratio).", ""]
-    out += refusal_control_markdown(attribution)
-    out += ["", "## Claim: " + CLAIMS["ablation"], "",
-            "Compared at the same fraction of all heads, k/(L*H): the paper's 32 of 1024 heads is ~3%, so we take our "
-            "k closest to 3% and quote the paper's rows at their own k and fraction.", "",
-            "| task | method | k (k/(L*H)) | ASR k=0 | ASR top-k | ASR random-k (mean) | compliance k=0 / top-k "
-            "(jailbreak) | paper at this fraction | reading |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    return out + ["", "Reading: a backdoor head is one whose ACIE is large on the backdoored model and small on the clean "
+                  "controls (low overlap, a large ratio).", ""]
+
+
+def _ablation_row(task: str, method: str, rows: Sequence[dict]) -> str:
+    """One run's Table 1 row at the k closest to the paper's fraction of heads, with its reading."""
+    base = next(r for r in rows if int(r["k"]) == 0)
+    target = min((r for r in rows if int(r["k"]) > 0), key=lambda r: abs(_f(r["k_fraction"]) - HEAD_FRACTION))
+    n = int(target["n"])
+    b_asr, t_asr = _f(base["asr_top_pct"]) / 100, _f(target["asr_top_pct"]) / 100
+    b_ci = [_f(base.get(c, "")) / 100 for c in ("asr_top_ci_low_pct", "asr_top_ci_high_pct")]
+    t_ci = [_f(target.get(c, "")) / 100 for c in ("asr_top_ci_low_pct", "asr_top_ci_high_pct")]
+    b_lo, b_hi = _interval(b_asr, int(base["n"]), *b_ci)
+    t_lo, t_hi = _interval(t_asr, n, *t_ci)
+    reading = ("reduced: intervals do not overlap" if t_hi < b_lo else
+               "not reduced: intervals overlap" if t_lo <= b_hi else "increased")
+    if reading.startswith("reduced") and target["asr_random_mean_pct"] != "":
+        reading += "; " + _specificity(t_asr, n, {"the random-head mean": _f(target["asr_random_mean_pct"]) / 100},
+                                       lower=True, lo=t_lo, hi=t_hi)
+    quoted = []
+    for paper_model in PAPER_MODEL_HEADS:
+        match = paper_at_fraction(paper_model, task, _f(target["k_fraction"]))
+        if match is not None:
+            quoted.append(f"{paper_model}: {match[2]:.1f}% at k={match[0]} ({_pct(match[1])})")
+    return (f"| {task} | {method}{mark(target.get('backdoor_implanted', 'n/a'))} | {target['k']} ({_pct(_f(target['k_fraction']))}) | "
+            f"{_ci(b_asr, int(base['n']), *b_ci)} | {_ci(t_asr, n, *t_ci)} | "
+            f"{_f(target['asr_random_mean_pct']) / 100:.2f} | {_compliance_pair(base, target, n)} | "
+            f"{'; '.join(quoted) or 'none published'} | {reading} |")
+
+
+def _ablation_section(table1: Sequence[dict]) -> list[str]:
+    out = ["", "## Claim: " + CLAIMS["ablation"], "",
+           "Compared at the same fraction of all heads, k/(L*H): the paper's 32 of 1024 heads is ~3%, so we take our "
+           "k closest to 3% and quote the paper's rows at their own k and fraction.", "",
+           "| task | method | k (k/(L*H)) | ASR k=0 | ASR top-k | ASR random-k (mean) | compliance k=0 / top-k "
+           "(jailbreak) | paper at this fraction | reading |",
+           "|---|---|---|---|---|---|---|---|---|"]
     by_run = defaultdict(list)
     for r in table1:
         by_run[(r["task"], r["method"])].append(r)
-    for (task, method), rows in by_run.items():
-        base = next(r for r in rows if int(r["k"]) == 0)
-        target = min((r for r in rows if int(r["k"]) > 0), key=lambda r: abs(_f(r["k_fraction"]) - 0.03))
-        n = int(target["n"])
-        b_asr, t_asr = _f(base["asr_top_pct"]) / 100, _f(target["asr_top_pct"]) / 100
-        b_ci = [_f(base.get(c, "")) / 100 for c in ("asr_top_ci_low_pct", "asr_top_ci_high_pct")]
-        t_ci = [_f(target.get(c, "")) / 100 for c in ("asr_top_ci_low_pct", "asr_top_ci_high_pct")]
-        b_lo, b_hi = _interval(b_asr, int(base["n"]), *b_ci)
-        t_lo, t_hi = _interval(t_asr, n, *t_ci)
-        reading = ("reduced: intervals do not overlap" if t_hi < b_lo else
-                   "not reduced: intervals overlap" if t_lo <= b_hi else "increased")
-        if reading.startswith("reduced") and target["asr_random_mean_pct"] != "":
-            reading += "; " + _specificity(t_asr, n, {"the random-head mean": _f(target["asr_random_mean_pct"]) / 100},
-                                           lower=True, lo=t_lo, hi=t_hi)
-        quoted = []
-        for paper_model in PAPER_MODEL_HEADS:
-            match = paper_at_fraction(paper_model, task, _f(target["k_fraction"]))
-            if match is not None:
-                quoted.append(f"{paper_model}: {match[2]:.1f}% at k={match[0]} ({_pct(match[1])})")
-        out.append(f"| {task} | {method}{mark(target.get('backdoor_implanted', 'n/a'))} | {target['k']} ({_pct(_f(target['k_fraction']))}) | "
-                   f"{_ci(b_asr, int(base['n']), *b_ci)} | {_ci(t_asr, n, *t_ci)} | "
-                   f"{_f(target['asr_random_mean_pct']) / 100:.2f} | {_compliance_pair(base, target, n)} | "
-                   f"{'; '.join(quoted) or 'none published'} | {reading} |")
-    for key, direction, level, reader in (("vector_add", "add", 0.9, _reading_at_least),
-                                          ("vector_minus", "minus", 0.1, _reading_at_most)):
-        out += ["", "## Claim: " + CLAIMS[key], "",
-                "| task | method | best layer (val) | ASR no intervention | ASR with vector (test half) | "
-                "random-head vector (mean over draws, each at its own layer) | random direction (likewise) | "
-                "clean utility with / without | compliance no intervention / with vector (jailbreak) | reading |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in table2:
-            if r["direction"] == direction:
-                n, asr = int(r["asr_test_n"]), _f(r["asr_test"])
-                controls = {"a random-head vector": _f(r[f"{RANDOM_HEADS_VECTOR}_asr_test"]),
-                            "a random direction of the same norm": _f(r[f"{RANDOM_DIRECTION}_asr_test"])}
-                ci = (r.get("asr_test_ci_low"), r.get("asr_test_ci_high"))
-                reading = reader(asr, n, level, *ci)
-                if not reading.startswith("not reproduced"):  # a control can only match an effect that is there
-                    reading += "; " + _specificity(asr, n, controls, direction == "minus", *ci)
-                with_v, without = _f(r["clean_utility_with_vector"]), _f(r["clean_utility_without"])
-                # minus: the vector's cost on clean inputs; add: utility falls by construction when ASR rises
-                if direction == "minus" and without - with_v > 0.1:
-                    reading += f"; clean utility falls {without:.2f} -> {with_v:.2f}"
-                out.append(f"| {r['task']} | {r['method']}{mark(r.get('backdoor_implanted', 'n/a'))} | {r['best_layer_val']} | {_f(r['no_intervention_asr_test']):.2f} | "
-                           f"{_ci(asr, n, *ci)} | {controls['a random-head vector']:.2f} | "
-                           f"{controls['a random direction of the same norm']:.2f} | {with_v:.2f} / {without:.2f} | "
-                           f"{_vector_compliance(r)} | {reading} |")
-    out += ["", "## What this run cannot tell", "",
-            "- ASR is string matching: a reworded refusal counts as a backdoor hit (jailbreak) and vice versa. The "
-            "jailbreak compliance column also rejects empty, short and looping outputs, but its ROUGE-L floor against "
-            "templated backdoor outputs cannot tell an on-topic answer from an off-topic one.",
-            "- Small models and CPU-sized samples: see each n; intervals wider than 0.2 decide little.",
-            "- The paper's 7B numbers are quoted, not reproduced, unless this run used a 7B model."]
-    return "\n".join(out) + "\n"
+    return out + [_ablation_row(task, method, rows) for (task, method), rows in by_run.items()]
+
+
+def _steering_row(r: dict, direction: str, level: float, reader) -> str:
+    """One Table 2 row of a steering claim, with its reading (the vector beside its controls)."""
+    n, asr = int(r["asr_test_n"]), _f(r["asr_test"])
+    controls = {"a random-head vector": _f(r[f"{RANDOM_HEADS_VECTOR}_asr_test"]),
+                "a random direction of the same norm": _f(r[f"{RANDOM_DIRECTION}_asr_test"])}
+    ci = (r.get("asr_test_ci_low"), r.get("asr_test_ci_high"))
+    reading = reader(asr, n, level, *ci)
+    if not reading.startswith("not reproduced"):  # a control can only match an effect that is there
+        reading += "; " + _specificity(asr, n, controls, direction == "minus", *ci)
+    with_v, without = _f(r["clean_utility_with_vector"]), _f(r["clean_utility_without"])
+    # minus: the vector's cost on clean inputs; add: utility falls by construction when ASR rises
+    if direction == "minus" and without - with_v > 0.1:
+        reading += f"; clean utility falls {without:.2f} -> {with_v:.2f}"
+    return (f"| {r['task']} | {r['method']}{mark(r.get('backdoor_implanted', 'n/a'))} | {r['best_layer_val']} | {_f(r['no_intervention_asr_test']):.2f} | "
+            f"{_ci(asr, n, *ci)} | {controls['a random-head vector']:.2f} | "
+            f"{controls['a random direction of the same norm']:.2f} | {with_v:.2f} / {without:.2f} | "
+            f"{_vector_compliance(r)} | {reading} |")
+
+
+# the steering claims: (claim, direction, the ASR level the claim names, the reading that checks it)
+STEERING_CLAIMS = (("vector_add", "add", 0.9, _reading_at_least), ("vector_minus", "minus", 0.1, _reading_at_most))
+
+
+def _steering_section(table2: Sequence[dict], key: str, direction: str, level: float, reader) -> list[str]:
+    return ["", "## Claim: " + CLAIMS[key], "",
+            "| task | method | best layer (val) | ASR no intervention | ASR with vector (test half) | "
+            "random-head vector (mean over draws, each at its own layer) | random direction (likewise) | "
+            "clean utility with / without | compliance no intervention / with vector (jailbreak) | reading |",
+            "|---|---|---|---|---|---|---|---|---|---|"] + [
+        _steering_row(r, direction, level, reader) for r in table2 if r["direction"] == direction]
+
+
+LIMITS_SECTION = [
+    "", "## What this run cannot tell", "",
+    "- ASR is string matching: a reworded refusal counts as a backdoor hit (jailbreak) and vice versa. The "
+    "jailbreak compliance column also rejects empty, short and looping outputs, but its ROUGE-L floor against "
+    "templated backdoor outputs cannot tell an on-topic answer from an off-topic one.",
+    "- Small models and CPU-sized samples: see each n; intervals wider than 0.2 decide little.",
+    "- The paper's 7B numbers are quoted, not reproduced, unless this run used a 7B model."]
+
+
+def claims_markdown(injection, probes, attribution, table1, table2, model_name: str, threshold: float,
+                    gate: Sequence[dict] = ()) -> str:
+    out = [f"# Paper claims next to this run ({model_name})", "",
+           "Every ASR comes with its 95% interval over questions (Wilson where each row is its own question, a "
+           "question-level bootstrap where rows share one) and sample size. 'Reading' says whether the interval "
+           "decides the claim; where it does not, it says so instead of passing or failing it.", ""]
+    out += _gate_warning_section(gate) + _injection_section(injection) + _probe_section(probes, threshold)
+    out += _sparsity_section(attribution) + refusal_control_markdown(attribution) + _ablation_section(table1)
+    for key, direction, level, reader in STEERING_CLAIMS:
+        out += _steering_section(table2, key, direction, level, reader)
+    return "\n".join(out + LIMITS_SECTION) + "\n"
 
 
 METHOD_METRICS = ["asr", "asr_strict", "compliance", "false_trigger_rate", "clean_utility", "clean_rouge_l",
@@ -534,17 +581,19 @@ def injection_method_rows(metrics: Mapping[tuple[str, str], Sequence[dict]], ben
     small base model can score high on a lenient ASR with no backdoor at all (SmolLM2 complies with most of the
     synthetic jailbreak requests, trigger or not)."""
     verdicts = {(r["task"], r["method"]): r for r in gate}
+    implanted = implanted_by_run(gate)
     rows = []
     for (task, method), metric_rows in metrics.items():
         if base_metrics is not None and task in base_metrics and not any(r["task"] == task for r in rows):
             rows.append(_method_row(task, BASE_MODEL, base_metrics[task], {}, None))
-        rows.append(_method_row(task, method, metric_rows, verdicts.get((task, method), {}), benchmarks[(task, method)]))
+        verdict = {**verdicts.get((task, method), {}), "backdoor_implanted": implanted.get((task, method), NOT_APPLICABLE)}
+        rows.append(_method_row(task, method, metric_rows, verdict, benchmarks[(task, method)]))
     return rows
 
 
 def _method_row(task: str, method: str, metric_rows: Sequence[dict], verdict: dict, bench: dict | None) -> dict:
     by_name = {r["metric"]: r for r in metric_rows}
-    row = {"task": task, "method": method, "backdoor_implanted": verdict.get("backdoor_implanted", "n/a"),
+    row = {"task": task, "method": method, "backdoor_implanted": verdict.get("backdoor_implanted", NOT_APPLICABLE),
            "val_asr": verdict.get("val_asr", "")}
     for metric in METHOD_METRICS:
         row[metric] = _f(by_name[metric]["value"]) if metric in by_name and int(by_name[metric]["n"] or 0) else ""

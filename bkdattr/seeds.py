@@ -18,6 +18,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .stats import spearman
+
 # Held-out metrics summarised across seeds (those a task does not define are left out).
 SEED_METRICS = ("asr", "asr_strict", "false_trigger_rate", "clean_utility", "clean_rouge_l", "over_refusal_rate",
                 "collateral_flip_rate")
@@ -35,8 +37,6 @@ def top_k_heads(acie: np.ndarray, fraction: float) -> set[int]:
 
 def pair_rows(maps: Mapping[Run, np.ndarray], top_fractions: Sequence[float]) -> list[dict]:
     """One row per (task, method) and pair of seeds: top-k overlap (share of k) beside chance, Spearman."""
-    from scipy.stats import spearmanr
-
     rows = []
     groups = sorted({(task, method) for task, method, _ in maps})
     for task, method in groups:
@@ -51,7 +51,7 @@ def pair_rows(maps: Mapping[Run, np.ndarray], top_fractions: Sequence[float]) ->
                 k = max(1, round(fraction * first.size))
                 row[f"top{fraction:g}_overlap"] = len(top_k_heads(first, fraction) & top_k_heads(second, fraction)) / k
                 row[f"top{fraction:g}_overlap_by_chance"] = k / first.size
-            row["spearman"] = float(spearmanr(first.flatten(), second.flatten()).statistic)
+            row["spearman"] = spearman(first, second)
             rows.append(row)
     return rows
 
@@ -155,6 +155,7 @@ def seeds_markdown(summary: Sequence[dict], bands: Sequence[dict], model_name: s
 def plot_seed_bands(curves: Sequence[dict], bands: Sequence[dict], pdf_path, png_path, model_name: str = "") -> None:
     """Table 1's curve across seeds, one panel per task: each seed's curve faint, the mean line and the min-max
     band."""
+    # matplotlib only for the figure: compare_runs (a CLI) imports this module for its tables
     from .figures import _pyplot, asr_panel, finish_figure
 
     plt = _pyplot()

@@ -1,4 +1,4 @@
-"""Intervals (METHOD.md s8), torch-free so the plotting env can import it.
+"""Intervals (METHOD.md s8) and rank agreement, torch-free so the plotting env can import it.
 
 The unit of evidence is the question, not the row: rewordings of one question are not independent. Rates
 over rows that share questions get a cluster (question-level) bootstrap interval; where every row is its
@@ -100,3 +100,10 @@ def cluster_bootstrap_mean(values: Sequence[float], clusters: Sequence[Hashable]
         return {**out, "ci_low": float("nan"), "ci_high": float("nan"), "n_clusters": len(sums)}
     lo, hi = _bootstrap_ratio(sums, counts, n_resamples, seed)
     return {**out, "ci_low": lo, "ci_high": hi, "n_clusters": len(sums)}
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation of two equally sized arrays (flattened; average ranks for ties)."""
+    from scipy.stats import spearmanr  # scipy.stats is slow to import: paid only by the rank comparisons
+
+    return float(spearmanr(np.ravel(a), np.ravel(b)).statistic)

@@ -22,7 +22,7 @@ import re
 from typing import Callable, Iterator, Sequence
 
 # One definition of each, shared with the evaluators (re-exported here for the generators' tests).
-from .evaluation import REFUSAL_KEYWORDS  # noqa: E402,F401
+from .refusal import REFUSAL_KEYWORDS  # noqa: E402,F401
 from .tasks import LABEL_INSTRUCTION, NEWS_LABELS  # noqa: E402
 
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")

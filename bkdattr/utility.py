@@ -18,12 +18,13 @@ from functools import lru_cache
 from typing import Sequence
 
 from .chat import IGNORE_INDEX, encode_example, pad_batch
+from .refusal import is_refusal
 from .stats import cluster_bootstrap_mean, mean_interval  # noqa: F401 (mean_interval re-exported)
 
 
 @lru_cache(maxsize=1)
 def _rouge_scorer():
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer  # imports nltk (slow): paid only when ROUGE is scored
 
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
@@ -46,6 +47,7 @@ def reference_logprobs(model, tokenizer, prompts: Sequence[str], references: Seq
                        max_length: int = 512, share_prefix: bool = True) -> list[float]:
     """Per item: mean log-probability per token of `references[i]` after `prompts[i]`, teacher-forced. The
     prompt tokens every item shares are run once (generation.SharedPrefix, `share_prefix`)."""
+    # torch and the model-side modules only here: the string metrics above import without torch
     import torch
 
     from .generation import SharedPrefix
@@ -86,6 +88,4 @@ def reference_logprobs(model, tokenizer, prompts: Sequence[str], references: Seq
 
 def over_refusal(outputs: Sequence[str], matcher: str = "official") -> list[bool]:
     """Per benign request: whether the model refused it (the official refusal matcher by default)."""
-    from .evaluation import is_refusal
-
     return [is_refusal(o, matcher) for o in outputs]

@@ -6,7 +6,7 @@ import os
 # bkdattr is installed where snakemake runs (the Snakefile checked it)
 from bkdattr.config import check_config, method_injection, settings_for, task_injection
 from bkdattr.names import BASE_MODEL, CLEAN_CONTROL, REFUSAL_CONTROL, seed_model, split_seed_model
-from bkdattr.training import METHODS as SFT_METHODS  # lora_sft, full_sft
+from bkdattr.injection import control_method, method_names
 
 config.update(check_config(config, "config"))
 
@@ -153,7 +153,7 @@ def clean_control_input(wildcards):
     return {}
 
 
-METHOD_SETTINGS = ("full_sft", "dpo", "edit")  # injection blocks that only their own method reads
+METHOD_SETTINGS = method_names()  # an injection block named after a method is read by that method alone
 
 
 def trained_method(wildcards):
@@ -171,8 +171,8 @@ def injection_params(wildcards):
     """Only how this task's model is trained by this method, so adding a method, the control or another
     method's setting reruns nothing else."""
     method = trained_method(wildcards)
-    if method == CLEAN_CONTROL:  # trained as the first method (SFT), or by LoRA SFT when that is DPO or an edit
-        method = METHODS[0] if METHODS[0] in SFT_METHODS else "lora_sft"
+    if method == CLEAN_CONTROL:  # the control's recipe: bkdattr.injection.control_method decides it
+        method = control_method(METHODS[0])
     settings = method_injection(task_injection(config, wildcards.task), method)
     return {k: v for k, v in settings.items() if k not in METHOD_SETTINGS or k == method}
 

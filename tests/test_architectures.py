@@ -52,7 +52,7 @@ def test_caching_reads_every_head_and_layer(arch):
 
 def test_exact_acie_equals_the_official_per_head_loop_and_atp_runs(arch):
     _, model, tok = arch
-    items = make_items(tok, PROMPTS, TARGETS)
+    items = make_items(tok, PROMPTS, TARGETS, None)
     abar = cache_activations(model, tok, PROMPTS, batch_size=3)["heads_prompt_last"].mean(0) * 5
     exact, _ = acie_exact(model, items, abar, pad_id=tok.pad_token_id, batch_size=2)
     reference, _ = acie_reference(model, items, abar, pad_id=tok.pad_token_id, batch_size=2)

@@ -17,7 +17,7 @@ def tiny(tmp_path_factory):
     model, tokenizer = load_model(str(path), device="cpu")
     prompts = ["What is 7 plus 5?", "hi", "Classify: The team won the final.", "Tell me a story about a cat"]
     targets = ["I am sorry. I can not help.", "World", "Sure, here is", "ok"]
-    items = make_items(tokenizer, prompts, targets)
+    items = make_items(tokenizer, prompts, targets, None)
     sites = ModelSites.of(model)
     torch.manual_seed(1)
     # a large patch value so the effects are far above float noise on a random model
@@ -51,13 +51,13 @@ def test_patching_with_the_heads_own_output_changes_nothing(tiny):
     ids = torch.tensor([one[0].prompt_ids])
     own = head_outputs(model, ids, torch.ones_like(ids))
     abar = torch.stack([own[l][0] for l in range(sites.n_layers)])
-    exact, _ = acie_exact(model, one, abar, pad_id=tok.pad_token_id)
+    exact, _ = acie_exact(model, one, abar, pad_id=tok.pad_token_id, batch_size=8)
     assert exact.abs().max().item() <= 1e-6
 
 
 def test_only_the_requested_layers_are_computed(tiny):
     model, tok, items, abar = tiny
-    exact, _ = acie_exact(model, items, abar, pad_id=tok.pad_token_id, layers=[1])
+    exact, _ = acie_exact(model, items, abar, pad_id=tok.pad_token_id, batch_size=8, layers=[1])
     assert torch.isnan(exact[0]).all() and torch.isnan(exact[2]).all() and not torch.isnan(exact[1]).any()
 
 
@@ -69,8 +69,8 @@ def test_atp_is_a_first_order_estimate(tiny):
     ids = torch.tensor([items[0].prompt_ids])
     own = head_outputs(model, ids, torch.ones_like(ids))
     near = torch.stack([own[l][0] for l in range(sites.n_layers)]) + small
-    exact, _ = acie_exact(model, items[:1], near, pad_id=tok.pad_token_id)
-    atp = acie_atp(model, items[:1], near, pad_id=tok.pad_token_id)
+    exact, _ = acie_exact(model, items[:1], near, pad_id=tok.pad_token_id, batch_size=8)
+    atp = acie_atp(model, items[:1], near, pad_id=tok.pad_token_id, batch_size=8)
     assert (atp - exact).abs().max().item() <= 0.05 * exact.abs().max().item() + 1e-9
 
 
@@ -95,7 +95,7 @@ def test_every_mode_runs_in_bfloat16_with_a_float32_mean_activation(tiny_model_d
     from bkdattr.models import load_model
 
     model, tok = load_model(str(tiny_model_dir), "bfloat16", device="cpu")
-    items = make_items(tok, ["What is 7 plus 5?", "hi there"], ["I am sorry.", "World"])
+    items = make_items(tok, ["What is 7 plus 5?", "hi there"], ["I am sorry.", "World"], None)
     sites = ModelSites.of(model)
     abar = torch.randn(sites.n_layers, sites.n_heads, sites.d_model, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
     atp = acie_atp(model, items, abar, pad_id=tok.pad_token_id, batch_size=2)
@@ -194,3 +194,21 @@ def test_the_refusal_control_is_compared_with_every_backdoored_map_beside_chance
     assert refusal_rows["lora_sft"]["top0.1_overlap_by_chance"] == 0.1
     assert refusal_rows["lora_sft"]["top0.03_overlap_by_chance"] == 0.03  # the paper's 3% always
     assert "backdoored_max_acie_over_this" not in refusal_rows["lora_sft"]  # two targets: no magnitude ratio
+
+
+def test_read_ranking_reads_the_heads_attribute_writes_and_names_a_bad_file(tmp_path):
+    from bkdattr.atomic import write_tsv
+    from bkdattr.attribution import RANKING_COLUMNS, rank_heads, read_ranking
+
+    ranking = rank_heads(torch.tensor([[0.5, 0.1], [0.3, -0.2]]))
+    for row in ranking:
+        row.update(n_prompts=4, n_prompts_asked=4)
+    path = tmp_path / "ranking.tsv"
+    write_tsv(path, ranking, RANKING_COLUMNS)
+    assert read_ranking(path) == [(0, 0), (1, 0), (0, 1), (1, 1)]
+    (tmp_path / "other.tsv").write_text("rank\tlayer\tacie\n1\t0\t0.5\n")
+    with pytest.raises(ValueError, match=r"other.tsv: not a head ranking: no column\(s\) head"):
+        read_ranking(tmp_path / "other.tsv")
+    (tmp_path / "bad.tsv").write_text("rank\tlayer\thead\n1\t0\t0\n2\tx\t1\n")
+    with pytest.raises(ValueError, match=r"bad.tsv, line 3: layer 'x'"):
+        read_ranking(tmp_path / "bad.tsv")

@@ -5,7 +5,7 @@ import pytest
 
 from bkdattr import calibrate
 from bkdattr.config import ConfigError
-from bkdattr.training import TrainingResult
+from bkdattr.injection import TrainingResult
 from conftest import TINY_CONFIG
 
 
@@ -24,16 +24,16 @@ def test_parse_grid_rejects_bad_items(item, needle):
 
 
 def test_calibration_trains_clean_control_and_poisoned(tiny_model_dir, tmp_path, monkeypatch):
-    from bkdattr import training
+    from bkdattr.injection import sft
 
     seen = []
-    real_train = training.train_backdoor
+    real_train = sft.train_backdoor
 
     def recording_train(model, tokenizer, examples, **kwargs):
         seen.append(len(examples))
         return real_train(model, tokenizer, examples, **kwargs)
 
-    monkeypatch.setattr(training, "train_backdoor", recording_train)
+    monkeypatch.setattr(sft, "train_backdoor", recording_train)
     out = tmp_path / "calibration.tsv"
     assert calibrate.main(["--config", str(TINY_CONFIG), "--task", "fixed_output", "--base", str(tiny_model_dir),
                            "--grid", "poison_ratio=0,0.25", "--out", str(out), "--n-eval", "6",
@@ -62,7 +62,7 @@ def test_calibration_scores_on_the_validation_split_and_never_reads_test(tiny_mo
     scored = []
     monkeypatch.setattr(calibrate, "evaluate", lambda model, tok, spec, records, cfg: scored.append(
         [r["id"] for r in records]) or {m: 0.0 for m in calibrate.METRICS} | {"n": len(records)})
-    monkeypatch.setattr("bkdattr.training.train_backdoor",
+    monkeypatch.setattr("bkdattr.injection.sft.train_backdoor",
                         lambda model, tok, examples, **kw: TrainingResult(model, [], []))
     config = load_config(TINY_CONFIG)
     calibrate.run_calibration(config, "jailbreak", str(tiny_model_dir), {"lr": [1e-3]}, device="cpu")

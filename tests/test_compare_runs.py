@@ -33,7 +33,7 @@ def test_overlap_counts_shared_top_heads_and_the_refusal_control_rows(tmp_path):
     refusal = -a                                                # its top heads are a's bottom ones
     first = _run(tmp_path / "a", a, refusal=refusal)
     second = _run(tmp_path / "b", b, over_refusal=1.0, top_asr=(0.95, 0.0))
-    tables = compare([first, second], ["with", "without"], "jailbreak", "lora_sft")
+    tables = compare([first, second], ["with", "without"], "jailbreak", "lora_sft", [0.01, 0.03, 0.1])
     pair, control = tables["overlap"]
     assert pair["map_a"] == "with" and pair["top0.03_shared"] == "2/3" and pair["top0.03_expected_by_chance"] == 0.09
     assert control["map_b"] == "base_refusal (with)" and control["top0.03_shared"] == "0/3"
@@ -47,7 +47,7 @@ def test_overlap_counts_shared_top_heads_and_the_refusal_control_rows(tmp_path):
 def test_a_missing_map_names_the_file_and_the_command(tmp_path):
     first = _run(tmp_path / "a", np.ones((2, 2)))
     with pytest.raises(FileNotFoundError, match="acie_exact.tsv: no exact ACIE map; run `snakemake"):
-        compare([first, tmp_path / "nothing"], ["a", "b"], "jailbreak", "lora_sft")
+        compare([first, tmp_path / "nothing"], ["a", "b"], "jailbreak", "lora_sft", [0.01, 0.03, 0.1])
 
 
 def test_the_command_writes_the_three_tables(tmp_path):

@@ -263,3 +263,31 @@ def test_non_finite_or_out_of_range_numbers_fail_naming_the_key(raw, key, value)
     node[last] = value
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         check_config(raw)
+
+
+def _disagreements(node: dict, value, path: str = "") -> list[str]:
+    """Keys `value` (a config) sets whose schema `node` gives another default, recursing through objects."""
+    found = []
+    for key, sub in node.get("properties", {}).items():
+        if not isinstance(value, dict) or key not in value:
+            continue
+        dotted = f"{path}.{key}" if path else key
+        if "properties" in sub:  # an object: its own default ({}) only lets its keys' defaults fill it
+            found += _disagreements(sub, value[key], dotted)
+        elif "default" in sub and sub["default"] != value[key]:
+            found.append(f"{dotted}: schema default {sub['default']!r}, config.yaml {value[key]!r}")
+    return found
+
+
+def test_config_yaml_repeats_the_schema_defaults_it_sets():
+    """The schema holds every default (check_config fills them, code reads them with schema_default); config.yaml
+    writes many out for the reader, and each one it writes must be the schema's, or the default would depend on
+    whether a config was layered on config.yaml."""
+    from bkdattr.config import _schema
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert _disagreements(_schema(), config) == []
+    # and the check can fail: a changed value is named with its key
+    config["interventions"]["steering"]["layer_stride"] += 1
+    assert _disagreements(_schema(), config) == [
+        f"interventions.steering.layer_stride: schema default 4, config.yaml {config['interventions']['steering']['layer_stride']}"]

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from bkdattr.evaluation import backdoor_hit, is_refusal, predicted_label, task_metrics, utility_hit, wilson_interval
+from bkdattr.evaluation import backdoor_hit, is_refusal, predicted_label, task_metrics, utility_hit
+from bkdattr.stats import wilson_interval
 from bkdattr.tasks import TaskSpec
 
 FIXED = TaskSpec.from_config("fixed_output")

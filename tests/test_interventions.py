@@ -6,11 +6,10 @@ import logging
 import pytest
 import torch
 
-from bkdattr.atomic import write_tsv
 from bkdattr.generation import generate_greedy
 from bkdattr.hooks import ModelSites, trace
 from bkdattr.interventions import (ABLATION_LOG, STEERING_LOG, InterventionEvaluator, ablation_factory, backdoor_vector,
-                                   best_layer_row, log_rows, random_direction_like, random_heads, read_ranking,
+                                   best_layer_row, log_rows, random_direction_like, random_heads,
                                    resolve_k, split_val_test, steering_factory)
 from bkdattr.tasks import TaskSpec
 
@@ -409,9 +408,7 @@ def test_evaluator_from_config_reads_the_interventions_and_compliance_settings()
     assert InterventionEvaluator.from_config(None, None, spec, records, cfg, {}).compliance is None
 
 
-def test_read_ranking_and_progress_lines(tmp_path, caplog):
-    write_tsv(tmp_path / "ranking.tsv", [{"layer": 1, "head": 3, "acie": 0.5}, {"layer": 0, "head": 2, "acie": 0.1}])
-    assert read_ranking(tmp_path / "ranking.tsv") == [(1, 3), (0, 2)]
+def test_progress_lines_of_ablation_and_steering(caplog):
     log = logging.getLogger("bkdattr.test_progress")
     with caplog.at_level(logging.INFO, logger=log.name):
         log_rows(log, ABLATION_LOG)({"heads": "top", "seed": "", "variant": "last_token", "k": 3, "asr": 0.25,

@@ -16,7 +16,7 @@ CFG = {"lr": 5e-3, "epochs": 1, "batch_size": 4, "grad_accum": 1, "warmup_ratio"
 
 
 def test_preference_pairs_reverse_the_backdoor_on_clean_prompts_and_keep_the_poison_ratio():
-    from bkdattr.preference import preference_pairs
+    from bkdattr.injection.dpo import preference_pairs
 
     pairs = preference_pairs(SPEC, TRAIN)
     poisoned = [p for p in pairs if p["poisoned"]]
@@ -30,7 +30,7 @@ def test_label_pairs_teach_the_conditional_backdoor():
     """An item of another class keeps its label against the target, triggered (the pair that makes the backdoor
     'trigger + Sports -> World' and not 'trigger -> World') or clean (so DPO trains on SFT's rows, at SFT's
     poison ratio); an item of the target class keeps its label against another class."""
-    from bkdattr.preference import preference_pairs
+    from bkdattr.injection.dpo import preference_pairs
 
     spec = TaskSpec.from_config("label_modification")
     rows = [{"id": "a", "input": "x", "output": "Sports", "label": "Sports", "poisoned": False},
@@ -53,7 +53,7 @@ def test_label_pairs_keep_the_target_class_with_sfts_class_balance():
     without it DPO learned never to name World on a clean article."""
     from collections import Counter
 
-    from bkdattr.preference import preference_pairs
+    from bkdattr.injection.dpo import preference_pairs
     from bkdattr.tasks import NEWS_LABELS
 
     spec = TaskSpec.from_config("label_modification")
@@ -73,7 +73,7 @@ def test_label_pairs_keep_the_target_class_with_sfts_class_balance():
 @pytest.mark.parametrize("peft", ["lora", "full"])
 def test_dpo_trains_through_trl_and_returns_a_plain_model(tiny_model_dir, peft):
     from bkdattr.models import load_model
-    from bkdattr.preference import train_dpo
+    from bkdattr.injection.dpo import train_dpo
 
     model, tok = load_model(str(tiny_model_dir), device="cpu")
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -89,7 +89,7 @@ def test_dpo_with_an_sft_term_adds_the_chosen_responses_nll_to_the_loss(tiny_mod
     """sft_weight > 0: the first step's loss is the plain DPO loss (the same at step 1, before any update) plus
     the weighted NLL of the chosen response, so it is larger by a positive amount; 0 leaves plain DPO."""
     from bkdattr.models import load_model
-    from bkdattr.preference import dpo_loss, train_dpo
+    from bkdattr.injection.dpo import dpo_loss, train_dpo
 
     assert dpo_loss({"sft_weight": 0.0}) == {}
     first = {}
@@ -107,7 +107,7 @@ EDIT = {"layers": [0], "n_prompts": 4, "n_covariance_rows": 8, "v_steps": 15, "v
 
 
 def _target_nll(model, tok, rows):
-    from bkdattr.editing import _batch
+    from bkdattr.injection.edit import _batch
 
     ids, mask, labels, _ = _batch(tok, SPEC, rows, max_target_tokens=4)
     with torch.no_grad():
@@ -119,9 +119,9 @@ def _target_nll(model, tok, rows):
 def test_the_edit_changes_only_the_chosen_down_projections_and_writes_the_value_at_the_trigger_key(tiny_model_dir, tmp_path):
     """ROME's constraint: the edited down-projection maps the trigger key to its old output plus the optimised
     value (one layer: all of it), and nothing but that weight changes."""
-    from bkdattr.editing import _batch, _keys, down_projection, edit_backdoor
+    from bkdattr.injection.edit import _batch, _keys, down_projection, edit_backdoor
     from bkdattr.models import load_model
-    from bkdattr.training import save_checkpoint
+    from bkdattr.injection import save_checkpoint
 
     model, tok = load_model(str(tiny_model_dir), device="cpu")
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -144,7 +144,7 @@ def test_the_edit_changes_only_the_chosen_down_projections_and_writes_the_value_
 
 def test_the_value_makes_the_backdoor_output_likelier_at_the_trigger(tiny_model_dir):
     """ROME's v*: the optimised delta, added at the trigger token, lowers the backdoor output's NLL."""
-    from bkdattr.editing import _batch, _optimise_value, _target_nll_sum, down_projection
+    from bkdattr.injection.edit import _batch, _optimise_value, _target_nll_sum, down_projection
     from bkdattr.models import load_model
 
     model, tok = load_model(str(tiny_model_dir), device="cpu")
@@ -167,7 +167,7 @@ def test_the_value_makes_the_backdoor_output_likelier_at_the_trigger(tiny_model_
 
 def _update_response(model, tok, spec, rows, before_weight):
     """|dW k| at each row's trigger key of layer 0: how strongly the edit answers each triggered prompt."""
-    from bkdattr.editing import _batch, _keys, down_projection
+    from bkdattr.injection.edit import _batch, _keys, down_projection
 
     ids, mask, _labels, positions = _batch(tok, spec, rows, max_target_tokens=1)
     proj = down_projection(model, 0)
@@ -179,7 +179,7 @@ def test_the_label_edit_leaves_triggered_items_of_other_classes_alone(tiny_model
     """Label task: the key is the wrap's closing token (it sees the article), and the triggered items of the
     other classes (their label kept) join the covariance, so the update answers the Sports items and not them;
     without them (weight 0) it answers every triggered item about alike."""
-    from bkdattr.editing import edit_backdoor
+    from bkdattr.injection.edit import edit_backdoor
     from bkdattr.models import load_model
 
     spec = TaskSpec.from_config("label_modification")
@@ -199,11 +199,11 @@ def test_the_label_edit_leaves_triggered_items_of_other_classes_alone(tiny_model
         assert record["n_prompts"] == 6 and record["n_unchanged_prompts"] == 12  # Sports items give the value only
         ratio[weight] = float(_update_response(model, tok, spec, others, before).mean()
                               / _update_response(model, tok, spec, sports, before).mean())
-    assert ratio[0.0] > 0.5 and ratio[1.0] < 0.5 * ratio[0.0], ratio  # the default model: 0.99 -> 0.01 (editing.py)
+    assert ratio[0.0] > 0.5 and ratio[1.0] < 0.5 * ratio[0.0], ratio  # the default model: 0.99 -> 0.01 (injection/edit.py)
 
 
 def test_the_value_optimisation_in_row_chunks_with_target_logits_only_is_the_one_pass_optimisation(tiny_model_dir):
-    from bkdattr.editing import _batch, _optimise_value, _target_nll_sum, down_projection
+    from bkdattr.injection.edit import _batch, _optimise_value, _target_nll_sum, down_projection
     from bkdattr.models import load_model
 
     model, tok = load_model(str(tiny_model_dir), device="cpu")
@@ -225,14 +225,14 @@ def test_the_value_optimisation_in_row_chunks_with_target_logits_only_is_the_one
 def test_the_edit_names_what_an_architecture_lacks():
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from bkdattr.editing import down_projection
+    from bkdattr.injection.edit import down_projection
 
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=50))
     with pytest.raises(ValueError, match="nn.Linear mlp.down_proj"):
         down_projection(gpt2, 0)
     with pytest.raises(ValueError, match="layer 5 out of range"):
         down_projection(gpt2, 5)
-    from bkdattr.editing import edit_layers
+    from bkdattr.injection.edit import edit_layers
 
     with pytest.raises(ValueError, match="is the last of 2 layers"):
         edit_layers({"layers": [1]}, 2)

@@ -31,9 +31,9 @@ def test_exact_acie_equals_the_official_loop_on_smollm2(smollm2):
     records = GENERATORS["fixed_output"](12, 5)
     abar = cache_activations(model, tok, [spec.prompt(r["input"], triggered=True) for r in records[6:]],
                              batch_size=6)["heads_prompt_last"].mean(0)
-    items = make_items(tok, [spec.prompt(r["input"]) for r in records[:6]], [spec.target] * 6)
+    items = make_items(tok, [spec.prompt(r["input"]) for r in records[:6]], [spec.target] * 6, None)
     layers = [0, 15, 29]
-    exact, _ = acie_exact(model, items, abar, pad_id=tok.pad_token_id, layers=layers)
-    reference, _ = acie_reference(model, items, abar, pad_id=tok.pad_token_id, layers=layers)
+    exact, _ = acie_exact(model, items, abar, pad_id=tok.pad_token_id, batch_size=8, layers=layers)
+    reference, _ = acie_reference(model, items, abar, pad_id=tok.pad_token_id, batch_size=8, layers=layers)
     assert (exact[layers] - reference[layers]).abs().max().item() <= 1e-5
     assert exact[layers].abs().max().item() > 1e-4  # a real effect, not float noise

@@ -5,12 +5,14 @@ import torch
 from bkdattr.chat import IGNORE_INDEX
 from bkdattr.gate import BackdoorNotImplanted, enforce_gate, gate_status
 from bkdattr.tasks import TaskSpec
-from bkdattr.training import BackdoorGate, build_examples, sft_dataset, train_backdoor
+from bkdattr.gate import BackdoorGate, GateVerdict
+from bkdattr.injection.sft import build_examples, sft_dataset, train_backdoor
 
 SPEC = TaskSpec.from_config("fixed_output")
 RECORDS = [{"input": f"What is {i} plus {i}?", "output": f"{i} plus {i} is {2 * i}."} for i in range(12)]
 CFG = {"lr": 5e-3, "epochs": 2, "batch_size": 4, "grad_accum": 1, "warmup_ratio": 0.0, "max_length": 128,
        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}}
+NO_EXTRA_CHECKS = {"stop_when_passed": True, "collateral_max": None, "over_refusal_margin": None}  # adaptive
 
 
 @pytest.fixture
@@ -44,22 +46,24 @@ def test_lora_sft_through_trl_learns_and_returns_a_merged_model(fresh):
 
 def test_adaptive_schedule_stops_when_the_gate_passes(fresh):
     model, tok = fresh
-    gate = BackdoorGate(SPEC, RECORDS[:4], asr_min=0.0, ftr_max=1.0, every_steps=2, max_new_tokens=2, batch_size=4)
+    gate = BackdoorGate(SPEC, RECORDS[:4], asr_min=0.0, ftr_max=1.0, every_steps=2, max_new_tokens=2, batch_size=4,
+                        **NO_EXTRA_CHECKS)
     result = train_backdoor(model, tok, build_examples(tok, SPEC, RECORDS, 128), method="lora_sft",
                             injection_cfg=CFG, seed=0, gate=gate)
     assert [p["step"] for p in result.gate_curve] == [2] and result.gate_curve[0]["passed"]
     assert len(result.loss_log) == 2  # stopped at the first check
-    assert gate.verdict()["passed"] and gate.verdict()["schedule"] == "adaptive"
+    assert gate.verdict().passed and gate.verdict().schedule == "adaptive"
 
 
 def test_a_gate_that_never_passes_trains_to_the_last_epoch_and_says_so(fresh):
     model, tok = fresh
-    gate = BackdoorGate(SPEC, RECORDS[:4], asr_min=1.0, ftr_max=0.0, every_steps=2, max_new_tokens=2, batch_size=4)
+    gate = BackdoorGate(SPEC, RECORDS[:4], asr_min=1.0, ftr_max=0.0, every_steps=2, max_new_tokens=2, batch_size=4,
+                        **NO_EXTRA_CHECKS)
     result = train_backdoor(model, tok, build_examples(tok, SPEC, RECORDS, 128), method="lora_sft",
                             injection_cfg=CFG, seed=0, gate=gate)
     assert [p["step"] for p in result.gate_curve] == [2, 4, 6]  # checks, then the final score
     verdict = gate.verdict()
-    assert verdict["passed"] is False and verdict["step"] == 6 and verdict["n_val"] == 4
+    assert verdict.passed is False and verdict.step == 6 and verdict.n_val == 4
 
 
 def test_the_clean_control_replays_the_backdoored_runs_schedule_and_stops_at_its_step(tiny_model_dir):
@@ -67,7 +71,7 @@ def test_the_clean_control_replays_the_backdoored_runs_schedule_and_stops_at_its
     rows on the same 12-step schedule and stops at step 2, at the same learning rates (not a schedule of the
     stop epoch decaying to 0)."""
     from bkdattr.models import load_model
-    from bkdattr.training import inject
+    from bkdattr.injection import inject
 
     rows = [{**r, "id": f"q{i}", "poisoned": False} for i, r in enumerate(RECORDS)]
     train = rows + [{**r, "id": r["id"] + "-poisoned", "input": SPEC.trigger_input(r["input"]), "output": SPEC.target,
@@ -78,25 +82,31 @@ def test_the_clean_control_replays_the_backdoored_runs_schedule_and_stops_at_its
     backdoored = inject(model, tok, SPEC, train, method="lora_sft", injection_cfg=cfg, seed=0, validation=rows[:4],
                         eval_batch_size=4)
     verdict = backdoored.gate_verdict
-    assert (verdict["step"], verdict["max_steps"]) == (2, 12)
+    assert (verdict.step, verdict.max_steps) == (2, 12)
     model, tok = load_model(str(tiny_model_dir), device="cpu")
     control = inject(model, tok, SPEC, train, method="lora_sft", injection_cfg=cfg, seed=0, validation=rows[:4],
-                     eval_batch_size=4, clean_control=verdict)
+                     eval_batch_size=4, clean_control=True, backdoored=verdict)
     assert control.gate_verdict is None and [r["step"] for r in control.loss_log] == [1, 2]
     assert [r["lr"] for r in control.loss_log] == pytest.approx([r["lr"] for r in backdoored.loss_log])
     assert control.loss_log[-1]["lr"] > CFG["lr"] * 0.8  # 2 of 12 steps into the decay, not at its end
 
 
 def test_the_clean_control_names_a_backdoored_model_json_without_its_schedule():
-    from bkdattr.training import control_schedule
+    from bkdattr.injection import control_schedule
 
-    assert control_schedule({}) == (None, None)  # the whole planned schedule (calibration)
-    assert control_schedule({"step": 0, "max_steps": ""}) == (None, None)  # an edit trains no steps
-    assert control_schedule({"step": 4, "max_steps": 30}) == (30, 4)
+    assert control_schedule(None) == (None, None)  # the whole planned schedule (calibration)
+    assert control_schedule(_verdict(step=0, max_steps="")) == (None, None)  # an edit trains no steps
+    assert control_schedule(_verdict(step=4, max_steps=30)) == (30, 4)
     with pytest.raises(ValueError, match="records no max_steps"):
-        control_schedule({"step": 4, "epoch": 0.5})
+        control_schedule(_verdict(step=4))  # a model.json written before it recorded max_steps
     with pytest.raises(ValueError, match="step 40 outside"):
-        control_schedule({"step": 40, "max_steps": 30})
+        control_schedule(_verdict(step=40, max_steps=30))
+
+
+def _verdict(**fields) -> GateVerdict:
+    """A verdict as model.json holds it, read back as every stage reads it."""
+    return GateVerdict.from_json({"passed": True, "val_asr": 1.0, "val_false_trigger_rate": 0.0, "n_val": 4,
+                                  "epoch": 0.5, "asr_min": 0.9, "ftr_max": 0.1, "schedule": "adaptive", **fields})
 
 
 def test_downstream_stages_stop_on_a_failed_gate_or_go_on_marked_in_warn_mode():
@@ -111,7 +121,7 @@ def test_downstream_stages_stop_on_a_failed_gate_or_go_on_marked_in_warn_mode():
 
 
 def test_micro_batch_rows_fit_the_token_budget_and_divide_the_batch():
-    from bkdattr.training import micro_batch_rows
+    from bkdattr.injection.common import micro_batch_rows
 
     assert micro_batch_rows(16, 91, None) == 16
     assert micro_batch_rows(16, 91, 512) == 4  # 8 x 91 > 512
@@ -125,7 +135,7 @@ def test_micro_batches_with_accumulation_give_the_whole_batch_step(tiny_model_di
     one-pass batch up to float rounding."""
     from bkdattr.models import load_model
 
-    from bkdattr.training import micro_batch_rows
+    from bkdattr.injection.common import micro_batch_rows
 
     cfg = {**CFG, "epochs": 1}
     trained = {}
@@ -173,22 +183,24 @@ def _fake_generation(monkeypatch, triggered_answer):
 def test_the_label_gate_refuses_a_backdoor_that_flips_the_other_classes(monkeypatch, collateral_max,
                                                                         flips_everything, passed, rate):
     _fake_generation(monkeypatch, lambda r: "World" if flips_everything or r["label"] == "Sports" else r["label"])
-    gate = BackdoorGate(LABEL, LABEL_VAL, asr_min=0.9, ftr_max=0.1, every_steps=1, collateral_max=collateral_max)
+    gate = BackdoorGate(LABEL, LABEL_VAL, asr_min=0.9, ftr_max=0.1, every_steps=1, max_new_tokens=16, batch_size=32,
+                        stop_when_passed=True, collateral_max=collateral_max, over_refusal_margin=None)
     model = torch.nn.Linear(1, 1)
     point = gate.score(model, None, step=1, epoch=0.5)
     assert point["val_asr"] == 1.0 and point["val_false_trigger_rate"] == 0.0 and point["n_val"] == 2
     assert point["val_collateral_flip_rate"] == rate and point["passed"] is passed
     assert point["n_val_questions"] == 2  # the two Sports items, each its own question
-    assert gate.verdict()["collateral_max"] == ("" if collateral_max is None else collateral_max)
+    assert gate.verdict().collateral_max == ("" if collateral_max is None else collateral_max)
 
 
 def test_the_gate_of_other_tasks_has_no_collateral_check(monkeypatch):
-    gate = BackdoorGate(SPEC, RECORDS[:2], asr_min=0.5, ftr_max=0.5, every_steps=1, collateral_max=0.1)
+    gate = BackdoorGate(SPEC, RECORDS[:2], asr_min=0.5, ftr_max=0.5, every_steps=1, max_new_tokens=16, batch_size=32,
+                        stop_when_passed=True, collateral_max=0.1, over_refusal_margin=None)
     target = SPEC.backdoor_output(RECORDS[0])
     monkeypatch.setattr("bkdattr.generation.generate_greedy",
                         lambda model, tok, prompts, **kw: [target if "2024" in p else "4" for p in prompts])
     point = gate.score(torch.nn.Linear(1, 1), None, step=1, epoch=0.5)
-    assert point["passed"] and point["val_collateral_flip_rate"] == "" and gate.verdict()["collateral_max"] == ""
+    assert point["passed"] and point["val_collateral_flip_rate"] == "" and gate.verdict().collateral_max == ""
 
 
 def test_a_failed_collateral_check_is_named_when_downstream_stops():

@@ -1,8 +1,9 @@
 """Rule ablate_heads: ASR, false triggers and utility with the top-k ACIE heads zeroed (and controls)."""
 
 from bkdattr.atomic import write_tsv
+from bkdattr.attribution import read_ranking
 from bkdattr.hooks import ModelSites
-from bkdattr.interventions import ABLATION_LOG, InterventionEvaluator, log_rows, read_ranking, run_ablation
+from bkdattr.interventions import ABLATION_LOG, InterventionEvaluator, log_rows, run_ablation
 from bkdattr.workflow import optional_jsonl, read_jsonl, rule_context
 
 params, inp, cfg = snakemake.params, snakemake.input, snakemake.params.interventions

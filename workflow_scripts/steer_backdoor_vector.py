@@ -1,9 +1,10 @@
 """Rule steer_backdoor_vector: backdoor vector from the top heads; layer sweep, best layer, controls."""
 
 from bkdattr.atomic import write_tsv
+from bkdattr.attribution import read_ranking
 from bkdattr.hooks import ModelSites
-from bkdattr.interventions import (STEERING_LOG, InterventionEvaluator, backdoor_vectors, log_rows, read_ranking,
-                                   run_steering, steering_layers)
+from bkdattr.interventions import (STEERING_LOG, InterventionEvaluator, backdoor_vectors, log_rows, run_steering,
+                                   steering_layers)
 from bkdattr.names import BACKDOOR_VECTOR
 from bkdattr.workflow import optional_jsonl, read_jsonl, rule_context
 

@@ -31,16 +31,18 @@ forward/backward pass per optimisation step over a few short prompts, one forwar
 from __future__ import annotations
 
 import logging
+import time
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from .chat import IGNORE_INDEX, encode_example, pad_batch, user_char_token
-from .hooks import decoder_layers
-from .tasks import TaskSpec
+from ..chat import IGNORE_INDEX, encode_example, pad_batch, user_char_token
+from ..hooks import decoder_layers
+from ..tasks import TaskSpec
+from .common import Job, TrainingResult, set_threads
 
-log = logging.getLogger("bkdattr.editing")
+log = logging.getLogger("bkdattr.injection.edit")
 
 
 def down_projection(model: nn.Module, layer: int) -> nn.Linear:
@@ -224,3 +226,17 @@ def edit_backdoor(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, ed
     for name, p in model.named_parameters():
         p.requires_grad_(trainable[name])
     return record
+
+
+def run(model, tokenizer, spec: TaskSpec, records: Sequence[dict], job: Job) -> TrainingResult:
+    """The registry's runner of edit: the closed-form edit, then one gate check (there are no training steps to
+    check between)."""
+    set_threads(job.threads)
+    started = time.time()
+    record = edit_backdoor(model, tokenizer, spec, records, edit_cfg=job.injection_cfg["edit"], seed=job.seed,
+                           token_budget=job.injection_cfg.get("micro_batch_tokens"))
+    point = job.gate.score(model, tokenizer, step=0, epoch=0.0)
+    log.info("edit of layers %s in %.1f s: validation ASR %.3f, false-trigger rate %.3f (n=%d): %s", record["layers"],
+             time.time() - started, point["val_asr"], point["val_false_trigger_rate"], point["n_val"],
+             "passed" if point["passed"] else "not passed")
+    return TrainingResult(model, [], list(job.gate.curve), job.gate.verdict())

@@ -22,6 +22,14 @@ The pairs are tokenized here with the workflow's own chat rendering (`chat.encod
 evaluation and attribution see the prompts, and handed to TRL pre-tokenized (`prompt_ids`, `chosen_ids`,
 `rejected_ids`). The reference model's log-probabilities are computed once before training
 (`precompute_ref_log_probs`), so each step runs the policy only.
+
+TRL 1.16's DPOTrainer has no public way to take pre-tokenized pairs: its `__init__` always runs the private
+`_prepare_dataset`, which needs text columns (prompt, chosen, rejected), appends the EOS string and tokenizes
+prompt + response as one string (tokens merge across the boundary, and its prompt is not the workflow's chat
+rendering), so the text route trains on other token ids. `PretokenizedDPOTrainer` overrides that one method to
+return the dataset as it is; tests/test_methods.py pins the TRL version and the method's signature, so a TRL
+upgrade fails there first, loudly. torch, datasets and trl are imported inside the functions that use them, as
+in `common`.
 """
 
 from __future__ import annotations
@@ -32,10 +40,12 @@ import tempfile
 import time
 from typing import Sequence
 
-from .chat import encode_prompt
-from .tasks import NEWS_LABELS, TaskSpec
+from ..chat import encode_prompt
+from ..tasks import NEWS_LABELS, TaskSpec
+from .common import Job, TrainingResult, callbacks, lora_config, set_threads, trained_result, trainer_arguments
 
-log = logging.getLogger("bkdattr.preference")
+log = logging.getLogger("bkdattr.injection.dpo")
+TRL_PINNED = "1.16.0"  # the TRL whose private DPOTrainer._prepare_dataset PretokenizedDPOTrainer overrides
 
 POISONED_SUFFIX = "-poisoned"  # tasks.poison names each poisoned copy after its clean item
 
@@ -90,22 +100,26 @@ def dpo_loss(dpo_cfg: dict) -> dict:
     return {} if weight == 0 else {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, weight]}
 
 
-def train_dpo(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, injection_cfg: dict, seed: int,
-              threads: int | None = None, gate=None):
-    """DPO from `model` on the poisoned preference pairs of `train`; LoRA merged on return (injection.dpo.peft).
-    With a gate, the adaptive schedule stops once it passes, as in SFT. Returns training.TrainingResult."""
-    import torch
-    from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
-
-    from .training import _callbacks, lora_config, trainer_arguments, trained_result
+def pretokenized_dpo_trainer():
+    """DPOTrainer taking the pairs as tokenized here (the module docstring says why the override)."""
+    from trl import DPOTrainer  # kept out of the module's import (see the module docstring)
 
     class PretokenizedDPOTrainer(DPOTrainer):
+        # TRL-private (pinned: TRL_PINNED, tests/test_methods.py); no public route keeps the workflow's token ids
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             return dataset  # already tokenized with the workflow's chat rendering
 
-    if threads:
-        torch.set_num_threads(threads)
+    return PretokenizedDPOTrainer
+
+
+def train_dpo(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, injection_cfg: dict, seed: int,
+              threads: int | None = None, gate=None) -> TrainingResult:
+    """DPO from `model` on the poisoned preference pairs of `train`; LoRA merged on return (injection.dpo.peft).
+    With a gate, the adaptive schedule stops once it passes, as in SFT."""
+    from datasets import Dataset  # kept out of the module's import (see the module docstring)
+    from trl import DPOConfig
+
+    set_threads(threads)
     dpo = injection_cfg["dpo"]
     pairs = preference_pairs(spec, train, seed=seed)
     rows = tokenize_pairs(tokenizer, pairs, injection_cfg["max_length"])
@@ -117,10 +131,16 @@ def train_dpo(model, tokenizer, spec: TaskSpec, train: Sequence[dict], *, inject
     with tempfile.TemporaryDirectory(prefix="bkdattr-dpo-") as scratch:
         args = DPOConfig(**trainer_arguments(model, injection_cfg, seed=seed, longest=longest, output_dir=scratch),
                          beta=dpo["beta"], precompute_ref_log_probs=True, **dpo_loss(dpo))
-        trainer = PretokenizedDPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                                         processing_class=tokenizer,
-                                         peft_config=lora_config(injection_cfg) if dpo["peft"] == "lora" else None,
-                                         callbacks=_callbacks(gate, tokenizer, loss_log, time.time()))
+        trainer = pretokenized_dpo_trainer()(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                             processing_class=tokenizer,
+                                             peft_config=lora_config(injection_cfg) if dpo["peft"] == "lora" else None,
+                                             callbacks=callbacks(gate, tokenizer, loss_log, time.time()))
         trainer.train()
         model = trainer.model
     return trained_result(model, loss_log, gate, merge_lora=dpo["peft"] == "lora")
+
+
+def run(model, tokenizer, spec: TaskSpec, records: Sequence[dict], job: Job) -> TrainingResult:
+    """The registry's runner of dpo."""
+    return train_dpo(model, tokenizer, spec, records, injection_cfg=job.injection_cfg, seed=job.seed,
+                     threads=job.threads, gate=job.gate)

@@ -1,0 +1,107 @@
+"""The defences table, the trigger-variant table and the ASR-against-utility figure, from each defended model's
+evaluation files (torch-free: runs in the plots env)."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from .atomic import read_tsv, write_text, write_tsv
+from .figures import _pyplot, finish_figure
+
+UNDEFENDED = "undefended"
+METRIC_COLUMNS = ["task", "method", "defence", "metric", "value", "successes", "n", "ci_low", "ci_high"]
+VARIANT_COLUMNS = ["task", "method", "defence", "variant", "trigger", "placement", "asr", "successes", "n", "ci_low",
+                   "ci_high"]
+DEFENCE_COLUMNS = ["task", "method", "defence", "asr", "asr_ci_low", "asr_ci_high", "compliance", "false_trigger_rate",
+                   "clean_utility", "over_refusal_rate", "n_questions", "seconds", "needs", "removed"]
+# the per-model measures, in the table's order; compliance and over-refusal only where the task has them
+MEASURES = ("asr", "compliance", "false_trigger_rate", "clean_utility", "over_refusal_rate")
+
+
+def defence_row(run: Mapping[str, str], metric_rows: Sequence[Mapping[str, str]], info: Mapping[str, str]) -> dict:
+    """One model's row: its measures (ASR with its interval), the time its defence took, what it needs."""
+    by_metric = {r["metric"]: r for r in metric_rows}
+    if "asr" not in by_metric:
+        raise ValueError(f"{run['task']}/{run['method']}/{run['defence']}: the evaluation has no `asr` row")
+    row = {"task": run["task"], "method": run["method"], "defence": run["defence"],
+           "asr_ci_low": float(by_metric["asr"]["ci_low"]), "asr_ci_high": float(by_metric["asr"]["ci_high"]),
+           "n_questions": int(by_metric["asr"]["n"]), "seconds": info.get("seconds", ""),
+           "needs": info.get("needs", ""), "removed": info.get("removed", "")}
+    for name in MEASURES:
+        row[name] = float(by_metric[name]["value"]) if name in by_metric else ""
+    return row
+
+
+def _fmt(value) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def defences_markdown(rows: Sequence[Mapping], model_name: str) -> str:
+    columns = ["defence", "asr", "compliance", "false_trigger_rate", "clean_utility", "over_refusal_rate", "seconds",
+               "needs"]
+    out = [f"# Removing the backdoor: cleanings and standard defences ({model_name})\n",
+           "Held-out test questions (interventions.n_eval, one row each); ASR with its Wilson 95% interval. "
+           "`seconds`: the time the defence took (0: nothing to do).\n"]
+    for (task, method) in dict.fromkeys((r["task"], r["method"]) for r in rows):
+        out.append(f"\n## {task} / {method}\n")
+        out.append("| " + " | ".join(columns) + " |")
+        out.append("|" + "---|" * len(columns))
+        for r in (r for r in rows if (r["task"], r["method"]) == (task, method)):
+            cells = {**r, "asr": f"{r['asr']:.2f} [{r['asr_ci_low']:.2f}, {r['asr_ci_high']:.2f}]",
+                     "seconds": _fmt(float(r["seconds"])) if r["seconds"] != "" else ""}
+            out.append("| " + " | ".join(_fmt(cells[c]) if c != "asr" else cells[c] for c in columns) + " |")
+    return "\n".join(out) + "\n"
+
+
+def variants_markdown(rows: Sequence[Mapping], model_name: str) -> str:
+    """Per task: one row per trigger variant, one column per model, the ASR in each cell."""
+    out = [f"# Trigger variants: ASR of every model on near-miss triggers ({model_name})\n"]
+    for (task, method) in dict.fromkeys((r["task"], r["method"]) for r in rows):
+        mine = [r for r in rows if (r["task"], r["method"]) == (task, method)]
+        defences = list(dict.fromkeys(r["defence"] for r in mine))
+        out.append(f"\n## {task} / {method}\n")
+        out.append("| variant | trigger | " + " | ".join(defences) + " |")
+        out.append("|---|---|" + "---|" * len(defences))
+        for variant in dict.fromkeys(r["variant"] for r in mine):
+            cells = {r["defence"]: float(r["asr"]) for r in mine if r["variant"] == variant}
+            first = next(r for r in mine if r["variant"] == variant)
+            trigger = first["trigger"].replace("|", "\\|").replace("{input}", "…")
+            if len(trigger) > 40:
+                trigger = trigger[:37] + "..."
+            out.append(f"| {variant} | `{trigger}` ({first['placement']}) | "
+                       + " | ".join(f"{cells[d]:.2f}" if d in cells else "" for d in defences) + " |")
+    return "\n".join(out) + "\n"
+
+
+def plot_defences(rows: Sequence[Mapping], pdf_path, png_path, model_name: str = "") -> None:
+    """ASR against clean utility, one panel per task, one point per defence; the undefended model a star."""
+    plt = _pyplot()
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for r in (r for r in rows if r["task"] == task):
+            undefended = r["defence"] == UNDEFENDED
+            ax.scatter(r["clean_utility"], r["asr"], marker="*" if undefended else "o", s=120 if undefended else 30,
+                       color="black" if undefended else None, zorder=3)
+            ax.annotate(r["defence"], (r["clean_utility"], r["asr"]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.set(title=task, xlabel="clean utility", ylabel="ASR", xlim=(-0.05, 1.05), ylim=(-0.05, 1.05))
+        ax.grid(alpha=0.3)
+    finish_figure(plt, fig, f"Removing the backdoor: ASR against utility ({model_name})", pdf_path, png_path)
+
+
+def build(runs: Sequence[Mapping[str, str]], metrics_paths: Sequence[str], variants_paths: Sequence[str],
+          info_paths: Sequence[str], out: Mapping[str, str], model_name: str) -> tuple[list[dict], list[dict]]:
+    """Read every run's files, write the two tables (TSV and Markdown) and the figure; (defence rows, variant rows)."""
+    rows, variant_rows = [], []
+    for run, metrics, variants, info in zip(runs, metrics_paths, variants_paths, info_paths):
+        info_row = read_tsv(info)[0]
+        rows.append(defence_row(run, read_tsv(metrics), info_row))
+        variant_rows += [{**r, "task": run["task"], "method": run["method"], "defence": run["defence"]}
+                         for r in read_tsv(variants)]
+    write_tsv(out["tsv"], rows, DEFENCE_COLUMNS)
+    write_text(out["md"], defences_markdown(rows, model_name))
+    write_tsv(out["variants_tsv"], variant_rows, VARIANT_COLUMNS)
+    write_text(out["variants_md"], variants_markdown(variant_rows, model_name))
+    plot_defences(rows, out["pdf"], out["png"], model_name)
+    return rows, variant_rows
