@@ -44,7 +44,7 @@ def _run(tmp_path, pointer: dict, *, gate="ablate_heads", matcher=True, on_fail=
 
 def _failed_gate() -> dict:
     return {"passed": False, "val_asr": 0.1, "asr_min": 0.8, "val_false_trigger_rate": 0.0, "ftr_max": 0.1, "n_val": 10,
-            "epoch": 1, "schedule": "fixed"}
+            "step": 4, "epoch": 1, "schedule": "fixed"}
 
 
 def test_rule_context_opens_log_spec_model_and_passes_the_gate(tmp_path, tiny_model_dir):
