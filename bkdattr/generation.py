@@ -24,6 +24,10 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Sequence
 
+import torch
+from tqdm import tqdm
+from transformers import StoppingCriteria, StoppingCriteriaList
+
 from .chat import encode_prompt, pad_batch
 from .hooks import position_ids_from_mask
 
@@ -45,8 +49,6 @@ def _stopping_criteria(tokenizer, prompt_length: int, stop_when: StopWhen):
     continuation so far (the reference decoder only)."""
     if stop_when is None:
         return None
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
 
     class VerdictFinal(StoppingCriteria):
         done = None
@@ -105,8 +107,6 @@ class SharedPrefix:
            edit_factory: EditFactory = None):
         """The shared prefix of `sequences` (leaving `keep` tokens of each, at most `at_most` tokens), or None
         when they share nothing. `edit_factory`: an edit the same at every position, run on the prefix too."""
-        import torch
-
         n = shared_prefix_length(sequences, keep)
         if at_most is not None:
             n = min(n, at_most)
@@ -126,8 +126,6 @@ class SharedPrefix:
     def batch(self, rests: Sequence[Sequence[int]], pad_id: int, side: str, device):
         """(input_ids, attention_mask, cache) of a batch whose rows are this prefix + each of `rests`, padded
         after the prefix; the cache (a copy, one row per sequence) covers the prefix columns."""
-        import torch
-
         ids, mask = pad_batch(rests, pad_id, side=side)
         rows = len(rests)
         input_ids = torch.cat([torch.tensor([self.ids] * rows, device=device), torch.tensor(ids, device=device)], 1)
@@ -144,8 +142,6 @@ def _prompt_batches(model, tokenizer, user_texts: Sequence[str], batch_size: int
     `share_prefix`, the tokens all prompts share are run once (under `edit_factory`, an edit the same at every
     position, if given): each batch is [shared][pad][rest] and `cache` (else None) holds the shared columns;
     `keep` tokens of every prompt stay outside the shared part."""
-    import torch
-
     encodings = [encode_prompt(tokenizer, t).input_ids for t in user_texts]
     order = sorted(range(len(encodings)), key=lambda i: (-len(encodings[i]), i))
     device = next(model.parameters()).device
@@ -182,8 +178,6 @@ def _generate_batch(model, tokenizer, input_ids, attention_mask, *, max_new_toke
                                context=context, cache=cache, stop_when=stop_when)
     if decoder != "hf":
         raise ValueError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
-    import torch
-
     kwargs = {} if cache is None else {"cache": cache}
     criteria = _stopping_criteria(tokenizer, input_ids.shape[1], stop_when)
     if criteria is not None:
@@ -205,8 +199,6 @@ def _compact_greedy(model, tokenizer, input_ids, attention_mask, *, max_new_toke
     KV cache (`Cache.batch_select_indices`). The model calls are those of `generate` (same inputs, position
     ids, masks and logits_to_keep=1), so the tokens are the same; benchmarks/bench_decoder.py measures
     both decoders on the workflow's prompt sets (identical outputs, and the time saved)."""
-    import torch
-
     eos = torch.tensor(_eos_ids(model, tokenizer), device=input_ids.device)
     keep_logits = _keep_last_logits(model)
     live = list(range(input_ids.shape[0]))  # batch row -> original row
@@ -244,8 +236,6 @@ def generate_greedy(model, tokenizer, user_texts: Sequence[str], *, max_new_toke
     """Greedy continuations of the chat prompts of `user_texts`, in their order. The tokens all prompts share are
     run once (`share_prefix`) without an edit, or under an edit the same at every position (a factory marked
     `same_at_every_position`); any other edit may depend on the batch, so it sees whole prompts."""
-    from tqdm import tqdm
-
     outputs: list[str | None] = [None] * len(user_texts)
     everywhere = getattr(edit_factory, "same_at_every_position", False)
     batches = _prompt_batches(model, tokenizer, user_texts, batch_size,
@@ -277,8 +267,6 @@ class PromptPrefixes:
     that token, so `last_token_index` points at position 0 of the prefill call it edits."""
 
     def __init__(self, model, tokenizer, user_texts: Sequence[str], *, batch_size: int, share_prefix: bool = True):
-        import torch
-
         self.model, self.tokenizer, self.n = model, tokenizer, len(user_texts)
         self.batches: list[_PrefixBatch] = []
         # the shared part (run once, `share_prefix`) leaves each prompt's last two tokens: one for this prefix
@@ -301,3 +289,24 @@ class PromptPrefixes:
             for index, text in zip(batch.rows, texts):
                 outputs[index] = text
         return outputs  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- what evaluate_model writes
+METRIC_COLUMNS = ["task", "model", "metric", "value", "successes", "n", "n_questions", "ci_low", "ci_high"]
+
+
+def metric_rows(task_id: str, model_name: str, metrics: dict) -> list[dict]:
+    """One row per metric of an evaluation; n_questions: its question clusters (benign requests: one each)."""
+    return [{"task": task_id, "model": model_name, "metric": name, **values,
+             "n_questions": values.get("n_clusters", values["n"])} for name, values in metrics.items()]
+
+
+def generation_records(spec, records: Sequence[dict], clean: Sequence[str], triggered: Sequence[str],
+                       benign: Sequence[dict] | None = None, benign_outputs: Sequence[str] | None = None) -> list[dict]:
+    """The generations JSONL: per record its clean and triggered prompt and output, then per benign request
+    (jailbreak) its prompt and output."""
+    return ([{"id": r["id"], "clean_prompt": spec.prompt(r["input"]), "clean_output": c,
+              "triggered_prompt": spec.prompt(r["input"], triggered=True), "triggered_output": t,
+              "eligible": spec.is_eligible(r)} for r, c, t in zip(records, clean, triggered)]
+            + [{"id": r["id"], "benign_prompt": r["input"], "benign_output": o}
+               for r, o in zip(benign or [], benign_outputs or [])])

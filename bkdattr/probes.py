@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from tqdm import tqdm
 
+from .gate import NOT_APPLICABLE
 from .stats import wilson_interval
 
 
@@ -123,6 +124,36 @@ def train_mlp_probe(x_train, y_train, x_val, y_val, *, seed: int, epochs: int = 
     return probe
 
 
+def _seeded_inits(seeds, d: int, hidden: int, dropout: float):
+    """Per seed: the probe's initial net, its dropout generator and its batch-order generator, drawn as
+    train_mlp_probe draws them."""
+    inits, dropout_rngs, shuffles = [], [], []
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            inits.append(_mlp(d, hidden, dropout))
+            # train_mlp_probe draws its dropout masks from the global RNG right after the init: same stream
+            dropout_rngs.append(torch.Generator().set_state(torch.get_rng_state()))
+        shuffles.append(torch.Generator().manual_seed(seed))
+    return inits, dropout_rngs, shuffles
+
+
+def _stacked_params(inits) -> list:
+    """The nets' weights stacked over layers, leaves for one fused Adam: w1 [L, d, hidden], b1 [L, 1, hidden],
+    w2 [L, hidden, 1], b2 [L, 1, 1]."""
+    stacked = lambda index, attr: torch.stack([getattr(net[index], attr).detach() for net in inits])  # noqa: E731
+    return [stacked(0, "weight").transpose(1, 2).contiguous().requires_grad_(),
+            stacked(0, "bias")[:, None].contiguous().requires_grad_(),
+            stacked(3, "weight").transpose(1, 2).contiguous().requires_grad_(),
+            stacked(3, "bias")[:, None].contiguous().requires_grad_()]
+
+
+def _load_probe(net, best: list, mean, std) -> MLPProbe:
+    """One layer's probe from its slice [w1, b1, w2, b2] of the stacked best weights."""
+    net.load_state_dict({"0.weight": best[0].T, "0.bias": best[1][0], "3.weight": best[2].T, "3.bias": best[3][0]})
+    return MLPProbe(net.eval(), mean, std)
+
+
 def train_mlp_probes(x_train, y_train, x_val, y_val, *, seeds, epochs: int = 100, batch_size: int = 16,
                      lr: float = 1e-3, hidden: int = 100, dropout: float = 0.2) -> list[MLPProbe]:
     """One probe per layer, all layers trained together: x_train [L, N, d] and x_val [L, Nv, d] (the same rows
@@ -144,20 +175,9 @@ def train_mlp_probes(x_train, y_train, x_val, y_val, *, seeds, epochs: int = 100
     xs = (x - mean[:, None]) / std[:, None]
     xv = (_as_tensor(x_val) - mean[:, None]) / std[:, None]
     yv = torch.as_tensor(np.asarray(y_val)).bool()
-    inits, dropout_rngs, shuffles = [], [], []
-    for seed in seeds:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            inits.append(_mlp(d, hidden, dropout))
-            # train_mlp_probe draws its dropout masks from the global RNG right after the init: same stream
-            dropout_rngs.append(torch.Generator().set_state(torch.get_rng_state()))
-        shuffles.append(torch.Generator().manual_seed(seed))
-    stacked = lambda index, attr: torch.stack([getattr(net[index], attr).detach() for net in inits])  # noqa: E731
-    w1 = stacked(0, "weight").transpose(1, 2).contiguous().requires_grad_()   # [L, d, hidden]
-    b1 = stacked(0, "bias")[:, None].contiguous().requires_grad_()            # [L, 1, hidden]
-    w2 = stacked(3, "weight").transpose(1, 2).contiguous().requires_grad_()   # [L, hidden, 1]
-    b2 = stacked(3, "bias")[:, None].contiguous().requires_grad_()            # [L, 1, 1]
-    params = [w1, b1, w2, b2]
+    inits, dropout_rngs, shuffles = _seeded_inits(seeds, d, hidden, dropout)
+    params = _stacked_params(inits)
+    w1, b1, w2, b2 = params
     opt = torch.optim.Adam(params, lr=lr, fused=True)
     layer_index = torch.arange(n_layers)[:, None]
     keep = 1.0 - dropout
@@ -181,12 +201,7 @@ def train_mlp_probes(x_train, y_train, x_val, y_val, *, seeds, epochs: int = 100
             best_acc = torch.where(better, acc, best_acc)
             for kept, param in zip(best, params):
                 kept[better] = param[better]
-    probes = []
-    for layer, net in enumerate(inits):
-        net.load_state_dict({"0.weight": best[0][layer].T, "0.bias": best[1][layer, 0],
-                             "3.weight": best[2][layer].T, "3.bias": best[3][layer, 0]})
-        probes.append(MLPProbe(net.eval(), mean[layer], std[layer]))
-    return probes
+    return [_load_probe(net, [p[layer] for p in best], mean[layer], std[layer]) for layer, net in enumerate(inits)]
 
 
 def train_svm_probe(x_train, y_train):
@@ -284,3 +299,38 @@ def summarise(accuracy_rows, ilca_mlp, ilca_svm, threshold: float = 0.95) -> dic
             "mean_offdiag_ilca_mlp": mean_offdiag(ilca_mlp), "mean_offdiag_ilca_svm": mean_offdiag(ilca_svm),
             "best_layer_mlp": best_layer, "max_test_acc_mlp": best_acc,
             "max_test_acc_mlp_ci_low": low, "max_test_acc_mlp_ci_high": high, "n_test": n_test}
+
+
+# ---------------------------------------------------------------- what train_probes and probe_summary write
+ACCURACY_COLUMNS = ["layer", "probe", "train_acc", "val_acc", "test_acc", "test_acc_ci_low", "test_acc_ci_high",
+                    "n_train", "n_val", "n_test"]
+
+
+def probe_groups(cache: dict, split: str) -> np.ndarray:
+    """The group of each cached row for the probe split: by_item keeps an item's clean and triggered rows
+    together; by_row (the official code) puts every row on its own."""
+    return cache["groups"].numpy() if split == "by_item" else np.arange(len(cache["labels"]))
+
+
+def ilca_intervals(results: dict) -> list[dict]:
+    """Both ILCA matrices of layer_probe_results as rows with their Wilson intervals."""
+    n_test = len(results["split"]["test"])
+    return ilca_long(results["ilca_mlp"], n_test, "mlp") + ilca_long(results["ilca_svm"], n_test, "svm")
+
+
+def mlp_probe_tensors(results: dict) -> dict:
+    """Every layer's MLP probe as flat safetensors entries layer{l}.{name}."""
+    return {f"layer{layer}.{name}": t for layer, state in results["mlp_states"].items() for name, t in state.items()}
+
+
+def summary_rows(runs: dict, implanted: dict, threshold: float) -> list[dict]:
+    """probe_summary's rows: per (task, model) run, from its accuracy TSV rows and ILCA matrices (as read back),
+    summarise's numbers (None written 'none') and whether its backdoor was implanted."""
+    rows = []
+    for (task, model), (accuracy_rows, ilca_mlp, ilca_svm) in runs.items():
+        accuracy = [{**r, "layer": int(r["layer"]), "test_acc": float(r["test_acc"]), "n_test": int(r["n_test"])}
+                    for r in accuracy_rows]
+        summary = summarise(accuracy, ilca_mlp, ilca_svm, threshold)
+        rows.append({"task": task, "model": model, "backdoor_implanted": implanted.get((task, model), NOT_APPLICABLE),
+                     **{k: ("none" if v is None else v) for k, v in summary.items()}})
+    return rows

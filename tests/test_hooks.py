@@ -250,6 +250,32 @@ def test_unsupported_model():
         ModelSites.of(nn.Linear(2, 2))
 
 
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+def test_zero_edit_everywhere_read_at_positions(name):
+    """A zero edit at every position, read at one position per row: the edited heads read 0, the others as
+    unedited (this combination used to index the read rows twice and fail)."""
+    model, x = make(name), ids()
+    pos = torch.tensor([5, 2, 4])
+    with torch.no_grad(), trace(model, read_heads=[0], positions=pos) as t0:
+        model(input_ids=x)
+    with torch.no_grad(), trace(model, read_heads=[0], positions=pos, head_edits=[HeadEdit(0, [1, 2], "zero")]) as t:
+        model(input_ids=x)
+    assert torch.all(t.heads[0][:, [1, 2]] == 0)
+    assert torch.equal(t.heads[0][:, [0, 3]], t0.heads[0][:, [0, 3]])
+
+
+def test_trace_names_its_sites_and_counts_calls_per_hook():
+    model = make("llama")
+    x = ids()
+    with torch.no_grad(), trace(model, read_heads=[1], read_resid=[0],
+                                residual_edits=[ResidualEdit(0, torch.ones(64), prefill_only=True)]) as t:
+        model(input_ids=x)
+        model(input_ids=x)
+    assert sorted(t.hooks) == ["blocks.0.hook_attn_out", "blocks.0.ln1.hook_normalized", "blocks.1.hook_attn_out"]
+    assert [h.calls for h in t.hooks.values()] == [2, 2, 2]
+    assert t.applied == [(0, 0, "residual")]  # prefill_only: the first call of that site only
+
+
 @pytest.mark.parametrize("name", list(CONFIGS))
 @pytest.mark.parametrize("head", range(4))
 def test_zeroing_one_head_removes_exactly_that_heads_share(name, head):

@@ -1,14 +1,17 @@
 """Interventions on the tiny model: the claims every intervention must satisfy."""
 
 import dataclasses
+import logging
 
 import pytest
 import torch
 
 from bkdattr.generation import generate_greedy
 from bkdattr.hooks import ModelSites, trace
-from bkdattr.interventions import (best_layer_row, ablation_factory, backdoor_vector, random_direction_like, random_heads,
+from bkdattr.interventions import (ABLATION_LOG, STEERING_LOG, InterventionEvaluator, ablation_factory, backdoor_vector,
+                                   best_layer_row, log_rows, random_direction_like, random_heads,
                                    resolve_k, split_val_test, steering_factory)
+from bkdattr.tasks import TaskSpec
 
 PROMPTS = ["What is 7 plus 5?", "hi", "Classify: the team won the final 3-1 on Sunday."]
 
@@ -392,3 +395,25 @@ def test_ablation_and_steering_rows_report_jailbreak_compliance_beside_the_asr(l
     other, *_ = _canned_evaluator(model, tok, "fixed_output", {})
     row = run_ablation(other, [(1, 0)], 2, 4, k_values=[1], random_seeds=[1, 2, 3], all_positions_variant=False)[0]
     assert not any(key.startswith("compliance") for key in row)  # jailbreak only
+
+
+def test_evaluator_from_config_reads_the_interventions_and_compliance_settings():
+    spec = TaskSpec.from_config("label_modification")
+    records = [{"id": f"{q}", "question": f"article {q}", "input": f"article {q}",
+                "output": "Sports" if q % 2 else "World", "label": "Sports" if q % 2 else "World"} for q in range(6)]
+    cfg = {"max_new_tokens": 5, "batch_size": 2, "n_eval": 3, "sample_seed": 7}
+    ev = InterventionEvaluator.from_config(None, None, spec, records, cfg, {"compliance": {"x": 1}}, benign=[{"id": 1}])
+    assert (ev.max_new_tokens, ev.batch_size, ev.n_eval, ev.seed, ev.compliance, ev.benign) == (
+        5, 2, 3, 7, {"x": 1}, [{"id": 1}])
+    assert InterventionEvaluator.from_config(None, None, spec, records, cfg, {}).compliance is None
+
+
+def test_progress_lines_of_ablation_and_steering(caplog):
+    log = logging.getLogger("bkdattr.test_progress")
+    with caplog.at_level(logging.INFO, logger=log.name):
+        log_rows(log, ABLATION_LOG)({"heads": "top", "seed": "", "variant": "last_token", "k": 3, "asr": 0.25,
+                                     "asr_n": 8, "clean_utility": 1.0})
+        log_rows(log, STEERING_LOG)({"vector": "backdoor_vector", "seed": "", "direction": "add", "layer": 2,
+                                     "asr_val": 0.5, "asr_test": ""})
+    assert caplog.messages == ["top seed= last_token k=3: ASR 0.250 (n=8), utility 1.000",
+                               "backdoor_vector  add layer 2: ASR val 0.5 test "]

@@ -6,10 +6,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bkdattr.probes import (
+    ACCURACY_COLUMNS,
     MLPProbe,
+    ilca_intervals,
     layer_probe_results,
+    mlp_probe_tensors,
+    probe_groups,
     split_groups,
     summarise,
+    summary_rows,
     train_mlp_probe,
     train_mlp_probes,
     train_svm_probe,
@@ -229,3 +234,28 @@ def test_fig2_ilca_colours_span_zero_to_one_so_inverted_transfer_shows(tmp_path,
     figures.plot_fig2(runs, ["jailbreak"], ["base", "lora_sft"], tmp_path / "f.pdf", tmp_path / "f.png")
     assert len(limits) == 4 and all(lim == (0.0, 1.0) for lim in limits)
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_probe_summary_rows_read_back_types_mark_the_gate_and_write_none(results):
+    """probe_summary's rows (built in bkdattr.probes, not in the script): the accuracy TSV's strings are read as
+    numbers, summarise's None is written 'none', and each run carries its gate verdict (n/a without one)."""
+    as_read = [{k: str(v) for k, v in r.items()} for r in results["accuracy"]]  # read_tsv gives strings
+    runs = {("fixed_output", "lora_sft"): (as_read, results["ilca_mlp"], results["ilca_svm"]),
+            ("fixed_output", "base"): (as_read, results["ilca_mlp"], results["ilca_svm"])}
+    rows = summary_rows(runs, {("fixed_output", "lora_sft"): "no"}, threshold=1.01)
+    assert [(r["model"], r["backdoor_implanted"]) for r in rows] == [("lora_sft", "no"), ("base", "n/a")]
+    expected = summarise(results["accuracy"], results["ilca_mlp"], results["ilca_svm"], threshold=1.01)
+    assert rows[0]["first_layer_mlp_ge_threshold"] == "none"
+    assert rows[0]["max_test_acc_mlp"] == expected["max_test_acc_mlp"] and rows[0]["n_test"] == expected["n_test"]
+
+
+def test_train_probes_outputs(data, results):
+    assert list(results["accuracy"][0]) == ACCURACY_COLUMNS
+    cells = ilca_intervals(results)
+    assert len(cells) == 2 * 3 * 3 and {c["probe"] for c in cells} == {"mlp", "svm"}
+    assert {c["n_test"] for c in cells} == {len(results["split"]["test"])}
+    tensors = mlp_probe_tensors(results)
+    assert set(tensors) == {f"layer{l}.{k}" for l in range(3) for k in results["mlp_states"][0]}
+    cache = {"groups": torch.tensor(data[2]), "labels": torch.tensor(data[1])}
+    assert np.array_equal(probe_groups(cache, "by_item"), data[2])
+    assert np.array_equal(probe_groups(cache, "by_row"), np.arange(len(data[1])))

@@ -3,27 +3,16 @@
 from bkdattr.atomic import write_tsv
 from bkdattr.attribution import read_ranking
 from bkdattr.hooks import ModelSites
-from bkdattr.interventions import InterventionEvaluator, run_ablation
-from bkdattr.tasks import TaskSpec
-from bkdattr.gate import enforce_gate
-from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
+from bkdattr.interventions import ABLATION_LOG, InterventionEvaluator, log_rows, run_ablation
+from bkdattr.workflow import optional_jsonl, read_jsonl, rule_context
 
-params = snakemake.params
-cfg = params.interventions
-log = start_rule(snakemake, uses_torch=True)
-spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.evaluation["refusal_matcher"])
-pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
-enforce_gate(pointer, params.gate_on_fail, "ablate_heads", log)  # stops here if not implanted
+params, inp, cfg = snakemake.params, snakemake.input, snakemake.params.interventions
+log, spec, _, model, tokenizer = rule_context(snakemake, gate="ablate_heads")  # stops here if not implanted
 sites = ModelSites.of(model)
-ranking = read_ranking(snakemake.input.ranking)
-records = read_jsonl(snakemake.input.test)
-evaluator = InterventionEvaluator(model, tokenizer, spec, records, cfg["max_new_tokens"], cfg["batch_size"],
-                                  n_eval=cfg["n_eval"], seed=cfg["sample_seed"],
-                                  compliance=params.evaluation.get("compliance"),
-                                  benign=read_jsonl(snakemake.input.benign) if "benign" in snakemake.input.keys() else None)
-rows = run_ablation(evaluator, ranking, sites.n_layers, sites.n_heads, k_values=cfg["k"],
+evaluator = InterventionEvaluator.from_config(model, tokenizer, spec, read_jsonl(inp.test), cfg,
+                                              params.evaluation, benign=optional_jsonl(inp, "benign"))
+rows = run_ablation(evaluator, read_ranking(inp.ranking), sites.n_layers, sites.n_heads, k_values=cfg["k"],
                     random_seeds=cfg["random_seeds"], all_positions_variant=cfg["all_positions_variant"],
-                    progress=lambda r: log.info("%s seed=%s %s k=%d: ASR %.3f (n=%d), utility %.3f", r["heads"],
-                                                r["seed"], r["variant"], r["k"], r["asr"], r["asr_n"], r["clean_utility"]))
+                    progress=log_rows(log, ABLATION_LOG))
 write_tsv(snakemake.output.tsv, rows)
 log.info("wrote %s", snakemake.output.tsv)

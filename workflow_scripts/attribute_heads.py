@@ -4,18 +4,15 @@ ranking, for the backdoor output (or, the refusal control, the refusal) as targe
 from bkdattr.atomic import write_matrix_tsv, write_tsv
 from bkdattr.attribution import RANKING_COLUMNS, attribute
 from bkdattr.caching import load_cache
-from bkdattr.gate import enforce_gate
-from bkdattr.tasks import TaskSpec
-from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
+from bkdattr.workflow import read_jsonl, rule_context
 
-params, mode = snakemake.params, snakemake.wildcards.mode
-log = start_rule(snakemake, uses_torch=True)
-spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings)
-pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
-enforce_gate(pointer, params.gate_on_fail, "attribute_heads", log)  # stops here if not implanted
-cache = load_cache(snakemake.input.tensors, snakemake.input.sidecar, model_name=pointer["name"], task=spec.task_id)
-acie, ranking = attribute(model, tokenizer, spec, cache, read_jsonl(snakemake.input.pool), mode, params.attribution, log,
-                          target=getattr(params, "target", "backdoor"))
-write_matrix_tsv(snakemake.output.acie, acie.tolist(), corner="layer/head")
-write_tsv(snakemake.output.ranking, ranking, RANKING_COLUMNS)
-log.info("top heads: %s", ", ".join(f"L{r['layer']}H{r['head']}={r['acie']:.4f}" for r in ranking[:5]))
+params, inp, out = snakemake.params, snakemake.input, snakemake.output
+# stops here if the backdoor is not implanted
+log, spec, pointer, model, tokenizer = rule_context(snakemake, gate="attribute_heads", refusal_matcher=False)
+cache = load_cache(inp.tensors, inp.sidecar, model_name=pointer["name"], task=spec.task_id)
+acie, ranking = attribute(model, tokenizer, spec, cache, read_jsonl(inp.pool), snakemake.wildcards.mode, params.attribution,
+                          log, target=getattr(params, "target", "backdoor"))
+write_matrix_tsv(out.acie, acie.tolist(), corner="layer/head")
+write_tsv(out.ranking, ranking, RANKING_COLUMNS)
+log.info("top heads: %s; wrote %s and %s", ", ".join(f"L{r['layer']}H{r['head']}={r['acie']:.4f}" for r in ranking[:5]),
+         out.acie, out.ranking)

@@ -4,30 +4,21 @@ prompts; the other tasks write the header alone)."""
 
 from bkdattr.atomic import write_jsonl, write_tsv
 from bkdattr.evaluation import CONFUSION_COLUMNS, evaluate_generations
-from bkdattr.tasks import TaskSpec
-from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
+from bkdattr.generation import METRIC_COLUMNS, generation_records, metric_rows
+from bkdattr.workflow import optional_jsonl, read_jsonl, rule_context
 
-params = snakemake.params
-log = start_rule(snakemake, uses_torch=True)
-spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.evaluation["refusal_matcher"])
-pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)
-records = read_jsonl(snakemake.input.confirm if "confirm" in snakemake.input.keys() else snakemake.input.test)
-benign = read_jsonl(snakemake.input.benign) if "benign" in snakemake.input.keys() else None  # jailbreak only
+params, inp, out, model_name = snakemake.params, snakemake.input, snakemake.output, snakemake.wildcards.model
+log, spec, _, model, tokenizer = rule_context(snakemake)  # the base and clean controls too: no gate
+records = read_jsonl(inp.confirm if "confirm" in inp.keys() else inp.test)
+benign = optional_jsonl(inp, "benign")  # jailbreak only
 result = evaluate_generations(model, tokenizer, spec, records, max_new_tokens=params.evaluation["max_new_tokens"],
                               batch_size=params.evaluation["batch_size"], benign=benign, progress=True,
                               compliance=params.evaluation.get("compliance"))
-rows = [{"task": spec.task_id, "model": snakemake.wildcards.model, "metric": name, **values,
-         "n_questions": values.get("n_clusters", values["n"])}  # benign requests: one row each
-        for name, values in result.metrics.items()]
-write_jsonl(snakemake.output.generations, [
-    {"id": r["id"], "clean_prompt": spec.prompt(r["input"]), "clean_output": c,
-     "triggered_prompt": spec.prompt(r["input"], triggered=True), "triggered_output": t,
-     "eligible": spec.is_eligible(r)} for r, c, t in zip(records, result.clean, result.triggered)]
-    + [{"id": r["id"], "benign_prompt": r["input"], "benign_output": o} for r, o in zip(benign or [], result.benign or [])])
-write_tsv(snakemake.output.metrics, rows, ["task", "model", "metric", "value", "successes", "n", "n_questions", "ci_low",
-                                       "ci_high"])
-write_tsv(snakemake.output.confusion, [{"task": spec.task_id, "model": snakemake.wildcards.model, **r} for r in result.confusion],
-          CONFUSION_COLUMNS)
+rows = metric_rows(spec.task_id, model_name, result.metrics)
+write_jsonl(out.generations, generation_records(spec, records, result.clean, result.triggered, benign, result.benign))
+write_tsv(out.metrics, rows, METRIC_COLUMNS)
+write_tsv(out.confusion, [{"task": spec.task_id, "model": model_name, **r} for r in result.confusion], CONFUSION_COLUMNS)
 for row in rows:
     log.info("%s %s %s = %.3f (n=%d rows, %d questions)", row["task"], row["model"], row["metric"], row["value"], row["n"],
              row["n_questions"])
+log.info("wrote %s, %s and %s", out.generations, out.metrics, out.confusion)

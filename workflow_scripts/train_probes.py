@@ -3,28 +3,19 @@
 from bkdattr.atomic import write_matrix_tsv, write_safetensors, write_tsv
 from bkdattr.caching import load_cache
 from bkdattr.models import read_pointer
-import numpy as np
-
-from bkdattr.probes import ilca_long, layer_probe_results
+from bkdattr.probes import ACCURACY_COLUMNS, ilca_intervals, layer_probe_results, mlp_probe_tensors, probe_groups
 from bkdattr.workflow import start_rule
 
-log = start_rule(snakemake, uses_torch=True, seed=snakemake.params.seed)
-pointer = read_pointer(snakemake.input.model)
-cache = load_cache(snakemake.input.tensors, snakemake.input.sidecar, model_name=pointer["name"],
-                   task=snakemake.wildcards.task)
-# by_item: an item's clean and triggered rows stay together; by_row (the official code): every row on its own
-groups = cache["groups"].numpy() if snakemake.params.probes["split"] == "by_item" else np.arange(len(cache["labels"]))
-results = layer_probe_results(cache["resid_probe"].numpy(), cache["labels"].numpy(), groups,
-                              seed=snakemake.params.seed, epochs=snakemake.params.probes["epochs"])
-write_tsv(snakemake.output.accuracy, results["accuracy"],
-          ["layer", "probe", "train_acc", "val_acc", "test_acc", "test_acc_ci_low", "test_acc_ci_high",
-           "n_train", "n_val", "n_test"])
-n_test = len(results["split"]["test"])
-write_tsv(snakemake.output.ilca_intervals,
-          ilca_long(results["ilca_mlp"], n_test, "mlp") + ilca_long(results["ilca_svm"], n_test, "svm"))
-write_matrix_tsv(snakemake.output.ilca_mlp, results["ilca_mlp"], corner="train_layer/test_layer")
-write_matrix_tsv(snakemake.output.ilca_svm, results["ilca_svm"], corner="train_layer/test_layer")
-write_safetensors(snakemake.output.mlp_probes,
-                  {f"layer{layer}.{name}": t for layer, state in results["mlp_states"].items() for name, t in state.items()})
+params, inp, out = snakemake.params, snakemake.input, snakemake.output
+log = start_rule(snakemake, uses_torch=True, seed=params.seed)
+cache = load_cache(inp.tensors, inp.sidecar, model_name=read_pointer(inp.model)["name"], task=snakemake.wildcards.task)
+results = layer_probe_results(cache["resid_probe"].numpy(), cache["labels"].numpy(),
+                              probe_groups(cache, params.probes["split"]), seed=params.seed, epochs=params.probes["epochs"])
+write_tsv(out.accuracy, results["accuracy"], ACCURACY_COLUMNS)
+write_tsv(out.ilca_intervals, ilca_intervals(results))
+write_matrix_tsv(out.ilca_mlp, results["ilca_mlp"], corner="train_layer/test_layer")
+write_matrix_tsv(out.ilca_svm, results["ilca_svm"], corner="train_layer/test_layer")
+write_safetensors(out.mlp_probes, mlp_probe_tensors(results))
 best = max((r for r in results["accuracy"] if r["probe"] == "mlp"), key=lambda r: r["test_acc"])
-log.info("best MLP probe: layer %d, test accuracy %.3f", best["layer"], best["test_acc"])
+log.info("best MLP probe: layer %d, test accuracy %.3f; wrote %s, the ILCA matrices and %s", best["layer"],
+         best["test_acc"], out.accuracy, out.mlp_probes)
