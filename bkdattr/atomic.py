@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
+
 
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike, *, directory: bool = False) -> Iterator[Path]:
@@ -86,7 +88,7 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping, metadata: Mappi
     """Tensors with `metadata` stored as one sorted JSON string under SAFETENSORS_METADATA_KEY: safetensors writes
     a metadata mapping in hash order, which differs from run to run, so several keys would make the same
     tensors give different bytes (read back with `read_safetensors_metadata`)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # imports torch: atomic also serves the torch-free plots env
 
     packed = {SAFETENSORS_METADATA_KEY: json.dumps(dict(metadata), sort_keys=True)} if metadata else {}
     with atomic_path(path) as tmp:
@@ -94,7 +96,7 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping, metadata: Mappi
 
 
 def read_safetensors_metadata(path: str | os.PathLike) -> dict:
-    from safetensors import safe_open
+    from safetensors import safe_open  # as above: only the rules that read tensors need safetensors
 
     with safe_open(str(path), "pt") as fh:
         return json.loads((fh.metadata() or {}).get(SAFETENSORS_METADATA_KEY, "{}"))
@@ -107,8 +109,6 @@ def write_matrix_tsv(path: str | os.PathLike, matrix, corner: str = "row\\col") 
 
 
 def read_matrix_tsv(path: str | os.PathLike):
-    import numpy as np
-
     rows = read_tsv(path)
     return np.array([[float(v) for k, v in row.items() if k.isdigit()] for row in rows])
 

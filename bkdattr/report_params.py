@@ -64,7 +64,7 @@ def escaped_param(value):
 
 def escape_report_params(rules) -> list[str]:
     """Wrap every param of every rule with an output marked for the report; the names of those rules."""
-    from snakemake.io import is_flagged
+    from snakemake.io import is_flagged  # snakemake's internals: only the Snakefile, which runs under it, calls this
 
     wrapped = []
     for rule in rules:

@@ -110,12 +110,14 @@ class RuleContext(NamedTuple):
     tokenizer: object
 
 
-def rule_context(snakemake, *, gate: str | None = None, refusal_matcher: bool = True) -> RuleContext:
+def rule_context(snakemake, *, gate: str | None = None, refusal_matcher: bool = True,
+                 seed: int | None = None) -> RuleContext:
     """The shared opening of a model rule: start its log (torch threads), the task spec of the `task` wildcard
     (with `evaluation.refusal_matcher` when `refusal_matcher`), the model of `input.model`, and, when `gate`
-    names the stage, the backdoor gate (stops there if the backdoor is not implanted and on_fail is 'stop')."""
+    names the stage, the backdoor gate (stops there if the backdoor is not implanted and on_fail is 'stop');
+    `seed` seeds torch for a rule that draws random numbers."""
     params = snakemake.params
-    log = start_rule(snakemake, uses_torch=True)
+    log = start_rule(snakemake, uses_torch=True, seed=seed)
     matcher = (params.evaluation["refusal_matcher"],) if refusal_matcher else ()
     spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, *matcher)
     pointer, model, tokenizer = load_rule_model(snakemake.input.model, params.model)

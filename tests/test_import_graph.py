@@ -126,3 +126,47 @@ def test_the_package_docstring_maps_every_module():
     present = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"} | {
         p.parent.name for p in PACKAGE.glob("*/__init__.py")}
     assert listed == present, (sorted(present - listed), sorted(listed - present))
+
+
+MAX_FUNCTION_LINES = 60
+MAX_SCRIPT_LINES = 25
+
+
+def test_no_function_in_the_package_is_over_60_lines():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({length} lines)")
+    assert not long, long
+
+
+def test_no_workflow_script_is_over_25_lines():
+    scripts = sorted((PACKAGE.parent / "workflow_scripts").glob("*.py"))
+    assert scripts
+    long = [f"{p.name} ({n} lines)" for p in scripts
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_SCRIPT_LINES]
+    assert not long, long
+
+
+def silent_function_imports(root: Path = PACKAGE) -> list[str]:
+    """Imports inside functions with no comment on their line or on a line of the function above them."""
+    silent = []
+    for path in sorted(root.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for inner in ast.walk(node):
+                if isinstance(inner, (ast.Import, ast.ImportFrom)) and not any(
+                        "#" in line for line in lines[node.lineno - 1:inner.lineno]):
+                    silent.append(f"{path.relative_to(root.parent)}:{inner.lineno} {lines[inner.lineno - 1].strip()}")
+    return silent
+
+
+def test_every_import_inside_a_function_says_why():
+    """An import inside a function hides an edge of the import graph: each one left says why, on its line or
+    above its run of imports (typically: it keeps torch out of the torch-free plots env)."""
+    assert not silent_function_imports()

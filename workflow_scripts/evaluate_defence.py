@@ -2,11 +2,8 @@
 trigger variant: ASR, compliance, false triggers, utility, over-refusal."""
 
 from bkdattr.defences import run_evaluate_defence
-from bkdattr.tasks import TaskSpec
-from bkdattr.workflow import load_rule_model, start_rule
+from bkdattr.workflow import rule_context
 
-params, inputs, out = snakemake.params, snakemake.input, snakemake.output
-log = start_rule(snakemake, uses_torch=True)
-spec = TaskSpec.from_config(snakemake.wildcards.task, params.settings, params.evaluation["refusal_matcher"])
-pointer, model, tokenizer = load_rule_model(inputs.model, params.model)
-run_evaluate_defence(model, tokenizer, spec, snakemake.wildcards.defence, pointer, inputs, out, params, log)
+log, spec, pointer, model, tokenizer = rule_context(snakemake)
+run_evaluate_defence(model, tokenizer, spec, snakemake.wildcards.defence, pointer, snakemake.input, snakemake.output,
+                     snakemake.params, log)

@@ -1,12 +1,11 @@
-"""Rule inject_backdoor: fine-tune the base model on the poisoned split (or, for the clean-SFT control, on its
-clean rows alone with the same recipe) with TRL; score the backdoor gate on the
-validation split; save the merged checkpoint, the loss curve and the gate curve."""
+"""Rule inject_backdoor: fine-tune the base model on the poisoned split (the clean-SFT control: its clean rows, same
+recipe); score the backdoor gate on the validation split; save the checkpoint, the loss curve and the gate curve."""
 
 from bkdattr.datasets import check_backdoor_outputs
 from bkdattr.gate import read_verdict
 from bkdattr.injection import inject, save_result
 from bkdattr.tasks import TaskSpec
-from bkdattr.workflow import load_rule_model, read_jsonl, start_rule
+from bkdattr.workflow import load_rule_model, optional_jsonl, read_jsonl, start_rule
 
 params, out, inp, control_of = snakemake.params, snakemake.output, snakemake.input, snakemake.params.get("clean_control_of")
 log = start_rule(snakemake, uses_torch=True, seed=params.seed)
@@ -16,11 +15,11 @@ check_backdoor_outputs(spec, {"train": train, "val": validation})  # by this run
 base, model, tokenizer = load_rule_model(inp.base, params.model)  # checks the base's fingerprint
 result = inject(model, tokenizer, spec, train, method=control_of or params.method, injection_cfg=params.injection,
                 seed=params.seed, validation=validation, eval_batch_size=params.evaluation["batch_size"],
-                threads=snakemake.threads, benign_validation=read_jsonl(inp.benign_val) if "benign_val" in inp.keys() else None,
+                threads=snakemake.threads, benign_validation=optional_jsonl(inp, "benign_val"),
                 # the control replays the backdoored run's schedule up to the step it stopped at
                 clean_control=bool(control_of), backdoored=read_verdict(inp.backdoored) if control_of else None)
 name = snakemake.wildcards.method  # the method (a further seed's: "<method>-seed<s>"), or CLEAN_CONTROL
 save_result(result, tokenizer, **out, name=f"{base['name']}+{name}", base=base["path"], task=spec.task_id, method=name,
             made_by=snakemake.rule, injection_seed=params.seed)
-log.info("final loss %s; checkpoint at %s; gate %s", result.loss_log[-1]["loss"] if result.loss_log else "n/a (edit)",
+log.info("final loss %s; checkpoint at %s; gate %s", (result.loss_log or [{"loss": "n/a (edit)"}])[-1]["loss"],
          out.checkpoint, result.gate_verdict or "n/a (clean control)")
