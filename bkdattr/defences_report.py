@@ -82,25 +82,26 @@ def utility_axis(rows: Sequence[Mapping]) -> tuple[str, list[float]]:
 
 
 def plot_defences(rows: Sequence[Mapping], pdf_path, png_path, model_name: str = "") -> None:
-    """ASR against utility, one panel per task, one point per defence (defences at the same point share one
-    label); the undefended model a star."""
+    """ASR against utility, one panel per task, one point per defence in one colour across panels (a shared
+    legend: several defences often sit on the undefended model's point); the undefended model a black star."""
     plt = _pyplot()
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.4), squeeze=False)
+    defences = list(dict.fromkeys(r["defence"] for r in rows))
+    colours = {d: plt.get_cmap("tab10")(i % 10) for i, d in enumerate(d for d in defences if d != UNDEFENDED)}
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         mine = [r for r in rows if r["task"] == task]
         xlabel, xs = utility_axis(mine)
-        labels: dict[tuple[float, float], list[str]] = {}
         for r, x in zip(mine, xs):
             undefended = r["defence"] == UNDEFENDED
-            ax.scatter(x, r["asr"], marker="*" if undefended else "o", s=140 if undefended else 30,
-                       color="black" if undefended else None, zorder=2 if undefended else 3)
-            labels.setdefault((round(x, 3), round(float(r["asr"]), 3)), []).append(r["defence"])
-        for (x, y), names in labels.items():
-            ax.annotate(", ".join(names), (x, y), fontsize=6, xytext=(-3, -9 if y > 0.9 else 4),
-                        textcoords="offset points", ha="right" if x > 0.5 else "left")
+            ax.scatter(x, r["asr"], marker="*" if undefended else "o", s=180 if undefended else 36,
+                       color="black" if undefended else colours[r["defence"]], zorder=2 if undefended else 3,
+                       alpha=1.0 if undefended else 0.85, label=r["defence"])
         ax.set(title=task, xlabel=xlabel, ylabel="ASR (held-out)", xlim=(-0.05, 1.05), ylim=(-0.05, 1.05))
         ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False,
+               bbox_to_anchor=(0.5, -0.08))
     finish_figure(plt, fig, f"Removing the backdoor: ASR against utility ({model_name})", pdf_path, png_path)
 
 
