@@ -93,7 +93,7 @@ class MLPProbe:
         return cls(net.eval(), state["mean"].float(), state["std"].float())
 
 
-def train_mlp_probe(x_train, y_train, x_val, y_val, *, seed: int, epochs: int = 100, batch_size: int = 16,
+def train_mlp_probe(x_train, y_train, x_val, y_val, *, seed: int, epochs: int, batch_size: int = 16,
                     lr: float = 1e-3, hidden: int = 100, dropout: float = 0.2) -> MLPProbe:
     """Adam + BCE, batch 16, shuffled each epoch; keep the epoch with the best val accuracy (earliest on ties)."""
     if epochs < 1:
@@ -154,7 +154,7 @@ def _load_probe(net, best: list, mean, std) -> MLPProbe:
     return MLPProbe(net.eval(), mean, std)
 
 
-def train_mlp_probes(x_train, y_train, x_val, y_val, *, seeds, epochs: int = 100, batch_size: int = 16,
+def train_mlp_probes(x_train, y_train, x_val, y_val, *, seeds, epochs: int, batch_size: int = 16,
                      lr: float = 1e-3, hidden: int = 100, dropout: float = 0.2) -> list[MLPProbe]:
     """One probe per layer, all layers trained together: x_train [L, N, d] and x_val [L, Nv, d] (the same rows
     at every layer), labels shared. Layer l's probe follows `train_mlp_probe(..., seed=seeds[l])` step by step:
@@ -235,7 +235,7 @@ def layer_seeds(seed: int, n_layers: int) -> list[int]:
     return [int(np.random.SeedSequence([seed, l]).generate_state(1)[0]) for l in range(n_layers)]
 
 
-def layer_probe_results(features, labels, groups, *, seed: int, epochs: int = 100) -> dict:
+def layer_probe_results(features, labels, groups, *, seed: int, epochs: int) -> dict:
     """Per-layer MLP and SVM probes and the ILCA matrices, on one group split shared by all layers."""
     features, labels, groups = _check_inputs(features, labels, groups)
     split = split_groups(groups, seed, labels=labels)
@@ -279,7 +279,7 @@ def ilca_long(ilca: np.ndarray, n_test: int, probe: str) -> list[dict]:
     return rows
 
 
-def summarise(accuracy_rows, ilca_mlp, ilca_svm, threshold: float = 0.95) -> dict:
+def summarise(accuracy_rows, ilca_mlp, ilca_svm, threshold: float) -> dict:
     """Headline numbers: where the trigger first becomes linearly/non-linearly readable, and transfer."""
     def test_accs(probe):
         return sorted((r["layer"], r["test_acc"]) for r in accuracy_rows if r["probe"] == probe)

@@ -212,7 +212,7 @@ def test_probe_accuracies_and_ilca_cells_carry_wilson_intervals():
     assert cells[1]["ci_low"] < 0.5 < cells[1]["ci_high"] and cells[0]["ci_high"] == 1.0
     rows = [{"layer": 0, "probe": "mlp", "test_acc": 0.75, "n_test": 40},
             {"layer": 1, "probe": "mlp", "test_acc": 1.0, "n_test": 40}]
-    summary = summarise(rows, np.eye(2), np.eye(2))
+    summary = summarise(rows, np.eye(2), np.eye(2), threshold=0.95)
     assert summary["n_test"] == 40 and summary["max_test_acc_mlp_ci_low"] < 1.0
 
 
