@@ -227,3 +227,37 @@ def all_targets():
         ["results/tables/defences.md", "results/tables/trigger_variants.md", "results/figures/defences.pdf"]
         if config["defences"]["enabled"] else []) + (
         ["results/tables/confirmation.tsv"] if config["data"]["n_confirm"] else [])
+
+
+# ---------------------------------------------------------------- removing the backdoor (rules/defences.smk)
+DEFENCES = config["defences"]
+CLEANED = [f"cleaned_{how}" for how in DEFENCES["cleanings"]]
+DEFENCE_MODELS = ["undefended", *CLEANED, *DEFENCES["standard"]]  # int8 has no checkpoint: applied as it loads
+DEFENCE_RUNS = runs(task=TASKS, method=METHODS, defence=DEFENCE_MODELS)
+
+
+wildcard_constraints:
+    how="heads|vector",
+    defence="|".join(DEFENCE_MODELS) or "undefended",
+
+
+def defended_pointer(wildcards):
+    """The model.json a defence's evaluation loads: the backdoored model itself (undefended; int8 quantizes it as
+    it loads), a cleaned checkpoint, or a defended one."""
+    base = f"results/models/{wildcards.task}/{wildcards.method}"
+    if wildcards.defence in ("undefended", "int8"):
+        return f"{base}/model.json"
+    folder = wildcards.defence if wildcards.defence.startswith("cleaned_") else f"defended_{wildcards.defence}"
+    return f"{base}/{folder}/model.json"
+
+
+def benign_val_requests(wildcards):
+    """Jailbreak: the benign validation requests, where the utility floor reads the over-refusal rate."""
+    return {"benign_val": "results/data/benign/val.jsonl"} if wildcards.task == "jailbreak" else {}
+
+
+def sized_by_heads_cleaning(wildcards):
+    """magnitude and random_heads remove as many weights / heads as the head cleaning: its pointer says how many."""
+    if wildcards.defence in ("magnitude", "random_heads"):
+        return {"cleaned_heads": f"results/models/{wildcards.task}/{wildcards.method}/cleaned_heads/model.json"}
+    return {}

@@ -1,31 +1,6 @@
 # Removing the backdoor (defences.enabled, presets/defences.yaml): cleaned checkpoints chosen from the attribution
 # on the validation split, the standard defences beside them on the same test questions, and every model on
-# near-miss triggers (results/tables/defences.md, trigger_variants.md, results/figures/defences.pdf).
-DEFENCES = config["defences"]
-CLEANED = [f"cleaned_{how}" for how in DEFENCES["cleanings"]]
-CHECKPOINT_DEFENCES = [d for d in DEFENCES["standard"] if d != "int8"]  # int8 is applied when the model loads
-DEFENCE_MODELS = ["undefended", *CLEANED, *DEFENCES["standard"]]
-DEFENCE_RUNS = runs(task=TASKS, method=METHODS, defence=DEFENCE_MODELS)
-
-
-wildcard_constraints:
-    how="heads|vector",
-    defence="|".join(DEFENCE_MODELS) or "undefended",
-
-
-def defended_pointer(wildcards):
-    """The model.json a defence's evaluation loads: the backdoored model itself (undefended; int8 quantizes it as
-    it loads), a cleaned checkpoint, or a defended one."""
-    base = f"results/models/{wildcards.task}/{wildcards.method}"
-    if wildcards.defence in ("undefended", "int8"):
-        return f"{base}/model.json"
-    folder = wildcards.defence if wildcards.defence.startswith("cleaned_") else f"defended_{wildcards.defence}"
-    return f"{base}/{folder}/model.json"
-
-
-def benign_val_requests(wildcards):
-    """Jailbreak: the benign validation requests, where the utility floor reads the over-refusal rate."""
-    return {"benign_val": "results/data/benign/val.jsonl"} if wildcards.task == "jailbreak" else {}
+# near-miss triggers (results/tables/defences.md, trigger_variants.md, results/figures/defences.pdf). Its input functions are in rules/common.smk.
 
 
 rule clean_model:
@@ -62,13 +37,6 @@ rule clean_model:
         "../envs/torch.yaml"
     script:
         "../workflow_scripts/clean_model.py"
-
-
-def sized_by_heads_cleaning(wildcards):
-    """magnitude and random_heads remove as many weights / heads as the head cleaning: its pointer says how many."""
-    if wildcards.defence in ("magnitude", "random_heads"):
-        return {"cleaned_heads": f"results/models/{wildcards.task}/{wildcards.method}/cleaned_heads/model.json"}
-    return {}
 
 
 rule defend_model:
