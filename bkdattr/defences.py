@@ -25,6 +25,7 @@ import torch
 from . import cleaning
 from .atomic import atomic_path, write_tsv
 from .attribution import read_ranking
+from .defences_report import METRIC_COLUMNS, UNDEFENDED, VARIANT_COLUMNS
 from .hooks import ModelSites, ResidualEdit, trace
 from .interventions import (InterventionEvaluator, ablation_factory, backdoor_vectors, random_heads, resolve_k,
                             steering_layers)
@@ -35,15 +36,12 @@ from .stats import rate
 from .tasks import TaskSpec
 from .trigger_variants import Variant, variants_from_config
 from .workflow import read_jsonl
-from .defences_report import METRIC_COLUMNS, UNDEFENDED, VARIANT_COLUMNS
 
 Head = tuple[int, int]
 log = logging.getLogger(__name__)
 
 CLEANINGS = ("heads", "vector")
-# the standard defences beside the cleanings (BackdoorLLM's defence box), and the control
-DEFENCES = ("finetune", "magnitude", "int8", "random_heads")
-# What a defender must know or hold to apply each (the issue's "what the defender needed to know").
+# What a defender must know or hold to apply each (the defences table's `needs` column).
 KNOWLEDGE = {
     UNDEFENDED: "-",
     "cleaned_heads": "trigger and target (the attribution), clean validation rows",
@@ -172,19 +170,19 @@ def clean_from_attribution(model, tokenizer, spec: TaskSpec, how: str, *, rankin
     """Choose the cleaning on the validation split (`select`), then write it into the model's weights."""
     if how not in CLEANINGS:
         raise ValueError(f"unknown cleaning {how!r}; expected one of {', '.join(CLEANINGS)}")
-    sites_n = ModelSites.of(model)
+    sites = ModelSites.of(model)
     evaluator = InterventionEvaluator(model, tokenizer, spec, validation, interventions["max_new_tokens"],
                                       interventions["batch_size"], n_eval=None, seed=interventions["sample_seed"],
                                       benign=benign_validation, compliance=compliance)
     floor = interventions["clean"]["max_utility_drop"]
     if how == "heads":
-        candidates = head_candidates(model, ranking, interventions["k"], sites_n.n_layers * sites_n.n_heads)
+        candidates = head_candidates(model, ranking, interventions["k"], sites.n_layers * sites.n_heads)
     else:
         steer = interventions["steering"]
         _, vectors = backdoor_vectors(model, tokenizer, spec, train, ranking, steer, cache_batch_size, origin="train",
                                       control_seeds=[], items=attribution["items"])
         vector = vectors[BACKDOOR_VECTOR][""]
-        candidates = vector_candidates(model, vector, steer, sites_n.n_layers, steer["scale"])
+        candidates = vector_candidates(model, vector, steer, sites.n_layers, steer["scale"])
     chosen, rows = select(evaluator, candidates, floor, progress)
     if chosen is None:
         return Cleaning(how, None, rows, f"nothing: no candidate kept utility within {floor} of the model's")
