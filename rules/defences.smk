@@ -1,6 +1,7 @@
 # Removing the backdoor (defences.enabled, presets/defences.yaml): cleaned checkpoints chosen from the attribution
 # on the validation split, the standard defences beside them on the same test questions, and every model on
-# near-miss triggers (results/tables/defences.md, trigger_variants.md, results/figures/defences.pdf). Its input functions are in rules/common.smk.
+# near-miss triggers (results/tables/defences.md, trigger_variants.md, results/figures/defences.pdf). The input
+# functions and constants are in rules/common.smk.
 
 
 rule clean_model:
@@ -21,7 +22,6 @@ rule clean_model:
     params:
         gate_on_fail=GATE_ON_FAIL,
         settings=task_settings,
-        seed=config["seed"],
         evaluation=scoped("clean_model", "evaluation"),
         interventions=scoped("clean_model", "interventions"),
         attribution=scoped("clean_model", "attribution"),
