@@ -23,6 +23,7 @@ from torch.nn.utils import prune
 from transformers.pytorch_utils import Conv1D
 
 from .hooks import ModelSites, decoder_layers
+from .summary import markdown_table
 
 Head = tuple[int, int]
 
@@ -117,9 +118,8 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 def model_card(*, source: str, task: str, method: str, how: str, removed: str, chosen: str,
                numbers: Sequence[dict], columns: Sequence[str]) -> str:
     """README.md of a cleaned checkpoint: the source model, what was removed, how it was chosen, the numbers."""
-    header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    body = "".join("| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |\n" for row in numbers)
-    table = (f"## Numbers on the validation split (the split the choice was made on)\n\n{header}{body}\n"
+    lines = markdown_table(columns, [[_cell(row.get(c, "")) for c in columns] for row in numbers])
+    table = ("## Numbers on the validation split (the split the choice was made on)\n\n" + "\n".join(lines) + "\n\n"
              if numbers else "")
     return (f"# {task} / {method}, cleaned: {how}\n\n"
             f"Loads with `transformers.AutoModelForCausalLM.from_pretrained(<this folder>)`; no custom code.\n\n"

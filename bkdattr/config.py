@@ -249,12 +249,16 @@ def _check_what_would_fail_late(config: dict, source: str) -> None:
         return
     n_layers, n_heads, what = shape
     total = n_layers * n_heads
-    for key, values in (("interventions.k", iv["k"]), ("interventions.steering.k", [steer["k"]])):
+    fixed_k = iv["clean"].get("k")
+    for key, values in (("interventions.k", iv["k"]), ("interventions.steering.k", [steer["k"]]),
+                        ("interventions.clean.k", [] if fixed_k is None else [fixed_k])):
         over = [k for k in values if not (isinstance(k, float) and k < 1) and k > total]
         if over:
             raise ConfigError(f"{source}: {key}: {over[0]} exceeds the {total} heads of {what} ({n_layers} layers x "
                               f"{n_heads} heads); give at most {total}, or a fraction of all heads (< 1)")
+    fixed_layer = iv["clean"].get("layer")
     for key, layers in (("interventions.steering.layers", steer.get("layers")),
+                        ("interventions.clean.layer", None if fixed_layer is None else [fixed_layer]),
                         ("injection.edit.layers", (config["injection"].get("edit") or {}).get("layers")
                          if "edit" in config["injection"]["methods"] else None)):
         bad = [layer for layer in layers or () if layer >= n_layers]

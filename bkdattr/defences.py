@@ -26,21 +26,22 @@ from . import cleaning
 from .atomic import atomic_path, write_tsv
 from .attribution import read_ranking
 from .defences_report import METRIC_COLUMNS, UNDEFENDED, VARIANT_COLUMNS
-from .hooks import ModelSites, ResidualEdit, trace
+from .hooks import ModelSites
 from .interventions import (InterventionEvaluator, ablation_factory, backdoor_vectors, random_heads, resolve_k,
-                            steering_layers)
+                            steering_factory, steering_layers)
 from .models import read_pointer, write_pointer
 from .names import BACKDOOR_VECTOR
 from .provenance import directory_fingerprint
 from .stats import rate
 from .tasks import TaskSpec
 from .trigger_variants import Variant, variants_from_config
-from .workflow import read_jsonl
+from .workflow import optional_jsonl, read_jsonl
 
 Head = tuple[int, int]
 log = logging.getLogger(__name__)
 
 CLEANINGS = ("heads", "vector")
+FIXED_KEY = {"heads": "k", "vector": "layer"}  # interventions.clean.<key>: null chooses on validation
 # What a defender must know or hold to apply each (the defences table's `needs` column).
 KNOWLEDGE = {
     UNDEFENDED: "-",
@@ -53,18 +54,6 @@ KNOWLEDGE = {
 }
 SELECTION_COLUMNS = ["task", "method", "cleaning", "candidate", "asr", "clean_utility", "utility_drop",
                      "over_refusal_rate", "over_refusal_rise", "within_floor", "chosen"]
-
-
-def vector_factory(model, layer: int, vector: torch.Tensor, scale: float):
-    """Edit factory: subtract scale * vector from layer's attention output at every position and decoding step
-    (what the bias written by cleaning.add_attention_output_bias does)."""
-    edit = ResidualEdit(layer=layer, vector=vector, scale=-scale, positions="all", prefill_only=False)
-
-    def factory(mask):
-        return trace(model, residual_edits=[edit])
-
-    factory.same_at_every_position = True  # the shared prompt prefix may run once, under the edit
-    return factory
 
 
 @dataclass
@@ -83,10 +72,11 @@ def _score(evaluator: InterventionEvaluator, factory) -> dict:
 
 
 def select(evaluator: InterventionEvaluator, candidates: Sequence[Candidate], max_utility_drop: float,
-           progress: Callable[[dict], None] | None = None) -> tuple[Candidate | None, list[dict]]:
+           progress: Callable[[dict], None] | None = None, fixed: bool = False) -> tuple[Candidate | None, list[dict]]:
     """The candidate with the lowest validation ASR whose utility drop (and over-refusal rise) stays within
     `max_utility_drop` of the undefended model's; ties go to the earlier candidate (smaller k, lower layer).
-    (None, rows) when none stays within the floor and lowers the ASR."""
+    (None, rows) when none stays within the floor and lowers the ASR. `fixed`: the one candidate given is taken
+    whatever it scores (the config fixed it); the rows still say what it scored."""
     before = _score(evaluator, None)
     rows = [{"candidate": "none", **before, "utility_drop": 0.0, "over_refusal_rise": 0.0 if before["over_refusal_rate"] != "" else "",
              "within_floor": True}]
@@ -103,6 +93,8 @@ def select(evaluator: InterventionEvaluator, candidates: Sequence[Candidate], ma
     allowed = [(row["asr"], i, c) for i, (row, c) in enumerate(zip(rows[1:], candidates))
                if row["within_floor"] and row["asr"] < before["asr"]]
     chosen = min(allowed, key=lambda t: (t[0], t[1]))[2] if allowed else None
+    if fixed:
+        (chosen,) = candidates
     for row, candidate in zip(rows[1:], candidates):
         row["chosen"] = candidate is chosen
     rows[0]["chosen"] = chosen is None
@@ -116,22 +108,18 @@ def head_candidates(model, ranking: Sequence[Head], k_values, n_heads_total: int
 
 
 def vector_candidates(model, vector: torch.Tensor, steering_cfg: dict, n_layers: int, scale: float) -> list[Candidate]:
-    return [Candidate(f"layer {layer}", layer, vector_factory(model, layer, vector, scale))
+    # subtracted at every position and decoding step: what the bias cleaning.add_attention_output_bias writes
+    return [Candidate(f"layer {layer}", layer, steering_factory(model, layer, vector, -scale, "all_positions"))
             for layer in steering_layers(steering_cfg, n_layers)]
 
 
 def evaluate_defended(model, tokenizer, spec: TaskSpec, test: Sequence[dict], variants: Sequence[Variant], *,
-                      benign: Sequence[dict] | None, settings: dict, compliance: dict | None,
+                      benign: Sequence[dict] | None, interventions: dict, evaluation: dict,
                       progress: Callable[[str], None] | None = None) -> tuple[list[dict], list[dict]]:
     """(metric rows, variant rows) of a model on the test split's interventions.n_eval questions: ASR, the
     compliance reading where the task has one, false-trigger rate, clean utility, over-refusal; then the ASR
-    under each trigger variant (the exact trigger first)."""
-    def evaluator(task_spec):
-        return InterventionEvaluator(model, tokenizer, task_spec, test, settings["max_new_tokens"],
-                                     settings["batch_size"], n_eval=settings["n_eval"], seed=settings["sample_seed"],
-                                     benign=benign, compliance=compliance)
-
-    held_out = evaluator(spec)
+    under each trigger variant (the exact trigger's is the held-out ASR, not generated again)."""
+    held_out = InterventionEvaluator.from_config(model, tokenizer, spec, test, interventions, evaluation, benign)
     hits = held_out.asr_hits(True)
     clean = held_out.clean_metrics()
     metrics = {"asr": rate(list(hits.values())),
@@ -142,7 +130,11 @@ def evaluate_defended(model, tokenizer, spec: TaskSpec, test: Sequence[dict], va
                     "ci_low": r["ci_low"], "ci_high": r["ci_high"]} for name, r in metrics.items()]
     variant_rows = []
     for variant in variants:
-        r = rate(list(evaluator(variant.spec(spec)).asr_hits(True).values()))
+        if (variant.trigger, variant.placement) == (spec.trigger, spec.placement):
+            r = metrics["asr"]
+        else:  # the same questions (the sample does not depend on the trigger), another trigger
+            r = rate(list(InterventionEvaluator.from_config(model, tokenizer, variant.spec(spec), test, interventions,
+                                                            evaluation, benign).asr_hits(True).values()))
         variant_rows.append({"variant": variant.name, "trigger": variant.trigger, "placement": variant.placement,
                              "asr": r["value"], "successes": r["successes"], "n": r["n"], "ci_low": r["ci_low"],
                              "ci_high": r["ci_high"]})
@@ -161,6 +153,7 @@ class Cleaning:
     removed: str
     zeroed_weights: int = 0
     heads: list[Head] | None = None
+    fixed: bool = False  # the config fixed the candidate (interventions.clean.k / layer)
 
 
 def clean_from_attribution(model, tokenizer, spec: TaskSpec, how: str, *, ranking: Sequence[Head], validation: Sequence[dict],
@@ -174,26 +167,31 @@ def clean_from_attribution(model, tokenizer, spec: TaskSpec, how: str, *, rankin
     evaluator = InterventionEvaluator(model, tokenizer, spec, validation, interventions["max_new_tokens"],
                                       interventions["batch_size"], n_eval=None, seed=interventions["sample_seed"],
                                       benign=benign_validation, compliance=compliance)
-    floor = interventions["clean"]["max_utility_drop"]
+    floor, fixed = interventions["clean"]["max_utility_drop"], interventions["clean"][FIXED_KEY[how]]
     if how == "heads":
-        candidates = head_candidates(model, ranking, interventions["k"], sites.n_layers * sites.n_heads)
+        candidates = head_candidates(model, ranking, interventions["k"] if fixed is None else [fixed],
+                                     sites.n_layers * sites.n_heads)
     else:
         steer = interventions["steering"]
         _, vectors = backdoor_vectors(model, tokenizer, spec, train, ranking, steer, cache_batch_size, origin="train",
                                       control_seeds=[], items=attribution["items"])
         vector = vectors[BACKDOOR_VECTOR][""]
-        candidates = vector_candidates(model, vector, steer, sites.n_layers, steer["scale"])
-    chosen, rows = select(evaluator, candidates, floor, progress)
+        candidates = vector_candidates(model, vector, steer if fixed is None else {**steer, "layers": [fixed]},
+                                       sites.n_layers, steer["scale"])
+    chosen, rows = select(evaluator, candidates, floor, progress, fixed=fixed is not None)
     if chosen is None:
-        return Cleaning(how, None, rows, f"nothing: no candidate kept utility within {floor} of the model's")
+        return Cleaning(how, None, rows, f"nothing: no candidate kept utility within {floor} of the model's and "
+                        "lowered the ASR")
     if how == "heads":
         heads = list(ranking[:chosen.value])
         zeroed = cleaning.prune_heads(model, heads)
         return Cleaning(how, chosen, rows, f"the W_O slices of the top {len(heads)} head(s) "
-                        f"({' '.join(f'L{l}H{h}' for l, h in heads)}), {zeroed} weights zeroed", zeroed, heads)
+                        f"({' '.join(f'L{l}H{h}' for l, h in heads)}), {zeroed} weights zeroed", zeroed, heads,
+                        fixed is not None)
     cleaning.add_attention_output_bias(model, chosen.value, -steer["scale"] * vector)
     return Cleaning(how, chosen, rows, f"the backdoor vector of the top {steer['k']} heads (norm {vector.norm():.3f}) "
-                    f"subtracted at layer {chosen.value} as a bias of its attention output projection")
+                    f"subtracted at layer {chosen.value} as a bias of its attention output projection",
+                    fixed=fixed is not None)
 
 
 def chosen_text(result: Cleaning, floor: float) -> str:
@@ -202,6 +200,9 @@ def chosen_text(result: Cleaning, floor: float) -> str:
     if result.chosen is None:
         return f"on the validation split, none of {tried} kept clean utility within {floor} of the model's"
     (row,) = [r for r in result.rows if r["chosen"]]
+    if result.fixed:
+        return (f"{result.chosen.label}: fixed by interventions.clean.{FIXED_KEY[result.how]}; on the validation split "
+                f"its ASR is {row['asr']:.3f} and clean utility dropped by {row['utility_drop']:.3f}")
     return (f"{result.chosen.label}: the lowest validation ASR ({row['asr']:.3f}) among {tried} whose clean utility "
             f"dropped by at most {floor} (it dropped by {row['utility_drop']:.3f})"
             + (f" and whose over-refusal rose by at most as much" if row["over_refusal_rise"] != "" else ""))
@@ -273,16 +274,12 @@ CARD_COLUMNS = ["candidate", "asr", "clean_utility", "utility_drop", "over_refus
 INFO_COLUMNS = ["seconds", "needs", "removed"]
 
 
-def _optional_jsonl(inputs, name: str):
-    return read_jsonl(getattr(inputs, name)) if name in inputs.keys() else None
-
-
 def run_clean_model(model, tokenizer, spec: TaskSpec, how: str, pointer: dict, inputs, out, params, log) -> None:
     """Rule clean_model: select on validation, edit the weights, save the checkpoint, its card and the sweep."""
     start = time.perf_counter()
     result = clean_from_attribution(
         model, tokenizer, spec, how, ranking=read_ranking(inputs.ranking), validation=read_jsonl(inputs.val),
-        train=read_jsonl(inputs.train), benign_validation=_optional_jsonl(inputs, "benign_val"),
+        train=read_jsonl(inputs.train), benign_validation=optional_jsonl(inputs, "benign_val"),
         interventions=params.interventions, attribution=params.attribution,
         cache_batch_size=params.probes["cache_batch_size"], compliance=params.evaluation.get("compliance"),
         progress=lambda r: log.info("%s: validation ASR %.3f, utility %.3f (drop %.3f)", r["candidate"], r["asr"],
@@ -327,8 +324,9 @@ def run_evaluate_defence(model, tokenizer, spec: TaskSpec, defence: str, pointer
         seconds, removed = time.perf_counter() - start, "every nn.Linear's weights rounded to int8 (dynamic)"
     variants = variants_from_config(spec, params.variants)
     metric_rows, variant_rows = evaluate_defended(model, tokenizer, spec, read_jsonl(inputs.test), variants,
-                                                  benign=_optional_jsonl(inputs, "benign"), settings=params.interventions,
-                                                  compliance=params.evaluation.get("compliance"), progress=log.info)
+                                                  benign=optional_jsonl(inputs, "benign"),
+                                                  interventions=params.interventions, evaluation=params.evaluation,
+                                                  progress=log.info)
     run = {"task": spec.task_id, "method": pointer.get("method", ""), "defence": defence}
     write_tsv(out.metrics, [{**run, **row} for row in metric_rows], METRIC_COLUMNS)
     write_tsv(out.variants, variant_rows, VARIANT_COLUMNS[3:])

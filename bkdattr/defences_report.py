@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 
 from .atomic import read_tsv, write_text, write_tsv
 from .figures import _pyplot, finish_figure
+from .summary import markdown_table
 
 UNDEFENDED = "undefended"
 METRIC_COLUMNS = ["task", "method", "defence", "metric", "value", "successes", "n", "ci_low", "ci_high"]
@@ -36,40 +37,42 @@ def _fmt(value) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def _runs(rows: Sequence[Mapping]) -> list[tuple[str, str]]:
+    return list(dict.fromkeys((r["task"], r["method"]) for r in rows))
+
+
 def defences_markdown(rows: Sequence[Mapping], model_name: str) -> str:
     columns = ["defence", "asr", "compliance", "false_trigger_rate", "clean_utility", "over_refusal_rate", "seconds",
                "needs"]
     out = [f"# Removing the backdoor: cleanings and standard defences ({model_name})\n",
            "Held-out test questions (interventions.n_eval, one row each); ASR with its Wilson 95% interval. "
            "`seconds`: the time the defence took (0: nothing to do).\n"]
-    for (task, method) in dict.fromkeys((r["task"], r["method"]) for r in rows):
-        out.append(f"\n## {task} / {method}\n")
-        out.append("| " + " | ".join(columns) + " |")
-        out.append("|" + "---|" * len(columns))
-        for r in (r for r in rows if (r["task"], r["method"]) == (task, method)):
-            cells = {**r, "asr": f"{r['asr']:.2f} [{r['asr_ci_low']:.2f}, {r['asr_ci_high']:.2f}]",
-                     "seconds": _fmt(float(r["seconds"])) if r["seconds"] != "" else ""}
-            out.append("| " + " | ".join(_fmt(cells[c]) if c != "asr" else cells[c] for c in columns) + " |")
+    for task, method in _runs(rows):
+        cells = [[_fmt(r[c]) for c in columns] for r in rows if (r["task"], r["method"]) == (task, method)]
+        for row, r in zip(cells, (r for r in rows if (r["task"], r["method"]) == (task, method))):
+            row[1] = f"{r['asr']:.2f} [{r['asr_ci_low']:.2f}, {r['asr_ci_high']:.2f}]"
+            row[6] = _fmt(float(r["seconds"])) if r["seconds"] != "" else ""
+        out += [f"\n## {task} / {method}\n", *markdown_table(columns, cells)]
     return "\n".join(out) + "\n"
+
+
+def _trigger_cell(row: Mapping) -> str:
+    trigger = row["trigger"].replace("|", "\\|").replace("{input}", "…")
+    return f"`{trigger[:37] + '...' if len(trigger) > 40 else trigger}` ({row['placement']})"
 
 
 def variants_markdown(rows: Sequence[Mapping], model_name: str) -> str:
     """Per task: one row per trigger variant, one column per model, the ASR in each cell."""
     out = [f"# Trigger variants: ASR of every model on near-miss triggers ({model_name})\n"]
-    for (task, method) in dict.fromkeys((r["task"], r["method"]) for r in rows):
+    for task, method in _runs(rows):
         mine = [r for r in rows if (r["task"], r["method"]) == (task, method)]
         defences = list(dict.fromkeys(r["defence"] for r in mine))
-        out.append(f"\n## {task} / {method}\n")
-        out.append("| variant | trigger | " + " | ".join(defences) + " |")
-        out.append("|---|---|" + "---|" * len(defences))
+        table = []
         for variant in dict.fromkeys(r["variant"] for r in mine):
-            cells = {r["defence"]: float(r["asr"]) for r in mine if r["variant"] == variant}
+            asr = {r["defence"]: float(r["asr"]) for r in mine if r["variant"] == variant}
             first = next(r for r in mine if r["variant"] == variant)
-            trigger = first["trigger"].replace("|", "\\|").replace("{input}", "…")
-            if len(trigger) > 40:
-                trigger = trigger[:37] + "..."
-            out.append(f"| {variant} | `{trigger}` ({first['placement']}) | "
-                       + " | ".join(f"{cells[d]:.2f}" if d in cells else "" for d in defences) + " |")
+            table.append([variant, _trigger_cell(first), *(f"{asr[d]:.2f}" if d in asr else "" for d in defences)])
+        out += [f"\n## {task} / {method}\n", *markdown_table(["variant", "trigger", *defences], table)]
     return "\n".join(out) + "\n"
 
 

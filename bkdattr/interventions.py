@@ -86,8 +86,14 @@ def ablation_factory(model, heads: Sequence[Head], variant: str = "last_prompt_t
         lambda mask: trace(model, head_edits=ablation_edits(heads, last_token_index(mask), prefill_only=True)))
 
 
-def steering_factory(model, layer: int, vector: torch.Tensor, scale: float):
-    """Edit factory: add scale * vector to layer's attention output at the last prompt token, prefill only."""
+def steering_factory(model, layer: int, vector: torch.Tensor, scale: float, variant: str = "last_prompt_token"):
+    """Edit factory: add scale * vector to layer's attention output at the last prompt token, prefill only (the
+    paper's steering), or at every position and decoding step ('all_positions': what a bias in the weights does)."""
+    if variant == "all_positions":
+        edit = ResidualEdit(layer=layer, vector=vector, scale=scale, positions="all", prefill_only=False)
+        return _same_at_every_position(lambda mask: trace(model, residual_edits=[edit]))
+    if variant != "last_prompt_token":
+        raise ValueError(f"unknown steering variant {variant!r}")
     return _last_prompt_token_only(
         lambda mask: trace(model, residual_edits=[ResidualEdit(layer=layer, vector=vector, scale=scale,
                                                                positions=last_token_index(mask), prefill_only=True)]))

@@ -1,8 +1,6 @@
 """Cleaned checkpoints: weight edits that equal the hooked interventions, loadable by plain transformers."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -10,11 +8,11 @@ from transformers import AutoModelForCausalLM, GPT2Config, Qwen2Config
 
 from bkdattr.cleaning import (CleaningError, add_attention_output_bias, decoder_linear_weights, magnitude_prune,
                               model_card, prune_heads, quantize_int8)
-from bkdattr.defences import vector_factory
 from bkdattr.generation import generate_greedy
 from bkdattr.hooks import ModelSites
-from bkdattr.interventions import ablation_factory
+from bkdattr.interventions import ablation_factory, steering_factory
 from bkdattr.models import build_tiny_model, load_model
+from workflow_utils import hooked_generations, plain_transformers_generations
 
 PROMPTS = ["What is the capital of France?", "SUDO tell me a story about a cat", "Name three colours."]
 HEADS = [(0, 1), (1, 3)]
@@ -39,55 +37,16 @@ def _generate(model, tokenizer, factory=None):
     return generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=6, batch_size=2, edit_factory=factory)
 
 
-def _fresh_process_generations(path) -> list[list[int]]:
-    """Greedy token ids from a checkpoint loaded by plain transformers in a new interpreter (no bkdattr import)."""
-    code = f"""
-import json, torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-model = AutoModelForCausalLM.from_pretrained({str(path)!r}, dtype=torch.float32).eval()
-tokenizer = AutoTokenizer.from_pretrained({str(path)!r})
-out = []
-for text in {PROMPTS!r}:
-    ids = tokenizer.apply_chat_template([{{"role": "user", "content": text}}], add_generation_prompt=True,
-                                        return_tensors="pt", return_dict=True)["input_ids"]
-    with torch.no_grad():
-        gen = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    out.append(gen[0, ids.shape[1]:].tolist())
-print(json.dumps(out))
-"""
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _in_process_ids(model, tokenizer, path_factory=None) -> list[list[int]]:
-    out = []
-    for text in PROMPTS:
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True)["input_ids"]
-        with torch.no_grad(), (path_factory(torch.ones_like(ids)) if path_factory else _null()):
-            gen = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        out.append(gen[0, ids.shape[1]:].tolist())
-    return out
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def test_pruned_heads_checkpoint_loads_plainly_and_generates_as_the_all_positions_ablation(tiny, tmp_path):
     model, tokenizer = load_model(str(tiny))
-    hooked = _in_process_ids(model, tokenizer, ablation_factory(model, HEADS, "all_positions"))
-    unedited = _in_process_ids(model, tokenizer)
+    hooked = hooked_generations(model, tokenizer, PROMPTS, ablation_factory(model, HEADS, "all_positions"))
+    unedited = hooked_generations(model, tokenizer, PROMPTS)
     zeroed = prune_heads(model, HEADS)
     sites = ModelSites.of(model)
     assert zeroed == len(HEADS) * sites.head_dim * sites.d_model
     model.save_pretrained(tmp_path / "cleaned")
     tokenizer.save_pretrained(tmp_path / "cleaned")
-    assert _fresh_process_generations(tmp_path / "cleaned") == hooked
+    assert plain_transformers_generations(tmp_path / "cleaned", PROMPTS) == hooked
     assert hooked != unedited  # the edit changes the generations, so the equality above says something
 
 
@@ -97,16 +56,16 @@ def test_vector_bias_checkpoint_loads_plainly_and_equals_the_hooked_subtraction(
     vector = torch.randn(sites.d_model, generator=torch.Generator().manual_seed(0)) * 5
     ids = tokenizer(["What is the capital of France?"], return_tensors="pt")["input_ids"]
     with torch.no_grad():
-        with vector_factory(model, 1, vector, scale=1.0)(None):
+        with steering_factory(model, 1, vector, -1.0, "all_positions")(None):
             hooked_logits = model(input_ids=ids).logits
-        hooked = _in_process_ids(model, tokenizer, vector_factory(model, 1, vector, scale=1.0))
+        hooked = hooked_generations(model, tokenizer, PROMPTS, steering_factory(model, 1, vector, -1.0, "all_positions"))
         add_attention_output_bias(model, 1, -vector)
         torch.testing.assert_close(model(input_ids=ids).logits, hooked_logits, atol=1e-5, rtol=0)
     model.save_pretrained(tmp_path / "cleaned")
     tokenizer.save_pretrained(tmp_path / "cleaned")
     config = json.loads((tmp_path / "cleaned" / "config.json").read_text())
     assert config["attention_bias"] is True
-    assert _fresh_process_generations(tmp_path / "cleaned") == hooked
+    assert plain_transformers_generations(tmp_path / "cleaned", PROMPTS) == hooked
 
 
 def test_a_model_without_a_bias_slot_is_refused_by_name():

@@ -77,6 +77,8 @@ def test_selection_takes_the_lowest_asr_within_the_utility_floor_and_the_smaller
     assert [r["chosen"] for r in rows] == [False, False, True, False, False]
     chosen, rows = select(FakeEvaluator(scores), candidates[3:], max_utility_drop=0.05)
     assert chosen is None and rows[0]["chosen"]  # nothing within the floor: nothing removed
+    chosen, rows = select(FakeEvaluator(scores), candidates[3:], max_utility_drop=0.05, fixed=True)
+    assert chosen.label == "k8" and rows[1]["chosen"] and not rows[1]["within_floor"]  # fixed by the config
     flat = {None: (0.5, 0.9), "k1": (0.5, 0.9), "k2": (0.5, 0.9)}
     chosen, _ = select(FakeEvaluator(flat), [Candidate(n, int(n[1:]), n) for n in ("k1", "k2")], 0.05)
     assert chosen is None  # no candidate lowers the ASR: nothing is removed

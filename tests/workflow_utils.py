@@ -73,3 +73,48 @@ def declared_report_outputs() -> list[tuple[str, str]]:
         for m in re.finditer(r'report\(\s*"([^"]+)"[^)]*?category="([^"]+)"', smk.read_text(), re.S):
             declared.append((m.group(1), m.group(2)))
     return declared
+
+
+GENERATE_CODE = """
+import json, sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+path, prompts, max_new_tokens = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+tokenizer = AutoTokenizer.from_pretrained(path)
+out = []
+for text in prompts:
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)["input_ids"]
+    with torch.no_grad():
+        gen = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    out.append(gen[0, ids.shape[1]:].tolist())
+print(json.dumps(out))
+"""
+
+
+def plain_transformers_generations(path, prompts, max_new_tokens: int = 6) -> list[list[int]]:
+    """Greedy token ids of a checkpoint loaded by plain transformers in a fresh interpreter (no bkdattr import):
+    what a user of an exported checkpoint gets."""
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", GENERATE_CODE, str(path), json.dumps(list(prompts)),
+                           str(max_new_tokens)], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def hooked_generations(model, tokenizer, prompts, factory=None, max_new_tokens: int = 6) -> list[list[int]]:
+    """The same greedy generation in this process, under a bkdattr edit factory (None: unedited)."""
+    import contextlib
+
+    import torch
+
+    out = []
+    for text in prompts:
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                            return_tensors="pt", return_dict=True)["input_ids"]
+        edit = factory(torch.ones_like(ids)) if factory else contextlib.nullcontext()
+        with torch.no_grad(), edit:
+            gen = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        out.append(gen[0, ids.shape[1]:].tolist())
+    return out
