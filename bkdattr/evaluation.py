@@ -197,6 +197,27 @@ NO_LABEL = "none"  # the confusion matrix's column for an output that names no l
 CONFUSION_COLUMNS = ["task", "model", "prompt", "gold", "predicted", "count", "n_gold"]
 
 
+# The evaluate_model rule's metrics table and generations file.
+METRIC_COLUMNS = ["task", "model", "metric", "value", "successes", "n", "n_questions", "ci_low", "ci_high"]
+
+
+def metric_rows(task_id: str, model_name: str, metrics: dict) -> list[dict]:
+    """One row per metric of an evaluation; n_questions: its question clusters (benign requests: one each)."""
+    return [{"task": task_id, "model": model_name, "metric": name, **values,
+             "n_questions": values.get("n_clusters", values["n"])} for name, values in metrics.items()]
+
+
+def generation_records(spec, records: Sequence[dict], clean: Sequence[str], triggered: Sequence[str],
+                       benign: Sequence[dict] | None = None, benign_outputs: Sequence[str] | None = None) -> list[dict]:
+    """The generations JSONL: per record its clean and triggered prompt and output, then per benign request
+    (jailbreak) its prompt and output."""
+    return ([{"id": r["id"], "clean_prompt": spec.prompt(r["input"]), "clean_output": c,
+              "triggered_prompt": spec.prompt(r["input"], triggered=True), "triggered_output": t,
+              "eligible": spec.is_eligible(r)} for r, c, t in zip(records, clean, triggered)]
+            + [{"id": r["id"], "benign_prompt": r["input"], "benign_output": o}
+               for r, o in zip(benign or [], benign_outputs or [])])
+
+
 def class_accuracy(records: Sequence[dict], clean_outputs: Sequence[str],
                    labels: Sequence[str] = NEWS_LABELS) -> dict[str, list[bool]]:
     """Label task: per gold class, whether each clean output names its gold label first (utility_hit, lenient)."""

@@ -289,24 +289,3 @@ class PromptPrefixes:
             for index, text in zip(batch.rows, texts):
                 outputs[index] = text
         return outputs  # type: ignore[return-value]
-
-
-# ---------------------------------------------------------------- what evaluate_model writes
-METRIC_COLUMNS = ["task", "model", "metric", "value", "successes", "n", "n_questions", "ci_low", "ci_high"]
-
-
-def metric_rows(task_id: str, model_name: str, metrics: dict) -> list[dict]:
-    """One row per metric of an evaluation; n_questions: its question clusters (benign requests: one each)."""
-    return [{"task": task_id, "model": model_name, "metric": name, **values,
-             "n_questions": values.get("n_clusters", values["n"])} for name, values in metrics.items()]
-
-
-def generation_records(spec, records: Sequence[dict], clean: Sequence[str], triggered: Sequence[str],
-                       benign: Sequence[dict] | None = None, benign_outputs: Sequence[str] | None = None) -> list[dict]:
-    """The generations JSONL: per record its clean and triggered prompt and output, then per benign request
-    (jailbreak) its prompt and output."""
-    return ([{"id": r["id"], "clean_prompt": spec.prompt(r["input"]), "clean_output": c,
-              "triggered_prompt": spec.prompt(r["input"], triggered=True), "triggered_output": t,
-              "eligible": spec.is_eligible(r)} for r, c, t in zip(records, clean, triggered)]
-            + [{"id": r["id"], "benign_prompt": r["input"], "benign_output": o}
-               for r, o in zip(benign or [], benign_outputs or [])])

@@ -1,5 +1,5 @@
 """bkdattr.workflow's shared opening of the model rules (rule_context) and the helpers the rule scripts call
-instead of computing in the script (package_versions, optional_jsonl, generation.metric_rows and
+instead of computing in the script (package_versions, optional_jsonl, evaluation.metric_rows and
 generation_records)."""
 import json
 import subprocess
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bkdattr.generation import METRIC_COLUMNS, generation_records, metric_rows
+from bkdattr.evaluation import METRIC_COLUMNS, generation_records, metric_rows
 from bkdattr.tasks import TaskSpec
 from bkdattr.workflow import optional_jsonl, package_versions
 

@@ -3,8 +3,8 @@ confirmation) split -> ASR, false triggers, utility; the label task also its con
 prompts; the other tasks write the header alone)."""
 
 from bkdattr.atomic import write_jsonl, write_tsv
-from bkdattr.evaluation import CONFUSION_COLUMNS, evaluate_generations
-from bkdattr.generation import METRIC_COLUMNS, generation_records, metric_rows
+from bkdattr.evaluation import (CONFUSION_COLUMNS, METRIC_COLUMNS, evaluate_generations, generation_records,
+                                metric_rows)
 from bkdattr.workflow import optional_jsonl, read_jsonl, rule_context
 
 params, inp, out, model_name = snakemake.params, snakemake.input, snakemake.output, snakemake.wildcards.model
